@@ -1,0 +1,304 @@
+"""The shared base of every source adapter: reading native files record by record, ids, errors, counts.
+
+A subclass says how to walk its files (`records`) and how one native record becomes samples
+(`to_samples`); the base owns everything else: decoding (a bad byte, a bad JSON line or a missing
+field costs one error record, never the read), stable ids, the record-level checks of
+`mtvr_data.schema.validate_sample`, and the counts a summary prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mtvr_data.schema import Sample, SampleError, sample_id, validate_sample
+from mtvr_data.timecode import TimeFormatError
+
+log = logging.getLogger(__name__)
+
+#: How far past the annotated duration an end time may go and still be clamped to it. Charades-STA ends
+#: overshoot by up to 1.54 s and ReXTime rounds ends up to whole seconds (FORMATS.md); more is an error.
+SPAN_TOLERANCE_S = 2.0
+RAW_CHARS = 400
+
+
+class AdapterError(Exception):
+    """A native record cannot become a sample; `code` is the short reason counted in summaries."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """One native record and where it came from (`file:line` or `file#key`).
+
+    `error` is set instead of `value` when the record could not even be decoded (bad bytes, bad JSON,
+    a line that does not match the format); the base turns it into a `SampleError`.
+    """
+
+    location: str
+    value: Any = None
+    raw: str = ""
+    error: AdapterError | None = None
+
+
+def has_bad_bytes(value: Any) -> bool:
+    """True if a decoded value holds bytes that were not UTF-8 (lone surrogates from 'surrogateescape')."""
+    if isinstance(value, str):
+        return any("\udc80" <= ch <= "\udcff" for ch in value)
+    if isinstance(value, dict):
+        return any(has_bad_bytes(k) or has_bad_bytes(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(has_bad_bytes(v) for v in value)
+    return False
+
+
+def printable(text: str, limit: int = RAW_CHARS) -> str:
+    """`text` made safe to write (undecodable bytes become U+FFFD) and cut to `limit` characters."""
+    clean = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return clean if len(clean) <= limit else clean[:limit] + "..."
+
+
+def _read_text(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", "surrogateescape")
+
+
+def iter_lines(path: Path) -> Iterator[RawRecord]:
+    """Non-blank lines of a text file, decoded one by one so a bad byte costs only its own line."""
+    with open(path, "rb") as fh:
+        for lineno, data in enumerate(fh, start=1):
+            loc = f"{path.name}:{lineno}"
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield RawRecord(loc, raw=printable(data.decode("utf-8", "replace")),
+                                error=AdapterError("non_utf8", f"invalid UTF-8 at byte {exc.start} of the line"))
+                continue
+            text = text.rstrip("\r\n")
+            if text.strip():
+                yield RawRecord(loc, value=text, raw=printable(text))
+
+
+def iter_jsonl(path: Path) -> Iterator[RawRecord]:
+    """Objects of a JSON-lines file; a line that is not a JSON object becomes a `bad_json` record."""
+    for rec in iter_lines(path):
+        if rec.error is not None:
+            yield rec
+            continue
+        try:
+            value = json.loads(rec.value)
+        except json.JSONDecodeError as exc:
+            yield RawRecord(rec.location, raw=rec.raw, error=AdapterError("bad_json", str(exc)))
+            continue
+        if not isinstance(value, dict):
+            yield RawRecord(rec.location, raw=rec.raw, error=AdapterError("bad_json", "line is not a JSON object"))
+            continue
+        yield RawRecord(rec.location, value=value, raw=rec.raw)
+
+
+def load_json(path: Path) -> Any:
+    """A whole JSON file; raises `AdapterError("bad_json")` naming the position when it does not parse.
+
+    Decoding uses 'surrogateescape' so one record with bad bytes can be reported alone (`check_utf8`)
+    instead of failing the file.
+    """
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise AdapterError("bad_json", f"{path.name} is not valid JSON: {exc}") from exc
+
+
+def iter_json_items(path: Path) -> Iterator[RawRecord]:
+    """Records of a JSON file holding either an object keyed by id (`file#key`) or an array (`file#index`).
+
+    A file that does not parse at all yields a single `bad_json` record for the file: nothing in it
+    can be trusted, and the error says so rather than the read stopping.
+    """
+    try:
+        data = load_json(path)
+    except AdapterError as exc:
+        yield RawRecord(path.name, raw="", error=exc)
+        return
+    if isinstance(data, dict):
+        items: Iterable[tuple[str, Any]] = data.items()
+    elif isinstance(data, list):
+        items = ((str(i), v) for i, v in enumerate(data))
+    else:
+        yield RawRecord(path.name, error=AdapterError("bad_json", "top level is neither an object nor an array"))
+        return
+    for key, value in items:
+        loc = f"{path.name}#{printable(key, 80)}"
+        raw = printable(json.dumps({key: value}, ensure_ascii=False))
+        if has_bad_bytes(key) or has_bad_bytes(value):
+            yield RawRecord(loc, raw=raw, error=AdapterError("non_utf8", "record holds bytes that are not UTF-8"))
+        else:
+            yield RawRecord(loc, value=(key, value), raw=raw)
+
+
+def iter_csv(path: Path) -> Iterator[RawRecord]:
+    """Rows of a CSV file with a header, as dicts; `file:line` is the row's first physical line."""
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    line = reader.line_num + 1
+    for row in reader:
+        loc = f"{path.name}:{line}"
+        line = reader.line_num + 1
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        raw = printable(",".join(row))
+        if has_bad_bytes(row):
+            yield RawRecord(loc, raw=raw, error=AdapterError("non_utf8", "row holds bytes that are not UTF-8"))
+        elif len(row) != len(header):
+            yield RawRecord(loc, raw=raw,
+                            error=AdapterError("bad_line", f"{len(row)} cells where the header has {len(header)}"))
+        else:
+            yield RawRecord(loc, value=dict(zip(header, row, strict=True)), raw=raw)
+
+
+def require(record: dict[str, Any], key: str) -> Any:
+    """`record[key]`, or `AdapterError("missing_field")` naming the keys the record does have."""
+    value = record.get(key) if isinstance(record, dict) else None
+    if value is None or (isinstance(value, str) and not value.strip()):
+        have = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
+        raise AdapterError("missing_field", f"missing field {key!r} (record has: {have})")
+    return value
+
+
+def to_float(value: Any, what: str) -> float:
+    """A finite float from a number or numeric string, else `AdapterError("bad_value")`."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as exc:
+        raise AdapterError("bad_value", f"{what} is not a number: {value!r}") from exc
+    if not math.isfinite(out):
+        raise AdapterError("bad_value", f"{what} is not finite: {value!r}")
+    return out
+
+
+def fit_span(start: float, end: float, duration: float | None, tolerance: float = SPAN_TOLERANCE_S) -> list[float]:
+    """Check a [start, end] window and bring a small overshoot of the duration back to it.
+
+    end <= start is `end_not_after_start`; a start before 0 or an end more than `tolerance` seconds past
+    the duration is `span_outside_video`. An end within the tolerance is clamped to the duration: the
+    sources round or overshoot by that much (FORMATS.md), and the clamp is recorded by the caller.
+    """
+    if end <= start:
+        raise AdapterError("end_not_after_start", f"span [{start}, {end}] does not end after it starts")
+    if start < 0:
+        raise AdapterError("span_outside_video", f"span [{start}, {end}] starts before 0")
+    if duration is not None:
+        if start >= duration:
+            raise AdapterError("span_outside_video", f"span [{start}, {end}] starts at or after the end ({duration} s)")
+        if end > duration + tolerance:
+            raise AdapterError("span_outside_video", f"span [{start}, {end}] ends past the duration {duration} s")
+        end = min(end, duration)
+    return [float(start), float(end)]
+
+
+class SourceAdapter(ABC):
+    """Reads one source's native annotation files and yields `Sample`s or `SampleError`s.
+
+    Subclasses set `name` (the registry key) and implement `records` and `to_samples`. Options given
+    to the constructor are the per-source settings a pipeline config can name (split, video extension).
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def __init__(self, annotations: str | os.PathLike[str], *, split: str | None = None, video_ext: str = ".mp4") -> None:
+        self.annotations = Path(annotations)
+        self.split = split or self.guess_split(self.annotations)
+        self.video_ext = video_ext
+        self.counts: Counter[str] = Counter()
+        self._warned: set[str] = set()
+
+    @staticmethod
+    def guess_split(path: Path) -> str:
+        """Split named by the file name's words (train / val / test), defaulting to train."""
+        words = set(re.split(r"[^a-z0-9]+", path.stem.lower()))
+        if "test" in words:
+            return "test"
+        if words & {"val", "valid", "validation", "dev"}:
+            return "val"
+        return "train"
+
+    @abstractmethod
+    def records(self) -> Iterator[RawRecord]:
+        """Every native record of the annotation file(s), in file order."""
+
+    @abstractmethod
+    def to_samples(self, record: RawRecord) -> Iterable[Sample]:
+        """The samples of one native record; raise `AdapterError` to reject it with a reason."""
+
+    def make_sample(self, *, task: str, video: str, question: str, modality: str = "video", options=(),
+                    answer: str = "", answer_type: str = "letter", span: list[float] | None = None,
+                    windows: list[list[float]] | None = None, duration: float | None = None,
+                    fps: float | None = None, width: int | None = None, height: int | None = None,
+                    meta: dict[str, Any] | None = None) -> Sample:
+        """Build a sample with its stable id; `windows` defaults to `[span]`."""
+        options = [str(o) for o in options]
+        question = question.strip()
+        if windows is None:
+            windows = [list(span)] if span is not None else []
+        return Sample(
+            id=sample_id(self.name, video, question, options, answer, span),
+            source=self.name, task=task, modality=modality, video=video, question=question, options=options,
+            answer=answer, answer_type=answer_type, span=None if span is None else list(span),
+            windows=[list(w) for w in windows], split=self.split, duration=duration, fps=fps, width=width,
+            height=height, meta=json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
+        )
+
+    def read(self) -> Iterator[Sample | SampleError]:
+        """Every sample and every rejected record of the source; never stops on a bad record."""
+        if not self.annotations.exists():
+            raise FileNotFoundError(f"{self.name}: annotation file {self.annotations} does not exist")
+        for record in self.records():
+            self.counts["records"] += 1
+            if record.error is not None:
+                yield self._error(record, record.error)
+                continue
+            try:
+                samples = list(self.to_samples(record))
+            except AdapterError as exc:
+                yield self._error(record, exc)
+                continue
+            except (TimeFormatError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                yield self._error(record, AdapterError("bad_value", f"{type(exc).__name__}: {exc}"))
+                continue
+            for i, sample in enumerate(samples):
+                loc = record.location if len(samples) == 1 else f"{record.location}[{i}]"
+                problems = validate_sample(sample)
+                if problems:
+                    yield self._error(RawRecord(loc, raw=record.raw), AdapterError(problems[0], ", ".join(problems)))
+                    continue
+                # Provenance for later stages' error records (not part of the id).
+                sample.meta = json.dumps({**sample.meta_dict, "origin": loc}, ensure_ascii=False, sort_keys=True)
+                self.counts["samples"] += 1
+                yield sample
+
+    def _error(self, record: RawRecord, exc: AdapterError) -> SampleError:
+        self.counts[f"error:{exc.code}"] += 1
+        if exc.code == "missing_field" and exc.detail not in self._warned:
+            self._warned.add(exc.detail)
+            log.warning("%s: %s (first at %s)", self.name, exc.detail, record.location)
+        return SampleError(source=self.name, location=record.location, reason=exc.code, detail=exc.detail,
+                           stage="read", raw=record.raw)
