@@ -14,7 +14,6 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install $(TORCH_PAIR)
 	$(BIN)/pip install -e '.[test]'
 	touch $(STAMP)

@@ -54,8 +54,14 @@ def apply_probe(sample: Sample, probe: ProbeResult) -> Sample | SampleError:
     """
     origin = sample.meta_dict.get("origin", sample.id)
     if not probe.ok or probe.info is None:
-        return SampleError(source=sample.source, location=origin, reason=probe.reason or "video_unreadable",
-                           detail=f"{sample.video}: {probe.detail}", stage="probe", raw=sample.id)
+        return SampleError(
+            source=sample.source,
+            location=origin,
+            reason=probe.reason or "video_unreadable",
+            detail=f"{sample.video}: {probe.detail}",
+            stage="probe",
+            raw=sample.id,
+        )
     info = probe.info
     meta = sample.meta_dict
     sample.width, sample.height = info.width, info.height
@@ -66,8 +72,14 @@ def apply_probe(sample: Sample, probe: ProbeResult) -> Sample | SampleError:
         try:
             windows = [fit_span(w[0], w[1], sample.duration) for w in sample.windows]
         except AdapterError as exc:
-            return SampleError(source=sample.source, location=origin, reason=exc.code,
-                               detail=f"{exc.detail} (probed duration of {sample.video})", stage="probe", raw=sample.id)
+            return SampleError(
+                source=sample.source,
+                location=origin,
+                reason=exc.code,
+                detail=f"{exc.detail} (probed duration of {sample.video})",
+                stage="probe",
+                raw=sample.id,
+            )
         if windows:
             sample.windows, sample.span = windows, list(windows[0])
     sample.meta = json.dumps(meta, ensure_ascii=False, sort_keys=True)
@@ -103,14 +115,24 @@ class NormalizeSummary:
 
     def to_dict(self) -> dict:
         return {
-            "source": self.source, "records": self.records, "built": self.built, "kept": self.kept,
-            "media_ok": self.media_ok, "media_broken": self.media_broken,
+            "source": self.source,
+            "records": self.records,
+            "built": self.built,
+            "kept": self.kept,
+            "media_ok": self.media_ok,
+            "media_broken": self.media_broken,
             "errors": [{"stage": s, "reason": r, "count": n} for (s, r), n in sorted(self.errors.items())],
         }
 
 
-def normalize(adapter: SourceAdapter, video_root: str | Path | None, *, probe: bool = True,
-              summary: NormalizeSummary | None = None, cache: ProbeCache | None = None) -> Iterator[Sample | SampleError]:
+def normalize(
+    adapter: SourceAdapter,
+    video_root: str | Path | None,
+    *,
+    probe: bool = True,
+    summary: NormalizeSummary | None = None,
+    cache: ProbeCache | None = None,
+) -> Iterator[Sample | SampleError]:
     """Samples of `adapter`, probed against the media under `video_root`, and every error on the way.
 
     With `probe=False` media is not opened (annotation-only checks). Counts go to `summary` if given.
@@ -134,13 +156,22 @@ def normalize(adapter: SourceAdapter, video_root: str | Path | None, *, probe: b
     summary.records = adapter.counts["records"]
     summary.media_ok = sum(1 for r in cache.results.values() if r.ok)
     summary.media_broken = len(cache.results) - summary.media_ok
-    log.info("%s: %d records, %d samples kept, %d errors", adapter.name, summary.records, summary.kept,
-             summary.num_errors)
+    log.info(
+        "%s: %d records, %d samples kept, %d errors", adapter.name, summary.records, summary.kept, summary.num_errors
+    )
 
 
-def normalize_to_files(*, source: str, annotations: str | Path, videos: str | Path | None, out: str | Path,
-                       errors: str | Path | None = None, probe: bool = True, options: dict | None = None,
-                       progress: bool = True) -> NormalizeSummary:
+def normalize_to_files(
+    *,
+    source: str,
+    annotations: str | Path,
+    videos: str | Path | None,
+    out: str | Path,
+    errors: str | Path | None = None,
+    probe: bool = True,
+    options: dict | None = None,
+    progress: bool = True,
+) -> NormalizeSummary:
     """Normalise one source to `out` (Parquet samples), an errors JSONL file and a summary JSON beside it.
 
     Errors default to `<out>.errors.jsonl` and the summary to `<out>.summary.json`, so a run leaves

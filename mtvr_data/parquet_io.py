@@ -77,9 +77,12 @@ def row_to_record(kind: str, row: dict[str, Any]) -> Record:
     sample = Sample.from_dict(row)
     if kind == "cot":
         messages = [
-            Message(role=m["role"], content=m["content"] or "",
-                    tool_calls=[ToolCall(**t) for t in (m["tool_calls"] or [])],
-                    clip=Clip(**m["clip"]) if m.get("clip") else None)
+            Message(
+                role=m["role"],
+                content=m["content"] or "",
+                tool_calls=[ToolCall(**t) for t in (m["tool_calls"] or [])],
+                clip=Clip(**m["clip"]) if m.get("clip") else None,
+            )
             for m in row["messages"]
         ]
         extra = {f.name: row[f.name] for f in dataclasses.fields(CotRow) if f.name not in ("sample", "messages")}
@@ -121,10 +124,14 @@ def validate_table(table: pa.Table, kind: str) -> pa.Table:
             try:
                 column = column.cast(field.type)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-                raise SchemaMismatch(field.name, f"expected {field.type}, found {table.column(field.name).type}") from exc
+                raise SchemaMismatch(
+                    field.name, f"expected {field.type}, found {table.column(field.name).type}"
+                ) from exc
         if not field.nullable and column.null_count:
             first = pc.index(pc.is_null(column), True).as_py()
-            raise SchemaMismatch(field.name, f"{column.null_count} null value(s) in a required column (first at row {first})")
+            raise SchemaMismatch(
+                field.name, f"{column.null_count} null value(s) in a required column (first at row {first})"
+            )
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=expected)
 

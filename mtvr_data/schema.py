@@ -39,14 +39,18 @@ def option_letter(index: int) -> str:
     return OPTION_LETTERS[index]
 
 
-def sample_id(source: str, video: str, question: str, options: list[str], answer: str, span: list[float] | None) -> str:
+def sample_id(
+    source: str, video: str, question: str, options: list[str], answer: str, span: list[float] | None
+) -> str:
     """Stable id: a hash of what makes the question (source, video, question, options) and its target.
 
     The same native record gives the same id on every run and machine (no dict ordering, no float repr
     noise: spans are rounded to milliseconds), so ids can key caches, dedup and resumes.
     """
     span_key = None if span is None else [round(float(t), 3) for t in span]
-    key = json.dumps([source, video, question, list(options), answer, span_key], ensure_ascii=False, separators=(",", ":"))
+    key = json.dumps(
+        [source, video, question, list(options), answer, span_key], ensure_ascii=False, separators=(",", ":")
+    )
     return f"{source}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:16]}"
 
 
@@ -112,9 +116,12 @@ def validate_sample(s: Sample) -> list[str]:
         out.append("missing_video")
     if s.task == "mcq" and not s.options:
         out.append("missing_options")
-    if s.options and s.answer_type == "letter":
-        if len(s.answer) != 1 or s.answer not in OPTION_LETTERS[: len(s.options)]:
-            out.append("unknown_option")
+    if (
+        s.options
+        and s.answer_type == "letter"
+        and (len(s.answer) != 1 or s.answer not in OPTION_LETTERS[: len(s.options)])
+    ):
+        out.append("unknown_option")
     if s.task == "open" and not s.answer.strip():
         out.append("missing_answer")
     if s.task in ("tg", "gqa"):

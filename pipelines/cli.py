@@ -37,8 +37,13 @@ def cmd_samples(args: argparse.Namespace) -> int:
     from mtvr_data.normalize import normalize_to_files
 
     summary = normalize_to_files(
-        source=args.source, annotations=args.annotations, videos=args.videos, out=args.out,
-        errors=args.errors, probe=not args.no_probe, options=_parse_options(args.option),
+        source=args.source,
+        annotations=args.annotations,
+        videos=args.videos,
+        out=args.out,
+        errors=args.errors,
+        probe=not args.no_probe,
+        options=_parse_options(args.option),
     )
     print(summary.render())
     return 0
@@ -48,8 +53,10 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
     from mtvr_data.demo_corpus import build_demo_corpus
 
     manifest = build_demo_corpus(Path(args.out))
-    print(f"demo corpus in {args.out}: {len(manifest['videos'])} videos, {len(manifest['broken'])} broken files, "
-          f"{len(manifest['sources'])} annotation files, {len(manifest['malformed'])} planted malformed records")
+    print(
+        f"demo corpus in {args.out}: {len(manifest['videos'])} videos, {len(manifest['broken'])} broken files, "
+        f"{len(manifest['sources'])} annotation files, {len(manifest['malformed'])} planted malformed records"
+    )
     return 0
 
 
@@ -74,8 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output FILE.parquet of samples")
     p.add_argument("--errors", default=None, help="errors file (default: OUT with .errors.jsonl)")
     p.add_argument("--no-probe", action="store_true", help="do not open the videos (annotation checks only)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="adapter option, e.g. --option video_ext=.mkv (repeatable)")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="adapter option, e.g. --option video_ext=.mkv (repeatable)",
+    )
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("demo-corpus", help="generate the demo videos and native annotation files")
@@ -90,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     from mtvr_data.adapters.registry import UnknownSourceError
 
     try:

@@ -19,9 +19,11 @@ def _reported(errors: list[dict], planted: dict) -> bool:
     for e in errors:
         if e["reason"] != planted["reason"]:
             continue
-        if "location" in planted and e["source"] == planted["source"]:
-            if e["location"] == planted["location"] or e["location"].startswith(planted["location"] + "["):
-                return True
+        same_place = "location" in planted and e["source"] == planted["source"]
+        if same_place and (
+            e["location"] == planted["location"] or e["location"].startswith(planted["location"] + "[")
+        ):
+            return True
         if "file" in planted and Path(planted["file"]).name in e["detail"]:
             return True
     return False
@@ -34,15 +36,18 @@ def run_demo(out: Path) -> int:
     t0 = time.monotonic()
     corpus = out / "corpus"
     manifest = build_demo_corpus(corpus)
-    print(f"demo corpus: {len(manifest['videos'])} videos + {len(manifest['broken'])} broken files in {corpus} "
-          f"({time.monotonic() - t0:.1f} s)\n")
+    print(
+        f"demo corpus: {len(manifest['videos'])} videos + {len(manifest['broken'])} broken files in {corpus} "
+        f"({time.monotonic() - t0:.1f} s)\n"
+    )
     summaries: list[NormalizeSummary] = []
     errors: list[dict] = []
     for entry in manifest["sources"]:
         annotations = corpus / entry["annotations"]
         target = out / "samples" / f"{entry['source']}.parquet"
-        summary = normalize_to_files(source=entry["source"], annotations=annotations,
-                                     videos=corpus / entry["videos"], out=target)
+        summary = normalize_to_files(
+            source=entry["source"], annotations=annotations, videos=corpus / entry["videos"], out=target
+        )
         summaries.append(summary)
         print(summary.render(), "\n")
         with open(target.with_suffix(".errors.jsonl"), encoding="utf-8") as fh:

@@ -13,19 +13,43 @@ from mtvr_data.schema import COT_SCHEMA, Clip, CotRow, Message, RlRow, Sample, S
 
 
 def make_sample(i: int = 0, **kw) -> Sample:
-    base = dict(source="charades_sta", task="tg", modality="video", video=f"v{i}.mp4", question=f"person opens door {i}",
-                answer="", answer_type="span", span=[1.5, 4.25], windows=[[1.5, 4.25]], duration=30.0, fps=25.0,
-                width=320, height=240, meta='{"origin": "x.txt:1"}')
+    base = dict(
+        source="charades_sta",
+        task="tg",
+        modality="video",
+        video=f"v{i}.mp4",
+        question=f"person opens door {i}",
+        answer="",
+        answer_type="span",
+        span=[1.5, 4.25],
+        windows=[[1.5, 4.25]],
+        duration=30.0,
+        fps=25.0,
+        width=320,
+        height=240,
+        meta='{"origin": "x.txt:1"}',
+    )
     base.update(kw)
-    return Sample(id=sample_id(base["source"], base["video"], base["question"], [], base["answer"], base["span"]), **base)
+    return Sample(
+        id=sample_id(base["source"], base["video"], base["question"], [], base["answer"], base["span"]), **base
+    )
 
 
 def samples() -> list[Sample]:
     return [
         make_sample(0),
         make_sample(1, task="mcq", answer="B", answer_type="letter", options=["red", "blue"], span=None, windows=[]),
-        make_sample(2, modality="image", task="open", answer="3", answer_type="number", span=None, windows=[],
-                    duration=None, fps=None),
+        make_sample(
+            2,
+            modality="image",
+            task="open",
+            answer="3",
+            answer_type="number",
+            span=None,
+            windows=[],
+            duration=None,
+            fps=None,
+        ),
         make_sample(3, task="gqa", answer="A", options=["x", "y"], windows=[[1.5, 4.25], [6.0, 8.0]]),
     ]
 
@@ -50,13 +74,24 @@ def cot_row() -> CotRow:
     msgs = [
         Message("system", "tools..."),
         Message("user", "This is a video with duration 30.0 seconds. When does the person open the door?"),
-        Message("assistant", "<think>look</think>", tool_calls=[ToolCall("get_video_clip_frame",
-                                                                          '{"start_time": 1, "end_time": 5}')]),
+        Message(
+            "assistant",
+            "<think>look</think>",
+            tool_calls=[ToolCall("get_video_clip_frame", '{"start_time": 1, "end_time": 5}')],
+        ),
         Message("tool", "Video clip from 1.00 to 5.00 seconds.", clip=Clip(1.0, 5.0, [1.0, 1.5, 2.0])),
         Message("assistant", "<think>seen</think><answer>1.5 - 4.25 seconds</answer>"),
     ]
-    return CotRow(sample=make_sample(0), messages=msgs, teacher="teacher-x", config_hash="abc", reward=2.5,
-                  num_tool_calls=1, answer_conditioned=True, tools=True)
+    return CotRow(
+        sample=make_sample(0),
+        messages=msgs,
+        teacher="teacher-x",
+        config_hash="abc",
+        reward=2.5,
+        num_tool_calls=1,
+        answer_conditioned=True,
+        tools=True,
+    )
 
 
 def test_cot_and_rl_roundtrip(tmp_path, monkeypatch):
@@ -64,8 +99,16 @@ def test_cot_and_rl_roundtrip(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
     from datasets import load_dataset
 
-    rl = RlRow(sample=make_sample(1), num_rollouts=8, pass_rate=0.375, mean_reward=1.1, difficulty=0.625,
-               bucket="medium", policy="tiny", tools=False)
+    rl = RlRow(
+        sample=make_sample(1),
+        num_rollouts=8,
+        pass_rate=0.375,
+        mean_reward=1.1,
+        difficulty=0.625,
+        bucket="medium",
+        policy="tiny",
+        tools=False,
+    )
     cot_path = write_parquet(tmp_path / "cot.parquet", [cot_row()])
     rl_path = write_parquet(tmp_path / "rl.parquet", [rl])
     assert read_parquet(cot_path, "cot") == [cot_row()]

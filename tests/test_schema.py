@@ -12,8 +12,18 @@ from mtvr_data.schema import SAMPLE_SCHEMA, Sample, option_letter, sample_id, va
 
 
 def tg(**kw) -> Sample:
-    base = dict(id="x", source="s", task="tg", modality="video", video="v.mp4", question="q", answer_type="span",
-                span=[1.0, 2.0], windows=[[1.0, 2.0]], duration=10.0)
+    base = dict(
+        id="x",
+        source="s",
+        task="tg",
+        modality="video",
+        video="v.mp4",
+        question="q",
+        answer_type="span",
+        span=[1.0, 2.0],
+        windows=[[1.0, 2.0]],
+        duration=10.0,
+    )
     base.update(kw)
     return Sample(**base)
 
@@ -21,8 +31,13 @@ def tg(**kw) -> Sample:
 def test_id_is_stable_across_processes():
     args = ("nextgqa", "1009/1.mp4", "why did the boy run", ["a", "b"], "B", [1.2, 5.8])
     code = f"from mtvr_data.schema import sample_id; print(sample_id(*{args!r}))"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.strip()
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+    ).stdout.strip()
     assert other == sample_id(*args)
     assert sample_id(*args).startswith("nextgqa-") and len(sample_id(*args)) == len("nextgqa-") + 16
 
@@ -55,8 +70,17 @@ def test_valid_samples_have_no_problems():
         ({"span": [1.0, float("nan")], "windows": [[1.0, float("nan")]]}, "bad_span"),
         ({"span": None, "windows": []}, "missing_span"),
         ({"task": "mcq", "answer_type": "letter", "span": None, "windows": []}, "missing_options"),
-        ({"task": "mcq", "answer_type": "letter", "options": ["a", "b"], "answer": "C", "span": None, "windows": []},
-         "unknown_option"),
+        (
+            {
+                "task": "mcq",
+                "answer_type": "letter",
+                "options": ["a", "b"],
+                "answer": "C",
+                "span": None,
+                "windows": [],
+            },
+            "unknown_option",
+        ),
         ({"task": "open", "answer_type": "text", "answer": "", "span": None, "windows": []}, "missing_answer"),
         ({"modality": "image"}, "span_on_image"),
         ({"windows": [[3.0, 4.0], [1.0, 2.0]]}, "span_not_first_window"),

@@ -9,8 +9,16 @@ from mtvr_data.timecode import TimeFormatError, chunks_to_seconds, frames_to_sec
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(12, 12.0), (3.5, 3.5), ("24.3", 24.3), ("7s", 7.0), ("7.25 seconds", 7.25), ("01:30", 90.0),
-     ("1:02:03.5", 3723.5), ("00:00:09.04", 9.04)],
+    [
+        (12, 12.0),
+        (3.5, 3.5),
+        ("24.3", 24.3),
+        ("7s", 7.0),
+        ("7.25 seconds", 7.25),
+        ("01:30", 90.0),
+        ("1:02:03.5", 3723.5),
+        ("00:00:09.04", 9.04),
+    ],
 )
 def test_parse_seconds(value, seconds):
     assert parse_seconds(value) == pytest.approx(seconds)

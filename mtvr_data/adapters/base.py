@@ -85,8 +85,11 @@ def iter_lines(path: Path) -> Iterator[RawRecord]:
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                yield RawRecord(loc, raw=printable(data.decode("utf-8", "replace")),
-                                error=AdapterError("non_utf8", f"invalid UTF-8 at byte {exc.start} of the line"))
+                yield RawRecord(
+                    loc,
+                    raw=printable(data.decode("utf-8", "replace")),
+                    error=AdapterError("non_utf8", f"invalid UTF-8 at byte {exc.start} of the line"),
+                )
                 continue
             text = text.rstrip("\r\n")
             if text.strip():
@@ -168,8 +171,9 @@ def iter_csv(path: Path) -> Iterator[RawRecord]:
         if has_bad_bytes(row):
             yield RawRecord(loc, raw=raw, error=AdapterError("non_utf8", "row holds bytes that are not UTF-8"))
         elif len(row) != len(header):
-            yield RawRecord(loc, raw=raw,
-                            error=AdapterError("bad_line", f"{len(row)} cells where the header has {len(header)}"))
+            yield RawRecord(
+                loc, raw=raw, error=AdapterError("bad_line", f"{len(row)} cells where the header has {len(header)}")
+            )
         else:
             yield RawRecord(loc, value=dict(zip(header, row, strict=True)), raw=raw)
 
@@ -207,7 +211,9 @@ def fit_span(start: float, end: float, duration: float | None, tolerance: float 
         raise AdapterError("span_outside_video", f"span [{start}, {end}] starts before 0")
     if duration is not None:
         if start >= duration:
-            raise AdapterError("span_outside_video", f"span [{start}, {end}] starts at or after the end ({duration} s)")
+            raise AdapterError(
+                "span_outside_video", f"span [{start}, {end}] starts at or after the end ({duration} s)"
+            )
         if end > duration + tolerance:
             raise AdapterError("span_outside_video", f"span [{start}, {end}] ends past the duration {duration} s")
         end = min(end, duration)
@@ -224,8 +230,12 @@ class SourceAdapter(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
 
-    def __init__(self, annotations: str | os.PathLike[str], *, split: str | None = None, video_ext: str = ".mp4") -> None:
+    def __init__(
+        self, annotations: str | os.PathLike[str], *, split: str | None = None, video_ext: str = ".mp4"
+    ) -> None:
         self.annotations = Path(annotations)
+        if not self.annotations.exists():
+            raise FileNotFoundError(f"{self.name}: annotation file {self.annotations} does not exist")
         self.split = split or self.guess_split(self.annotations)
         self.video_ext = video_ext
         self.counts: Counter[str] = Counter()
@@ -249,11 +259,24 @@ class SourceAdapter(ABC):
     def to_samples(self, record: RawRecord) -> Iterable[Sample]:
         """The samples of one native record; raise `AdapterError` to reject it with a reason."""
 
-    def make_sample(self, *, task: str, video: str, question: str, modality: str = "video", options=(),
-                    answer: str = "", answer_type: str = "letter", span: list[float] | None = None,
-                    windows: list[list[float]] | None = None, duration: float | None = None,
-                    fps: float | None = None, width: int | None = None, height: int | None = None,
-                    meta: dict[str, Any] | None = None) -> Sample:
+    def make_sample(
+        self,
+        *,
+        task: str,
+        video: str,
+        question: str,
+        modality: str = "video",
+        options=(),
+        answer: str = "",
+        answer_type: str = "letter",
+        span: list[float] | None = None,
+        windows: list[list[float]] | None = None,
+        duration: float | None = None,
+        fps: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> Sample:
         """Build a sample with its stable id; `windows` defaults to `[span]`."""
         options = [str(o) for o in options]
         question = question.strip()
@@ -261,16 +284,26 @@ class SourceAdapter(ABC):
             windows = [list(span)] if span is not None else []
         return Sample(
             id=sample_id(self.name, video, question, options, answer, span),
-            source=self.name, task=task, modality=modality, video=video, question=question, options=options,
-            answer=answer, answer_type=answer_type, span=None if span is None else list(span),
-            windows=[list(w) for w in windows], split=self.split, duration=duration, fps=fps, width=width,
-            height=height, meta=json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
+            source=self.name,
+            task=task,
+            modality=modality,
+            video=video,
+            question=question,
+            options=options,
+            answer=answer,
+            answer_type=answer_type,
+            span=None if span is None else list(span),
+            windows=[list(w) for w in windows],
+            split=self.split,
+            duration=duration,
+            fps=fps,
+            width=width,
+            height=height,
+            meta=json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
         )
 
     def read(self) -> Iterator[Sample | SampleError]:
         """Every sample and every rejected record of the source; never stops on a bad record."""
-        if not self.annotations.exists():
-            raise FileNotFoundError(f"{self.name}: annotation file {self.annotations} does not exist")
         for record in self.records():
             self.counts["records"] += 1
             if record.error is not None:
@@ -300,5 +333,11 @@ class SourceAdapter(ABC):
         if exc.code == "missing_field" and exc.detail not in self._warned:
             self._warned.add(exc.detail)
             log.warning("%s: %s (first at %s)", self.name, exc.detail, record.location)
-        return SampleError(source=self.name, location=record.location, reason=exc.code, detail=exc.detail,
-                           stage="read", raw=record.raw)
+        return SampleError(
+            source=self.name,
+            location=record.location,
+            reason=exc.code,
+            detail=exc.detail,
+            stage="read",
+            raw=record.raw,
+        )

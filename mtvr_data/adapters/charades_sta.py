@@ -21,8 +21,9 @@ class CharadesSTA(SourceAdapter):
     name = "charades_sta"
     description = "Charades-STA temporal grounding (TALL/2D-TAN txt + Charades v1 CSV lengths)"
 
-    def __init__(self, annotations: str | os.PathLike[str], *, durations: str | os.PathLike[str] | None = None,
-                 **options) -> None:
+    def __init__(
+        self, annotations: str | os.PathLike[str], *, durations: str | os.PathLike[str] | None = None, **options
+    ) -> None:
         super().__init__(annotations, **options)
         self.durations_path = Path(durations) if durations else self._find_durations()
         self.durations: dict[str, float] = self._load_durations() if self.durations_path else {}
@@ -61,5 +62,14 @@ class CharadesSTA(SourceAdapter):
         meta = {"vid": vid}
         if span[1] != end:
             meta["original_end"] = end
-        return [self.make_sample(task="tg", answer_type="span", video=f"{vid}{self.video_ext}", question=sentence,
-                                 span=span, duration=duration, meta=meta)]
+        return [
+            self.make_sample(
+                task="tg",
+                answer_type="span",
+                video=f"{vid}{self.video_ext}",
+                question=sentence,
+                span=span,
+                duration=duration,
+                meta=meta,
+            )
+        ]

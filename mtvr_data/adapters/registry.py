@@ -6,6 +6,7 @@ from typing import Any
 
 from mtvr_data.adapters.base import SourceAdapter
 
+
 class UnknownSourceError(LookupError):
     """A source name no adapter is registered under."""
 

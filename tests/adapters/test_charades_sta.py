@@ -19,7 +19,11 @@ def test_real_train_lines(samples):
     assert len(ok) == 20 and errors == []
     first = ok[0]
     assert (first.task, first.answer_type, first.video, first.question) == (
-        "tg", "span", "AO8RW.mp4", "a person is putting a book on a shelf.")
+        "tg",
+        "span",
+        "AO8RW.mp4",
+        "a person is putting a book on a shelf.",
+    )
     assert first.span == [0.0, 6.9] and first.windows == [[0.0, 6.9]]
     assert first.duration == 33.67  # joined from Charades_v1_train.csv `length`
     assert first.split == "train" and json.loads(first.meta)["origin"] == "charades_sta_train.txt:1"
@@ -81,4 +85,4 @@ def test_malformed_lines(tmp_path):
 
 def test_missing_annotation_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        list(make_adapter("charades_sta", tmp_path / "nope.txt").read())
+        make_adapter("charades_sta", tmp_path / "nope.txt")

@@ -1,0 +1,125 @@
+"""NExT-GQA (grounded QA): NExT-QA questions with the time windows that answer them.
+
+`{val,test}.csv` has the columns `video_id,frame_count,width,height,question,answer,qid,type,a0..a4`, where
+`answer` is the answer TEXT (NExT-QA stores an index): the letter is A + the index of the option it equals.
+The windows come from `gsub_{split}.json` beside the CSV (or `gsub=`):
+`{video_id: {"duration": int_s, "location": {"<qid>": [[s, e], ...]}, "fps": float}}`, seconds with one
+decimal. A question may have several disjoint windows: all of them become `windows`, sorted by start, and the
+first is the primary `span`. qid is unique only within a video, hence the (video_id, qid) lookup.
+
+Only val and test have grounding upstream, so there is no gsub for train: the adapter refuses to start
+without one (FileNotFoundError) rather than yielding QA rows that claim to be grounded. gsub's `duration`
+is whole seconds (frame_count / fps differs by up to ~0.5 s): it is used as published (the probe stage
+refines it; frame_count stays in `meta`), and a window ending past it by at most `SPAN_TOLERANCE_S` is
+clamped to it, the published windows then kept in `meta["original_windows"]`.
+The question text is kept as published: lower case, no "?". Video paths follow `nextqa` (VidOR map).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mtvr_data.adapters.base import AdapterError, RawRecord, fit_span, load_json, require, to_float
+from mtvr_data.adapters.nextqa import NextQA, meta_qid, qid_key, read_int, read_options
+from mtvr_data.adapters.registry import register
+from mtvr_data.schema import Sample, option_letter
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def answer_index(answer: str, options: list[str]) -> int:
+    """Index of the option equal to the answer text (exact, then ignoring case and spacing)."""
+    for i, option in enumerate(options):
+        if option == answer:
+            return i
+    for i, option in enumerate(options):
+        if _norm(option) == _norm(answer):
+            return i
+    raise AdapterError("answer_not_in_options", f"answer {answer!r} equals none of the options")
+
+
+@register
+class NextGQA(NextQA):
+    name = "nextgqa"
+    description = "NExT-GQA grounded QA (CSV with answer text + gsub_{split}.json windows in seconds)"
+
+    def __init__(
+        self, annotations: str | os.PathLike[str], *, gsub: str | os.PathLike[str] | None = None, **options: Any
+    ) -> None:
+        super().__init__(annotations, **options)
+        self.gsub_path = Path(gsub) if gsub else self._find_gsub()
+        if self.gsub_path is None or not self.gsub_path.exists():
+            looked = self.gsub_path or " or ".join(str(p) for p in self._gsub_candidates())
+            raise FileNotFoundError(
+                f"{self.name}: no grounding file for {self.annotations.name} (looked for {looked}); NExT-GQA "
+                f"publishes gsub_val.json and gsub_test.json only; pass gsub=<path> to name one"
+            )
+        try:
+            data = load_json(self.gsub_path)
+        except AdapterError as exc:
+            raise ValueError(f"{self.name}: {exc.detail}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.name}: {self.gsub_path.name} is not a JSON object keyed by video_id")
+        self.gsub: dict[str, Any] = {str(k).strip(): v for k, v in data.items()}
+
+    def _gsub_candidates(self) -> list[Path]:
+        names = dict.fromkeys([f"gsub_{self.annotations.stem}.json", f"gsub_{self.split}.json"])
+        return [self.annotations.with_name(n) for n in names]
+
+    def _find_gsub(self) -> Path | None:
+        return next((p for p in self._gsub_candidates() if p.exists()), None)
+
+    def _windows(self, vid: str, qid: str) -> tuple[list[list[float]], float | None, float | None, list[Any] | None]:
+        """(windows sorted by start, duration, fps, the published windows if any was clamped) of one question."""
+        entry = self.gsub.get(vid)
+        if not isinstance(entry, dict):
+            raise AdapterError("missing_span", f"video {vid} is not in {self.gsub_path.name}")
+        location = entry.get("location")
+        raw = location.get(qid) if isinstance(location, dict) else None
+        if not raw:
+            raise AdapterError("missing_span", f"no location for qid {qid} of video {vid} in {self.gsub_path.name}")
+        duration = to_float(entry["duration"], "duration") if entry.get("duration") is not None else None
+        fps = to_float(entry["fps"], "fps") if entry.get("fps") is not None else None
+        if not isinstance(raw, list) or not all(isinstance(w, list) and len(w) == 2 for w in raw):
+            raise AdapterError("bad_value", f"location of qid {qid} is not a list of [start, end]: {raw!r}")
+        published = [[to_float(s, "start"), to_float(e, "end")] for s, e in raw]
+        windows = [fit_span(s, e, duration) for s, e in published]
+        return sorted(windows), duration, fps, (raw if windows != published else None)
+
+    def to_samples(self, record: RawRecord) -> list[Sample]:
+        row = record.value
+        vid = self.video_id(row)
+        question = str(require(row, "question"))
+        options = read_options(row)
+        index = answer_index(str(require(row, "answer")).strip(), options)
+        qid = qid_key(row)
+        windows, duration, fps, clamped_from = self._windows(vid, qid)
+        meta: dict[str, Any] = {
+            "video_id": vid,
+            "qid": meta_qid(qid),
+            "type": str(row.get("type") or "").strip(),
+            "frame_count": read_int(row, "frame_count"),
+        }
+        if clamped_from is not None:
+            meta["original_windows"] = clamped_from
+        return [
+            self.make_sample(
+                task="gqa",
+                video=self.video_path(vid),
+                question=question,
+                options=options,
+                answer=option_letter(index),
+                answer_type="letter",
+                span=windows[0],
+                windows=windows,
+                duration=duration,
+                fps=fps,
+                width=read_int(row, "width"),
+                height=read_int(row, "height"),
+                meta=meta,
+            )
+        ]

@@ -1,0 +1,136 @@
+"""NExT-QA (multiple choice): `{train,val,test}.csv`.
+
+Columns `video,frame_count,width,height,question,answer,qid,type,a0..a4`; `answer` is a 0-based int index
+into a0..a4 (NExT-GQA, which reuses these videos, stores the answer text instead; see `nextgqa`). The first
+column is `video` here and `video_id` in NExT-GQA; both are accepted. The question text is kept as
+published: lower case, no "?" ("s" stands for "'s").
+
+Videos live in the VidOR layout `<NNNN>/<video_id>.mp4`; `map_vid_vidorID.json` (video_id -> "NNNN/video_id")
+is found beside the CSV or given as `vid_map=` (`vid_map=False` ignores it and names videos `<video_id>.mp4`).
+A video missing from a map that is in use is an error (`bad_value`): the row would point at no file.
+`frame_count` gives no fps, so the duration is left to the probe stage; it is kept in `meta`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_csv, load_json, require
+from mtvr_data.adapters.registry import register
+from mtvr_data.schema import Sample, option_letter
+
+#: The option columns of both NExT-QA and NExT-GQA, in letter order (a0 -> A).
+OPTION_COLUMNS: tuple[str, ...] = ("a0", "a1", "a2", "a3", "a4")
+VID_MAP_NAME = "map_vid_vidorID.json"
+
+
+def read_options(row: dict[str, Any]) -> list[str]:
+    """The five option texts (stripped); a missing or empty column is `missing_field`."""
+    return [str(require(row, col)).strip() for col in OPTION_COLUMNS]
+
+
+def read_int(row: dict[str, Any], key: str) -> int:
+    """An int column (`frame_count`, `width`, `height`), else `bad_value`."""
+    text = str(require(row, key)).strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise AdapterError("bad_value", f"{key} is not an integer: {text!r}") from None
+
+
+def qid_key(row: dict[str, Any]) -> str:
+    """The qid as published ("3"); an int-looking qid is normalised ("03" -> "3") to match gsub's keys."""
+    text = str(require(row, "qid")).strip()
+    return str(int(text)) if text.lstrip("-").isdigit() else text
+
+
+def meta_qid(qid: str) -> int | str:
+    return int(qid) if qid.lstrip("-").isdigit() else qid
+
+
+@register
+class NextQA(SourceAdapter):
+    name = "nextqa"
+    description = "NExT-QA multiple-choice QA (CSV, answer = 0-based option index; VidOR video layout)"
+
+    def __init__(
+        self,
+        annotations: str | os.PathLike[str],
+        *,
+        vid_map: str | os.PathLike[str] | bool | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(annotations, **options)
+        if vid_map is False:
+            self.vid_map_path: Path | None = None
+        elif vid_map is None or vid_map is True:
+            candidate = self.annotations.with_name(VID_MAP_NAME)
+            self.vid_map_path = candidate if candidate.exists() else None
+        else:
+            self.vid_map_path = Path(vid_map)
+        self.vid_map: dict[str, str] | None = self._load_vid_map(self.vid_map_path) if self.vid_map_path else None
+
+    def _load_vid_map(self, path: Path) -> dict[str, str]:
+        """video_id -> "NNNN/video_id"; a missing or malformed map is refused at once, not per row."""
+        if not path.exists():
+            raise FileNotFoundError(f"{self.name}: video map {path} does not exist")
+        try:
+            data = load_json(path)
+        except AdapterError as exc:
+            raise ValueError(f"{self.name}: {exc.detail}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.name}: {path.name} is not a JSON object (video_id -> NNNN/video_id)")
+        return {str(k).strip(): str(v).strip() for k, v in data.items()}
+
+    def video_path(self, video_id: str) -> str:
+        """`NNNN/<video_id><ext>` through the map when one is in use, else `<video_id><ext>`."""
+        if self.vid_map is None:
+            return f"{video_id}{self.video_ext}"
+        mapped = self.vid_map.get(video_id)
+        if not mapped:
+            raise AdapterError("bad_value", f"video {video_id!r} is not in {self.vid_map_path.name}")
+        return f"{mapped}{self.video_ext}"
+
+    def video_id(self, row: dict[str, Any]) -> str:
+        """The `video` column (NExT-QA) or `video_id` (NExT-GQA, and NExT-QA re-exports)."""
+        key = "video" if "video" in row else "video_id"
+        return str(require(row, key)).strip()
+
+    def records(self) -> Iterator[RawRecord]:
+        return iter_csv(self.annotations)
+
+    def to_samples(self, record: RawRecord) -> list[Sample]:
+        row = record.value
+        vid = self.video_id(row)
+        question = str(require(row, "question"))
+        options = read_options(row)
+        answer_text = str(require(row, "answer")).strip()
+        try:
+            index = int(answer_text)
+        except ValueError:
+            raise AdapterError("bad_value", f"answer is not an option index: {answer_text!r}") from None
+        if not 0 <= index < len(options):
+            raise AdapterError("unknown_option", f"answer index {index} outside a0..a{len(options) - 1}")
+        qid = qid_key(row)
+        meta = {
+            "video_id": vid,
+            "qid": meta_qid(qid),
+            "type": str(row.get("type") or "").strip(),
+            "frame_count": read_int(row, "frame_count"),
+        }
+        return [
+            self.make_sample(
+                task="mcq",
+                video=self.video_path(vid),
+                question=question,
+                options=options,
+                answer=option_letter(index),
+                answer_type="letter",
+                width=read_int(row, "width"),
+                height=read_int(row, "height"),
+                meta=meta,
+            )
+        ]

@@ -1,0 +1,173 @@
+"""Video-R1-260k (RL) and Video-R1-COT-165k (SFT): a JSON array of R1-style records (or JSONL of the same).
+
+Each record has `problem_id`, `problem` (the question; options are NOT inlined), `data_type` ("video" |
+"image"), `problem_type`, `options` (`["A. text", ...]`, `[]` when none), `solution` (`"<answer>X</answer>"`),
+`path` (`./<Source>/...mp4|png`, relative to the `Video-R1-data/` root) and `data_source`; the CoT file adds
+`process` (`"<think>...</think>"`). Image rows are kept as `modality="image"` (the path is in `video`).
+
+problem_type decides the task and how the answer is scored:
+"multiple choice" -> mcq/letter, "numerical" -> open/number, "OCR" -> open/ocr, "free-form" -> open/text,
+"regression" -> open/regression; anything else is `bad_value`.
+
+Decisions where the format leaves a choice:
+- The answer is the text inside `<answer>...</answer>`. Without the tags the whole stripped solution is the
+  answer, exactly as Video-R1's own reward reads its ground truth (`sol_match.group(1).strip() if sol_match
+  else sol.strip()`); `meta["answer_tag"] = False` marks those rows. An empty answer is `missing_field`.
+- Option prefixes "A. ", "A) " and "(A) " are removed (a third party reports "A)" in some image sources);
+  the letters must run A, B, C, ... in order, since `Sample` letters options by position: a repeated letter is
+  `duplicate_option_letter`, any other order or an option without a prefix is `bad_value`.
+- A "numerical" or "regression" answer that is not a number (commas allowed, as Video-R1's `normalize_number`
+  allows) is `bad_value`: upstream its reward is always 0, so the row cannot teach anything.
+- Options given on a non-MC row are not options of the sample; they are kept in `meta["options"]`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_json_items, iter_jsonl, require
+from mtvr_data.adapters.registry import register
+from mtvr_data.schema import OPTION_LETTERS, Sample
+
+ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+#: An answer that names one option letter: "B", "(B)", "B.", "B)".
+ANSWER_LETTER = re.compile(r"^\(?([A-Z])\)?[.)]?$")
+#: A lettered option: "A. text", "A) text", "(A) text".
+OPTION_PREFIX = re.compile(r"^\s*(?:\(([A-Z])\)|([A-Z])[.)])\s*(.*?)\s*$", re.DOTALL)
+
+#: problem_type -> (task, answer_type).
+PROBLEM_TYPES: dict[str, tuple[str, str]] = {
+    "multiple choice": ("mcq", "letter"),
+    "numerical": ("open", "number"),
+    "ocr": ("open", "ocr"),
+    "free-form": ("open", "text"),
+    "regression": ("open", "regression"),
+}
+
+
+def answer_from_solution(solution: Any) -> tuple[str, bool]:
+    """(answer text, whether it was inside `<answer>` tags); an empty answer is `missing_field`."""
+    text = str(solution)
+    match = ANSWER_TAG.search(text)
+    answer = (match.group(1) if match else text).strip()
+    if not answer:
+        raise AdapterError("missing_field", "the solution holds an empty answer")
+    return answer, match is not None
+
+
+def answer_letter(answer: str, n_options: int) -> str:
+    """The option letter an answer names, if it is one of the first `n_options` letters, else `unknown_option`."""
+    match = ANSWER_LETTER.match(answer.strip())
+    if not match or match.group(1) not in OPTION_LETTERS[:n_options]:
+        raise AdapterError(
+            "unknown_option", f"answer {answer!r} is not one of the option letters A-{OPTION_LETTERS[n_options - 1]}"
+        )
+    return match.group(1)
+
+
+def check_letters(letters: list[str]) -> None:
+    """Letters of the options as written must be A, B, C, ... (a repeat is `duplicate_option_letter`)."""
+    seen = [x for i, x in enumerate(letters) if x in letters[:i]]
+    if seen:
+        raise AdapterError("duplicate_option_letter", f"option letter {seen[0]} appears more than once")
+    if "".join(letters) != OPTION_LETTERS[: len(letters)]:
+        raise AdapterError("bad_value", f"option letters run {''.join(letters)}, not A, B, C, ...")
+
+
+def strip_prefixes(options: list[Any]) -> list[str]:
+    """Option texts without their "A. " / "A) " / "(A) " prefixes, after checking the letters run A, B, ..."""
+    letters, texts = [], []
+    for i, option in enumerate(options):
+        match = OPTION_PREFIX.match(str(option))
+        if not match:
+            raise AdapterError("bad_value", f"option {i} has no letter prefix: {option!r}")
+        letters.append(match.group(1) or match.group(2))
+        texts.append(match.group(3))
+    check_letters(letters)
+    empty = [letters[i] for i, t in enumerate(texts) if not t]
+    if empty:
+        raise AdapterError("bad_value", f"option {empty[0]} has no text")
+    return texts
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+    except ValueError:
+        return False
+    return True
+
+
+@register
+class VideoR1(SourceAdapter):
+    name = "video_r1"
+    description = "Video-R1-260k / Video-R1-COT-165k (JSON array or JSONL; MC, numerical, OCR, free-form, regression)"
+
+    def records(self) -> Iterator[RawRecord]:
+        """Records of the JSON array (`file#index`) or, for `.jsonl` or a file not starting with "[", of JSONL."""
+        if self.annotations.suffix.lower() == ".jsonl" or not self._is_array():
+            yield from iter_jsonl(self.annotations)
+            return
+        for rec in iter_json_items(self.annotations):
+            if rec.error is None:
+                rec = RawRecord(rec.location, value=rec.value[1], raw=rec.raw)
+            yield rec
+
+    def _is_array(self) -> bool:
+        with open(self.annotations, "rb") as fh:
+            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        return head.startswith(b"[")
+
+    def to_samples(self, record: RawRecord) -> list[Sample]:
+        rec = record.value
+        if not isinstance(rec, dict):
+            raise AdapterError("bad_json", f"record is a {type(rec).__name__}, not a JSON object")
+        problem_type = str(require(rec, "problem_type")).strip()
+        if problem_type.lower() not in PROBLEM_TYPES:
+            raise AdapterError("bad_value", f"unknown problem_type {problem_type!r}")
+        task, answer_type = PROBLEM_TYPES[problem_type.lower()]
+        data_type = str(require(rec, "data_type")).strip().lower()
+        if data_type not in ("video", "image"):
+            raise AdapterError("bad_value", f"unknown data_type {data_type!r}")
+        question = str(require(rec, "problem"))
+        path = str(require(rec, "path")).strip()
+        while path.startswith("./"):
+            path = path[2:]
+        answer, tagged = answer_from_solution(require(rec, "solution"))
+        raw_options = rec.get("options") or []
+        if not isinstance(raw_options, list):
+            raise AdapterError("bad_value", f"options is not a list: {raw_options!r}")
+        meta: dict[str, Any] = {
+            "problem_id": rec.get("problem_id"),
+            "problem_type": problem_type,
+            "data_source": rec.get("data_source") or "",
+        }
+        if rec.get("process"):
+            meta["process"] = rec["process"]
+        if not tagged:
+            meta["answer_tag"] = False
+        options: list[str] = []
+        if task == "mcq":
+            if not raw_options:
+                raise AdapterError("missing_options", "a multiple-choice record without options")
+            options = strip_prefixes(raw_options)
+            answer = answer_letter(answer, len(options))
+        else:
+            if raw_options:
+                meta["options"] = raw_options
+            if answer_type in ("number", "regression") and not is_number(answer):
+                raise AdapterError("bad_value", f"{problem_type} answer is not a number: {answer!r}")
+        return [
+            self.make_sample(
+                task=task,
+                modality=data_type,
+                video=path,
+                question=question,
+                options=options,
+                answer=answer,
+                answer_type=answer_type,
+                meta=meta,
+            )
+        ]
