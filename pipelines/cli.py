@@ -66,6 +66,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.out))
 
 
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from model.tiny_checkpoint import build_tiny_checkpoint
+
+    out = build_tiny_checkpoint(Path(args.out), seed=args.seed)
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    print(f"tiny Qwen2.5-VL checkpoint in {out} ({size / 1e6:.1f} MB): load it with from_pretrained({str(out)!r})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtvr", description="Build and curate multi-task video-reasoning data.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -93,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo-corpus", help="generate the demo videos and native annotation files")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=cmd_demo_corpus)
+
+    p = sub.add_parser("tiny-model", help="build the tiny random Qwen2.5-VL checkpoint used by tests and the demo")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default: 0)")
+    p.set_defaults(func=cmd_tiny_model)
 
     p = sub.add_parser("demo", help="build the demo corpus and normalise every demo source (what `make demo` runs)")
     p.add_argument("--out", default="demo", help="output directory (default: demo)")

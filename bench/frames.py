@@ -1,0 +1,222 @@
+"""Frame sampling: `mtvr_data.frames.sample_frames` against qwen-vl-utils' `fetch_video` (decord backend).
+
+Run from the repository root: `.venv/bin/python bench/frames.py` (about 2 minutes on 2 cores).
+
+The video is 10 minutes of 1280x720 h264 at 30 fps (ffmpeg's testsrc2, ultrafast, a key frame every 3 s like
+real video), made once under bench/.cache/: 30 s are encoded and looped by stream copy, so it takes seconds.
+Two cases, each with the same frames and pixel budget on both sides (min_pixels 4*28*28, max_pixels 64*28*28,
+so 168x280 frames):
+
+- uniform64: 64 frames over the whole video (ours: the fps rule gives 64; qwen-vl-utils: nframes=64);
+- clip20s: the window 290-310 s at 2 fps (ours: start/end; qwen-vl-utils: video_start/video_end, fps=2).
+
+Wall time: best of --runs, in this process, the two samplers interleaved, no cache on our side (each call
+opens the file, as qwen-vl-utils does). Our side runs without the time-stamp overlay so that the outputs are
+comparable; the overlay's cost is printed apart. Peak memory: each case in a fresh subprocess, the peak
+resident set (VmHWM) during the call minus the resident set after the imports, so the decoder's own buffers
+count; not counted: the short-lived ffmpeg processes our side starts (the header read; the ffmpeg backend's
+decoding), which are separate processes of ~50 MB each, one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ["FORCE_QWENVL_VIDEO_READER"] = "decord"  # read at qwen_vl_utils' import
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CACHE = ROOT / "bench" / ".cache"
+VIDEO = CACHE / "testsrc2_720p30_10min.mp4"
+MIN_PIXELS, MAX_PIXELS = 4 * 28 * 28, 64 * 28 * 28
+CASES = {
+    "uniform64": {"ours": {}, "qwen": {"nframes": 64}},
+    "clip20s": {
+        "ours": {"start": 290.0, "end": 310.0},
+        "qwen": {"video_start": 290.0, "video_end": 310.0, "fps": 2.0},
+    },
+}
+
+
+def make_video() -> Path:
+    """The 10-minute video, made once: 30 s of testsrc2 encoded, then looped 20 times by stream copy."""
+    if VIDEO.exists():
+        return VIDEO
+    from mtvr_data.ffmpeg_bin import ffmpeg_exe
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    segment = CACHE / "segment30s.mp4"
+    ffmpeg = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+    source = "testsrc2=s=1280x720:r=30:d=30"
+    x264 = ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "30", "-g", "90", "-pix_fmt", "yuv420p"]
+    subprocess.run([*ffmpeg, "-f", "lavfi", "-i", source, *x264, "-y", str(segment)], check=True, timeout=300)
+    part = VIDEO.with_suffix(".part.mp4")
+    loop = ["-stream_loop", "19", "-i", str(segment), "-c", "copy", "-y", str(part)]
+    subprocess.run([*ffmpeg, *loop], check=True, timeout=300)
+    part.replace(VIDEO)
+    segment.unlink()
+    return VIDEO
+
+
+# --- the two samplers -------------------------------------------------------------------------------------------
+
+
+def run_ours(case: str, *, overlay: bool = False, backend: str | None = None):  # noqa: ANN201
+    from mtvr_data.frames import FrameBudget, sample_frames_with
+
+    budget = FrameBudget(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, overlay=overlay)
+    return sample_frames_with(VIDEO, budget=budget, backend=backend, **CASES[case]["ours"])
+
+
+def run_qwen(case: str):  # noqa: ANN201
+    from qwen_vl_utils.vision_process import fetch_video
+
+    element = {"video": str(VIDEO), "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS, **CASES[case]["qwen"]}
+    return fetch_video(element, return_video_metadata=True)
+
+
+def best_of(fn, runs: int) -> tuple[float, object]:  # noqa: ANN001
+    best, result = float("inf"), None
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+# --- memory, in a fresh process per case --------------------------------------------------------------------------
+
+
+def _status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def child(which: str, case: str) -> None:
+    """Import everything first, then measure what one call adds to the peak resident set.
+
+    VmHWM (the peak RSS of this process image), reset to the current RSS after the imports by writing 5 to
+    /proc/self/clear_refs. Not ru_maxrss: a spawned child inherits its parent's high-water mark there.
+    """
+    import decord  # noqa: F401
+    import ffmpeg  # noqa: F401
+    import numpy as np  # noqa: F401
+
+    if which == "qwen":
+        import qwen_vl_utils.vision_process  # noqa: F401
+        import torch  # noqa: F401
+    else:
+        import mtvr_data.frames  # noqa: F401
+    Path("/proc/self/clear_refs").write_text("5")
+    base = _status_mb("VmRSS")
+    if which == "qwen":
+        video, _ = run_qwen(case)
+        out_bytes = video.element_size() * video.nelement()
+    else:
+        frames = run_ours(case, backend=None if which == "ours" else "ffmpeg")
+        out_bytes = frames.nbytes
+    peak = _status_mb("VmHWM")
+    print(json.dumps({"added_mb": peak - base, "base_mb": base, "out_mb": out_bytes / 2**20}))
+
+
+def measure_memory(which: str, case: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", which, case]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True, cwd=ROOT)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --- main -----------------------------------------------------------------------------------------------------
+
+
+def compare(ours, theirs) -> str:  # noqa: ANN001
+    """Shapes, how many frames are the same source frames, and how close the pixels are.
+
+    Where the two pick different frames (the clip: qwen-vl-utils spreads its frames over start..end inclusive,
+    ours step 1/fps from start), the pixels are also compared with qwen-vl-utils' own resize (decord full-size
+    RGB, torchvision bicubic with antialias) of our frames, which isolates the resize.
+    """
+    import decord
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tvf
+
+    video, meta = theirs
+    qwen = video.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+    if qwen.shape != ours.frames.shape:
+        return f"SHAPES DIFFER: ours {ours.frames.shape}, qwen-vl-utils {qwen.shape}"
+    our_indices = [round(t * 30) for t in ours.times]
+    same = sum(a == b for a, b in zip(our_indices, meta["frames_indices"], strict=True))
+    text = f"shape {tuple(ours.frames.shape)} both (qwen-vl-utils' is float32, 4x the bytes); "
+    text += f"same source frame {same}/{len(our_indices)}; pixels vs qwen-vl-utils: {_closeness(ours.frames, qwen)}"
+    if same < len(our_indices):
+        full = torch.from_numpy(decord.VideoReader(str(VIDEO)).get_batch(our_indices).asnumpy()).permute(0, 3, 1, 2)
+        size = list(ours.frames.shape[1:3])
+        ref = tvf.resize(full, size, interpolation=InterpolationMode.BICUBIC, antialias=True)
+        text += f"; vs qwen-vl-utils' resize of our frames: {_closeness(ours.frames, ref.permute(0, 2, 3, 1).numpy())}"
+    return text
+
+
+def _closeness(a, b) -> str:  # noqa: ANN001
+    import numpy as np
+
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    mse = float((diff.astype(np.float64) ** 2).mean())
+    psnr = 10 * np.log10(255**2 / mse) if mse else float("inf")
+    return f"mean |diff| {diff.mean():.2f}, PSNR {psnr:.1f} dB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per sampler and case (best is kept)")
+    parser.add_argument("--child", nargs=2, metavar=("WHICH", "CASE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    started = time.perf_counter()
+    make_video()
+    print(f"video: {VIDEO.relative_to(ROOT)} (1280x720, 30 fps, 600 s, h264 ultrafast, GOP 3 s)")
+    print(f"command: .venv/bin/python bench/frames.py --runs {args.runs}; {os.cpu_count()} CPUs")
+    run_ours("clip20s")  # warm the page cache and the imports on both sides
+    run_qwen("clip20s")
+    for case in CASES:
+        ours_best = qwen_best = float("inf")
+        ours = theirs = None
+        for _ in range(args.runs):  # interleaved, so that both see the same machine state
+            t, ours = best_of(lambda case=case: run_ours(case), 1)
+            ours_best = min(ours_best, t)
+            t, theirs = best_of(lambda case=case: run_qwen(case), 1)
+            qwen_best = min(qwen_best, t)
+        ffmpeg_best, _ = best_of(lambda case=case: run_ours(case, backend="ffmpeg"), 1)
+        overlay_best, _ = best_of(lambda case=case: run_ours(case, overlay=True), 1)
+        mem_ours, mem_qwen = measure_memory("ours", case), measure_memory("qwen", case)
+        mem_ffmpeg = measure_memory("ours-ffmpeg", case)
+        frames_mb = ours.nbytes / 2**20
+        lines = [
+            f"{case} wall: ours {ours_best:.2f} s, qwen-vl-utils {qwen_best:.2f} s, "
+            f"ratio Y/X = {qwen_best / ours_best:.2f}x",
+            f"{case} peak memory: ours {mem_ours['added_mb']:.0f} MB (frames {frames_mb:.1f} MB, "
+            f"A/B = {mem_ours['added_mb'] / frames_mb:.1f}), qwen-vl-utils {mem_qwen['added_mb']:.0f} MB",
+            f"{case} output: {compare(ours, theirs)}",
+            f"{case} also: our ffmpeg backend {ffmpeg_best:.2f} s (ratio vs qwen-vl-utils "
+            f"{qwen_best / ffmpeg_best:.2f}x), peak memory {mem_ffmpeg['added_mb']:.0f} MB in-process; "
+            f"ours with the time-stamp overlay {overlay_best:.2f} s",
+        ]
+        for line in lines:
+            print(line, flush=True)
+    print(
+        f"(memory: peak RSS added by the call over the process after imports, a fresh process per case; "
+        f"load average {os.getloadavg()[0]:.1f}; total {time.perf_counter() - started:.0f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()

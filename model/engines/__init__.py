@@ -1,0 +1,50 @@
+"""Generation engines behind the one `Engine` interface (model.engine_api).
+
+- "transformers": local generate on CPU or GPU (the demo and the tests; `TransformersEngine`).
+- "openai": any OpenAI-compatible server (`OpenAIEngine`), e.g. `transformers serve` or a hosted API.
+- "vllm": a `vllm serve` process per worker, reached through `OpenAIEngine` (`VLLMServer`).
+
+Each back-end is imported only when asked for, so choosing one never imports (or requires) another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from model.engine_api import Engine
+
+EngineKind = Literal["transformers", "openai", "vllm"]
+
+__all__ = ["EngineKind", "make_engine"]
+
+
+def make_engine(kind: EngineKind, **settings: Any) -> Engine:
+    """Build an engine by name.
+
+    - transformers: `model` (or `model_path_or_id`: a path or Hub id) plus TransformersEngine's keywords
+      (device, dtype, batch_size, ...).
+    - openai: `base_url`, `model` plus OpenAIEngine's keywords.
+    - vllm: VLLMSettings fields (`model`, frame budgets, max_model_len, ...) start the server; any other keyword
+      goes to its OpenAIEngine (max_concurrency, timeout_s, ...). Closing the engine stops the server.
+    """
+    if kind == "transformers":
+        from model.engines.transformers_engine import TransformersEngine
+
+        settings = dict(settings)
+        path = settings.pop("model", None) or settings.pop("model_path_or_id", None)
+        if path is None:
+            raise ValueError("the transformers engine needs `model` (a checkpoint path or Hub id)")
+        return TransformersEngine(path, **settings)
+    if kind == "openai":
+        from model.engines.openai_engine import OpenAIEngine
+
+        return OpenAIEngine(**settings)
+    if kind == "vllm":
+        from model.engines.vllm_engine import VLLMServer, VLLMSettings
+
+        names = {f.name for f in dataclasses.fields(VLLMSettings)}
+        server_settings = VLLMSettings(**{k: v for k, v in settings.items() if k in names})
+        client_settings = {k: v for k, v in settings.items() if k not in names}
+        return VLLMServer(server_settings).engine(**client_settings)
+    raise ValueError(f"unknown engine kind {kind!r}; expected 'transformers', 'openai' or 'vllm'")

@@ -1,0 +1,294 @@
+"""vLLM on GPU: one `vllm serve` process per worker, spoken to through `OpenAIEngine` like any other server.
+
+Why a server and not `vllm.LLM` in-process: the client code the tests exercise (retries, `n` and `stop`
+accounting, media encoding) is then the code production runs, the server batches concurrent requests from the
+rollout loop by itself (continuous batching, prefix caching across the turns of a tool conversation), and a crash
+in the engine does not take the Beam worker down with it. This follows Beam's `vllm_inference.py` (a server per
+worker, found by `python -m vllm.entrypoints.openai.api_server`, health-polled before use).
+
+The launch flags are derived from the frame budget, not typed by hand:
+- `--limit-mm-per-prompt '{"video": 1 + max_tool_turns, "image": images_per_prompt}'`: the question's video plus
+  one clip per tool turn;
+- `--media-io-kwargs '{"video": {"num_frames": N}}'`: vLLM keeps only the first `num_frames` of a
+  `data:video/jpeg` frame list (default 32), so N is the larger of the video and clip frame budgets;
+- `--generation-config vllm`: vLLM's default ("auto") would take the checkpoint's generation_config.json as
+  default sampling params (Qwen2.5-VL ships top_k=1, i.e. greedy), which would make the K rollouts identical;
+- `--enable-prefix-caching`: tool turns resend the whole conversation.
+
+vllm is imported nowhere here: it is found on PATH (or as an importable package) only when a server starts, so
+this module loads and its command line is tested on machines without vLLM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.engines.openai_engine import OpenAIEngine
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install mtvr[vllm]"
+
+
+class VLLMNotInstalledError(RuntimeError):
+    """Neither a `vllm` executable nor an importable `vllm` package: the vLLM engine cannot start here."""
+
+
+class VLLMServerError(RuntimeError):
+    """The server exited or did not become healthy in time; the message holds the tail of its log."""
+
+
+@dataclass(frozen=True, slots=True)
+class VLLMSettings:
+    """How to launch one `vllm serve` process. Frame budgets: RL rollouts 64 frames, SFT 128, clips 64 (DESIGN.md)."""
+
+    model: str
+    served_model_name: str | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+    max_frames_per_video: int = 64
+    clip_max_frames: int = 64
+    max_tool_turns: int = 1
+    images_per_prompt: int = 1
+    max_model_len: int = 32768
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int = 1
+    dtype: str = "auto"
+    seed: int = 0
+    generation_config: str = "vllm"
+    extra_args: tuple[str, ...] = ()
+    startup_timeout_s: float = 1800.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("max_frames_per_video", "clip_max_frames", "max_model_len", "tensor_parallel_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_tool_turns < 0 or self.images_per_prompt < 0:
+            raise ValueError("max_tool_turns and images_per_prompt must be >= 0")
+
+    @property
+    def videos_per_prompt(self) -> int:
+        """The question's video plus one clip per tool turn."""
+        return 1 + self.max_tool_turns
+
+    @property
+    def num_frames(self) -> int:
+        """Frames vLLM must keep of one `data:video/jpeg` list: the larger of the video and clip budgets."""
+        return max(self.max_frames_per_video, self.clip_max_frames)
+
+    @property
+    def name(self) -> str:
+        """The model name requests must use."""
+        return self.served_model_name or self.model
+
+
+def find_vllm(
+    which: Callable[[str], str | None] = shutil.which,
+    find_spec: Callable[[str], Any] = importlib.util.find_spec,
+) -> list[str]:
+    """The launcher: `vllm serve` from PATH, else `python -m vllm.entrypoints.openai.api_server`, else an error."""
+    executable = which("vllm")
+    if executable:
+        return [executable, "serve"]
+    if find_spec("vllm") is not None:
+        return [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    raise VLLMNotInstalledError(
+        "vLLM is not installed (no `vllm` on PATH and no importable `vllm` package). "
+        f"Install it on a CUDA machine with `{INSTALL_HINT}`, or use the 'transformers' or 'openai' engine."
+    )
+
+
+def vllm_command(settings: VLLMSettings, port: int, launcher: list[str]) -> list[str]:
+    """The exact argv of the server. `vllm serve` takes the model as a positional; the module form as --model."""
+    head = [*launcher, settings.model] if launcher[-1] == "serve" else [*launcher, "--model", settings.model]
+    limits = {"video": settings.videos_per_prompt, "image": settings.images_per_prompt}
+    command = [
+        *head,
+        "--host",
+        settings.host,
+        "--port",
+        str(port),
+        "--served-model-name",
+        settings.name,
+        "--enable-prefix-caching",
+        "--limit-mm-per-prompt",
+        json.dumps(limits),
+        "--media-io-kwargs",
+        json.dumps({"video": {"num_frames": settings.num_frames}}),
+        "--max-model-len",
+        str(settings.max_model_len),
+        "--generation-config",
+        settings.generation_config,
+        "--tensor-parallel-size",
+        str(settings.tensor_parallel_size),
+        "--dtype",
+        settings.dtype,
+        "--seed",
+        str(settings.seed),
+    ]
+    if settings.gpu_memory_utilization is not None:
+        command += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
+    return command + list(settings.extra_args)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """True when GET `url` answers 200; any connection error is just "not yet"."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (loopback URL we built)
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+class VLLMServer:
+    """One `vllm serve` subprocess: `start()` launches it and waits for /health, `engine()` gives the client,
+    `close()` stops it (its own process group, so vLLM's engine-core children go too).
+
+    `launcher`, `popen`, `health`, `clock` and `sleep` are injectable so the lifecycle is tested on CPU.
+    """
+
+    def __init__(
+        self,
+        settings: VLLMSettings,
+        *,
+        launcher: list[str] | None = None,
+        popen: Callable[..., subprocess.Popen[bytes]] = subprocess.Popen,
+        health: Callable[[str], bool] = http_ok,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        poll_s: float = 2.0,
+    ) -> None:
+        self.settings = settings
+        self._launcher = launcher
+        self._popen = popen
+        self._health = health
+        self._clock = clock
+        self._sleep = sleep
+        self._poll_s = poll_s
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port: int | None = None
+        self.command: list[str] | None = None
+        self.log_path: Path | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the server has not been started")
+        return f"http://{self.settings.host}:{self.port}/v1"
+
+    def start(self) -> VLLMServer:
+        """Launch the server (once) and block until /health answers 200."""
+        if self.process is not None and self.process.poll() is None:
+            return self
+        launcher = self._launcher or find_vllm()
+        self.port = self.settings.port or free_port(self.settings.host)
+        self.command = vllm_command(self.settings, self.port, launcher)
+        handle, name = tempfile.mkstemp(prefix="vllm-", suffix=".log")
+        self.log_path = Path(name)
+        logger.info("starting vLLM: %s (log %s)", " ".join(self.command), self.log_path)
+        started = self._clock()
+        with os.fdopen(handle, "wb") as log:
+            self.process = self._popen(
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **self.settings.env},
+            )
+        self._wait_healthy(started)
+        self.startup_s = self._clock() - started
+        logger.info("vLLM healthy on port %d after %.1f s", self.port, self.startup_s)
+        return self
+
+    def _wait_healthy(self, started: float) -> None:
+        assert self.process is not None
+        url = f"http://{self.settings.host}:{self.port}/health"
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise VLLMServerError(f"vLLM exited with code {code} before it was healthy.\n{self.log_tail()}")
+            if self._health(url):
+                return
+            if self._clock() - started > self.settings.startup_timeout_s:
+                tail = self.log_tail()
+                self.close()
+                raise VLLMServerError(f"vLLM not healthy after {self.settings.startup_timeout_s:.0f} s.\n{tail}")
+            self._sleep(self._poll_s)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the server's log, for error messages."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def engine(self, **client_settings: Any) -> OpenAIEngine:
+        """An `OpenAIEngine` on this server: real videos (`video_url`), vLLM's extra fields, exact token counts.
+
+        Closing the engine stops the server.
+        """
+        self.start()
+        options: dict[str, Any] = {
+            "name": "vllm",
+            "video_mode": "video_url",
+            "vllm_extensions": True,
+            "exact_token_counts": True,
+            "stop_mode": "server",
+            "on_close": self.close,
+        }
+        options.update(client_settings)
+        return OpenAIEngine(self.base_url, self.settings.name, **options)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM the server's process group, SIGKILL it if it is still there after `timeout_s`."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            logger.warning("vLLM did not stop within %.0f s; killing it", timeout_s)
+            _signal_group(process, signal.SIGKILL)
+            process.wait(timeout=timeout_s)
+
+    def __enter__(self) -> VLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the group the server leads (started with start_new_session), falling back to the process alone."""
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError, OSError):
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(sig)

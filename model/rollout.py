@@ -1,0 +1,544 @@
+"""The tool-augmented rollout loop: K conversations per sample, the model calling the clip tool between turns.
+
+VITAL's loop (PAPERS.md): the model writes `<think>` then either `<answer>` (done) or a `<tool_call>`; a call
+is executed on the sample's own video and its clip comes back as a `tool` turn; the model goes on. Each turn
+stops at `</tool_call>` or `</answer>` with at most 1024 new tokens, and at most 2 calls are made, so 3 turns.
+
+How the work is scheduled, and why:
+- Each sample's first turn is ONE request with n = K, so an engine can share the prompt's prefix (vision
+  encoding included) across the K rollouts. Later turns differ per rollout: one request each.
+- Every conversation is its own coroutine and all of them are gathered, so a tool call (frame decoding in a
+  worker thread) of one conversation overlaps the generation of the others. How concurrent requests reach
+  the accelerator (batching, a server's queue) is the engine's business; only for engines that batch
+  within one call and serialise calls (`TransformersEngine`) can the loop coalesce waiting requests into
+  one call (`RolloutConfig.max_engine_calls`).
+- `max_concurrent_samples` bounds the samples in flight (each with its K conversations), so frames of a
+  huge batch are never all in memory at once.
+- Media loading and tool calls run in a thread pool owned by one `run` call. A tool call that exceeds
+  `tool_timeout_s` ends only its own trajectory (`tool_timeout`); Python cannot kill a thread, so the call
+  is abandoned: its thread runs on until the decoder returns and its result is dropped. The pool is shut
+  down without waiting, so `run` never blocks on such a thread (interpreter exit still joins it; the
+  decoders' own ffmpeg timeouts bound that).
+- Nothing raises out of `run` for one sample or one conversation: each ends with a reason from the closed
+  set `FINISH_REASONS` (see there), and only a caller error (k < 1) raises.
+
+The total token budget counts what follows the first prompt, as VITAL's 7168 does (3 x 1024 generated
++ 2 clips of ~2048 vision tokens): every generated token plus the tool turns' tokens, the latter measured
+as the growth of the engine's reported prompt length between turns. A tool turn's size is known only after
+the next turn's prompt is counted, so the budget can be exceeded by at most one tool turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.engine_api import Completion, Engine, GenerationRequest, SamplingSettings
+from model.prompts import PromptConfig, assistant_turn, build_messages, load_media, tool_turn
+from mtvr_data.frames import FrameCache, FrameError, Frames
+from mtvr_data.normalize import resolve_media
+from mtvr_data.parsing import extract_answer, parse_blocks, parse_tool_call
+from mtvr_data.rewards import DEFAULT_PASS_RULE, PassRule, RewardBreakdown, total_reward
+from mtvr_data.schema import Clip, Message, Sample, ToolCall
+from mtvr_data.tools import BoundTools, MediaContext, ToolRegistry, default_tools
+
+log = logging.getLogger(__name__)
+
+# --- finish reasons: a closed set ----------------------------------------------------------------------------------
+#: The last turn holds a closed top-level <answer> block (its format and correctness are the reward's business).
+ANSWER = "answer"
+#: The model stopped (EOS or stop string) with neither an answer nor a tool call to run, e.g. EOS after
+#: <think>, an <answer> nested in <think>, or a tool call while tools are off.
+NO_ANSWER = "no_answer"
+#: The model asked for a tool call when no more were allowed (max_tool_calls or max_turns reached). The call
+#: is NOT executed and no error turn is fed back: VITAL allows at most 2 calls, and a 4th turn would break it.
+MAX_TURNS = "max_turns"
+#: A turn ran out of new tokens (engine finish_reason "length"), or the total response budget is spent.
+TOKEN_BUDGET = "token_budget"
+#: The engine returned an error completion or raised, after its own retries.
+ENGINE_ERROR = "engine_error"
+#: A tool call did not return within `tool_timeout_s` (its thread is abandoned).
+TOOL_TIMEOUT = "tool_timeout"
+#: The sample's prompt could not be built (its media could not be read: FrameError, or a timeout); no turn ran.
+MEDIA_ERROR = "media_error"
+#: A bug in the loop itself (logged with its traceback); kept apart so it is never mistaken for the model's doing.
+INTERNAL_ERROR = "internal_error"
+
+FINISH_REASONS: tuple[str, ...] = (
+    ANSWER,
+    NO_ANSWER,
+    MAX_TURNS,
+    TOKEN_BUDGET,
+    ENGINE_ERROR,
+    TOOL_TIMEOUT,
+    MEDIA_ERROR,
+    INTERNAL_ERROR,
+)
+#: Reasons that describe the model's own output: such trajectories count for pass rates. The others are
+#: failures of the machinery; a grader should leave them out (or retry) rather than score them as wrong.
+MODEL_OUTCOMES: frozenset[str] = frozenset({ANSWER, NO_ANSWER, MAX_TURNS, TOKEN_BUDGET})
+
+BAD_CALL_TEXT = (
+    'Error: the tool call could not be read ({code}). Write {{"name": "<tool>", "arguments": {{...}}}} '
+    "as JSON inside <tool_call></tool_call>."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutConfig:
+    """How rollouts run. Defaults are VITAL's RL rollouts with tools (PAPERS.md).
+
+    `max_turns` counts assistant turns (2 tool calls + the answer = 3); `sampling.max_new_tokens` is the
+    per-turn budget, `max_total_tokens` the whole response's (see the module docstring). `prompt.tools` is
+    ignored: `tools` decides, and only video samples are ever offered tools.
+
+    `max_engine_calls`: None sends every request as its own `generate` call at once (right for a server
+    engine, which runs concurrent calls side by side and returns each as soon as it is done). An int N keeps
+    at most N calls in flight and sends the requests that queued meanwhile together in the next call (right
+    for an engine that batches within one call but serialises calls, like `TransformersEngine`: use 1).
+    `registry` runs the calls; the prompt advertises `prompts.build_messages`' schemas (`default_tools()`),
+    so a custom registry must keep those.
+    """
+
+    tools: bool = True
+    max_tool_calls: int = 2
+    max_turns: int = 3
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    max_total_tokens: int = 7168
+    tool_timeout_s: float = 60.0
+    media_timeout_s: float = 300.0
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    pass_rule: PassRule = DEFAULT_PASS_RULE
+    max_concurrent_samples: int = 64
+    workers: int = 8
+    max_engine_calls: int | None = None
+    registry: ToolRegistry = field(default_factory=default_tools, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.max_turns < 1 or self.max_tool_calls < 0:
+            raise ValueError("max_turns must be >= 1 and max_tool_calls >= 0")
+        if self.max_total_tokens < 1:
+            raise ValueError(f"max_total_tokens must be >= 1, got {self.max_total_tokens}")
+        if self.tool_timeout_s <= 0 or self.media_timeout_s <= 0:
+            raise ValueError("tool_timeout_s and media_timeout_s must be > 0")
+        if self.max_concurrent_samples < 1 or self.workers < 1 or (self.max_engine_calls or 1) < 1:
+            raise ValueError("max_concurrent_samples, workers and max_engine_calls must be >= 1")
+
+
+@dataclass(slots=True)
+class ToolStep:
+    """One tool call a turn ended with, and what the model was shown back (`text`; frames by time only)."""
+
+    name: str | None
+    arguments: dict[str, Any] | None
+    raw: str  # the JSON text inside <tool_call>, as written
+    ok: bool  # the call returned frames (counts for the tool bonus)
+    error: str | None  # parse code, executor code, or "tool_timeout"
+    text: str
+    clip: tuple[float, float] | None = None
+    frame_times: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class Turn:
+    """One assistant turn as generated, its engine accounting, and the tool call it ended with (if run)."""
+
+    text: str
+    finish_reason: str  # the engine's: stop / length
+    prompt_tokens: int
+    completion_tokens: int
+    max_new_tokens: int
+    tool: ToolStep | None = None
+
+
+@dataclass(slots=True)
+class Trajectory:
+    """One rollout of one sample: its turns, why it ended (`FINISH_REASONS`), its reward and pass flag.
+
+    Only trajectories that ended by the model's doing (`MODEL_OUTCOMES`) are graded; for the others (engine,
+    tool, media or internal failures) `reward` is None and `passed` False, so they cannot pass for wrong answers.
+    """
+
+    sample_id: str
+    index: int
+    tools: bool
+    turns: list[Turn] = field(default_factory=list)
+    finish_reason: str = INTERNAL_ERROR
+    error: str | None = None
+    reward: RewardBreakdown | None = None
+    passed: bool = False
+
+    @property
+    def assistant_text(self) -> str:
+        """Every assistant turn joined, tool turns left out: what `total_reward` reads."""
+        return "\n".join(t.text for t in self.turns)
+
+    @property
+    def tool_steps(self) -> list[ToolStep]:
+        return [t.tool for t in self.turns if t.tool is not None]
+
+    @property
+    def num_tool_calls(self) -> int:
+        return len(self.tool_steps)
+
+    @property
+    def num_successful_tool_calls(self) -> int:
+        return sum(1 for s in self.tool_steps if s.ok)
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The first turn's prompt (system, user, media)."""
+        return self.turns[0].prompt_tokens if self.turns else 0
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(t.completion_tokens for t in self.turns)
+
+    @property
+    def response_tokens(self) -> int:
+        """Tokens after the first prompt: generated ones plus tool turns (see the module docstring)."""
+        if not self.turns:
+            return 0
+        if all(t.prompt_tokens > 0 for t in self.turns):
+            last = self.turns[-1]
+            return last.prompt_tokens + last.completion_tokens - self.turns[0].prompt_tokens
+        return self.completion_tokens
+
+    @property
+    def answer(self) -> str | None:
+        return extract_answer(self.turns[-1].text) if self.turns else None
+
+
+def to_messages(trajectory: Trajectory) -> list[Message]:
+    """The turns after the user turn as CoT-row messages: assistant text with its tool calls, tool clips by time.
+
+    A tool turn is written only for calls whose result was fed back to the model (not a timed-out one), so the
+    messages replay exactly what the model saw (`prompts.replay_conversation` re-renders the clips).
+    """
+    out: list[Message] = []
+    for turn in trajectory.turns:
+        out.append(Message(role="assistant", content=turn.text, tool_calls=_written_calls(turn.text)))
+        step = turn.tool
+        if step is None or step.error == TOOL_TIMEOUT:
+            continue
+        clip = Clip(step.clip[0], step.clip[1], list(step.frame_times)) if step.clip is not None else None
+        out.append(Message(role="tool", content=step.text, clip=clip))
+    return out
+
+
+def _written_calls(text: str) -> list[ToolCall]:
+    calls = []
+    for block in parse_blocks(text):
+        if block.kind == "tool_call":
+            parsed = parse_tool_call(block.content)
+            arguments = json.dumps(parsed.arguments, ensure_ascii=False) if parsed.ok else block.content.strip()
+            calls.append(ToolCall(name=parsed.name or "", arguments=arguments))
+    return calls
+
+
+def _ends_with_tool_call(text: str) -> bool:
+    return text.rstrip().endswith("</tool_call>")
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A sample ready to roll out: its prompt messages, tool schemas and tools bound to its video."""
+
+    sample: Sample
+    messages: list[dict[str, Any]]
+    schemas: list[dict[str, Any]] | None
+    bound: BoundTools | None
+
+
+class RolloutRunner:
+    """Runs rollouts of many samples against one engine (see the module docstring for the scheduling).
+
+    Request keys name the conversation, for an engine's logs and caches: `<sample id>/t0` for the shared
+    first turn, `<sample id>/<rollout index>/t<turn index>` for the later ones (turns counted from 0).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: RolloutConfig | None = None,
+        *,
+        video_root: str | Path | None = None,
+        cache: FrameCache | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config = config or RolloutConfig()
+        self.video_root = video_root
+        self.cache = cache
+        self._pool: ThreadPoolExecutor | None = None
+        self._dispatcher = _Dispatcher(engine, self.config.max_engine_calls)
+
+    async def run(
+        self, samples: Sequence[Sample], *, k: int, hints: Mapping[str, str] | None = None
+    ) -> list[list[Trajectory]]:
+        """K trajectories per sample, in input order. `hints` (by sample id) are appended to the user turn."""
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if self._pool is not None:
+            raise RuntimeError("a RolloutRunner runs one batch at a time; make another runner for concurrent batches")
+        gate = asyncio.Semaphore(self.config.max_concurrent_samples)
+        self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="mtvr-rollout")
+        try:
+            results = await asyncio.gather(*(self._sample(s, k, (hints or {}).get(s.id), gate) for s in samples))
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)  # abandoned tool threads finish on their own
+            self._pool = None
+        counts = Counter(t.finish_reason for group in results for t in group)
+        log.info("rollouts: %d samples x %d, finish reasons %s", len(samples), k, dict(counts))
+        return list(results)
+
+    # --- one sample --------------------------------------------------------------------------------------------
+
+    async def _sample(self, sample: Sample, k: int, hint: str | None, gate: asyncio.Semaphore) -> list[Trajectory]:
+        async with gate:
+            tools = self.config.tools and sample.modality == "video"
+            try:
+                prepared = await self._prepare(sample, hint, tools)
+            except Exception as exc:  # any failure before the first turn is this sample's alone
+                detail = (
+                    f"{exc.reason}: {exc.detail}" if isinstance(exc, FrameError) else f"{type(exc).__name__}: {exc}"
+                )
+                log.warning("sample %s: prompt not built (%s)", sample.id, detail)
+                return [Trajectory(sample.id, i, tools, finish_reason=MEDIA_ERROR, error=detail) for i in range(k)]
+            budget = min(self.config.sampling.max_new_tokens, self.config.max_total_tokens)
+            settings = dataclasses.replace(self.config.sampling, n=k, max_new_tokens=budget)
+            first = await self._generate(prepared, [], settings, key=f"{sample.id}/t0")
+            trajectories = [Trajectory(sample.id, i, tools) for i in range(k)]
+            await asyncio.gather(
+                *(self._converse(prepared, t, c, budget) for t, c in zip(trajectories, first, strict=True))
+            )
+            return trajectories
+
+    async def _prepare(self, sample: Sample, hint: str | None, tools: bool) -> _Prepared:
+        path = str(resolve_media(self.video_root, sample.video))
+        prompt = dataclasses.replace(self.config.prompt, tools=tools)
+        loop = asyncio.get_running_loop()
+        try:
+            media: Frames = await asyncio.wait_for(
+                loop.run_in_executor(self._pool, load_media, sample, path, prompt, self.cache),
+                self.config.media_timeout_s,
+            )
+        except TimeoutError as exc:
+            raise FrameError("timeout", f"media not loaded in {self.config.media_timeout_s:g} s", path) from exc
+        messages, schemas = build_messages(sample, media, prompt)
+        if hint:
+            messages[1] = _with_hint(messages[1], hint)
+        bound = None
+        if tools:
+            duration = sample.duration if sample.duration is not None else media.end
+            bound = self.config.registry.bind(MediaContext(path=path, duration=duration, cache=self.cache))
+        return _Prepared(sample, messages, schemas, bound)
+
+    # --- one conversation --------------------------------------------------------------------------------------
+
+    async def _converse(self, prepared: _Prepared, traj: Trajectory, first: Completion, max_new: int) -> None:
+        try:
+            await self._turns(prepared, traj, first, max_new)
+        except Exception as exc:  # a bug here must end this trajectory only, loudly
+            log.exception("sample %s rollout %d: internal error", traj.sample_id, traj.index)
+            traj.finish_reason, traj.error = INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+        self._grade(prepared.sample, traj)
+
+    async def _turns(self, prepared: _Prepared, traj: Trajectory, completion: Completion, max_new: int) -> None:
+        config = self.config
+        history: list[dict[str, Any]] = []
+        while True:
+            if not completion.ok:
+                traj.finish_reason, traj.error = ENGINE_ERROR, completion.error or "engine error"
+                return
+            text = completion.text
+            turn = Turn(
+                text, completion.finish_reason, completion.prompt_tokens, completion.completion_tokens, max_new
+            )
+            traj.turns.append(turn)
+            if completion.finish_reason == "length":
+                traj.finish_reason = TOKEN_BUDGET
+                return
+            if not _ends_with_tool_call(text):
+                traj.finish_reason = ANSWER if extract_answer(text) is not None else NO_ANSWER
+                return
+            if prepared.bound is None:
+                traj.finish_reason, traj.error = NO_ANSWER, "tool call without tools"
+                return
+            if traj.num_tool_calls >= config.max_tool_calls or len(traj.turns) >= config.max_turns:
+                traj.finish_reason = MAX_TURNS
+                return
+            remaining = config.max_total_tokens - traj.response_tokens
+            if remaining < 1:  # no tokens left for the turn after the call: do not run it
+                traj.finish_reason = TOKEN_BUDGET
+                return
+            turn.tool, frames = await self._call_tool(prepared.bound, text)
+            if turn.tool.error == TOOL_TIMEOUT:
+                traj.finish_reason, traj.error = TOOL_TIMEOUT, f"no result in {config.tool_timeout_s:g} s"
+                return
+            history += [assistant_turn(text), tool_turn(frames, turn.tool.text)]
+            max_new = min(config.sampling.max_new_tokens, remaining)
+            settings = dataclasses.replace(config.sampling, n=1, max_new_tokens=max_new)
+            key = f"{traj.sample_id}/{traj.index}/t{len(traj.turns)}"
+            (completion,) = await self._generate(prepared, history, settings, key=key)
+
+    async def _call_tool(self, bound: BoundTools, text: str) -> tuple[ToolStep, Frames | None]:
+        """Parse the turn's call and run it in a worker thread under the timeout; never raises."""
+        blocks = [b.content for b in parse_blocks(text) if b.kind == "tool_call"]
+        if not blocks:  # ends with </tool_call> but no readable block (unopened, or nested in <think>)
+            code = "no_tool_call_block"
+            return ToolStep(None, None, "", False, code, BAD_CALL_TEXT.format(code=code)), None
+        raw = blocks[-1].strip()
+        parsed = parse_tool_call(raw)
+        if not parsed.ok or parsed.arguments is None:
+            code = parsed.error or "bad_arguments"
+            return ToolStep(parsed.name, None, raw, False, code, BAD_CALL_TEXT.format(code=code)), None
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(
+                loop.run_in_executor(self._pool, bound.execute, parsed.name, parsed.arguments),
+                self.config.tool_timeout_s,
+            )
+        except TimeoutError:
+            log.warning("tool %s on %s timed out; its thread is abandoned", parsed.name, bound.ctx.path)
+            text = "Error: the tool timed out."
+            step = ToolStep(
+                parsed.name, parsed.arguments, raw, False, TOOL_TIMEOUT, text, seconds=time.perf_counter() - started
+            )
+            return step, None
+        frames = result.frames if result.returned_frames else None
+        step = ToolStep(
+            name=parsed.name,
+            arguments=parsed.arguments,
+            raw=raw,
+            ok=frames is not None,
+            error=result.error,
+            text=result.text,
+            clip=(frames.start, frames.end) if frames is not None else None,
+            frame_times=list(frames.times) if frames is not None else [],
+            seconds=time.perf_counter() - started,
+        )
+        return step, frames
+
+    async def _generate(
+        self, prepared: _Prepared, history: list[dict[str, Any]], settings: SamplingSettings, *, key: str
+    ) -> list[Completion]:
+        """Exactly `settings.n` completions; an engine exception or a short answer becomes error completions."""
+        request = GenerationRequest(prepared.messages + history, settings, prepared.schemas, key)
+        try:
+            completions = list(await self._dispatcher.submit(request))[: settings.n]
+        except Exception as exc:  # the engine retried already; this request's conversations end here
+            log.warning("engine failed on %s: %s", key, exc)
+            return [Completion("", "error", error=f"{type(exc).__name__}: {exc}") for _ in range(settings.n)]
+        missing = settings.n - len(completions)
+        return completions + [Completion("", "error", error="engine returned too few completions")] * missing
+
+    def _grade(self, sample: Sample, traj: Trajectory) -> None:
+        """Reward and pass flag of a trajectory that ended by the model's doing; machinery failures stay None."""
+        if traj.finish_reason not in MODEL_OUTCOMES:
+            return
+        try:
+            traj.reward = total_reward(
+                sample,
+                traj.assistant_text,
+                num_successful_tool_calls=traj.num_successful_tool_calls,
+                tools=traj.tools,
+                rule=self.config.pass_rule,
+            )
+        except Exception as exc:  # e.g. the sample's own truth cannot be scored: a data bug, kept visible
+            log.error("sample %s cannot be graded: %s", sample.id, exc)
+            traj.error = f"reward: {exc}"
+            return
+        traj.passed = traj.reward.detail.passed
+
+
+class _Dispatcher:
+    """Hands requests to the engine: one call each, or coalesced under a cap on calls in flight (see
+    `RolloutConfig.max_engine_calls`). A coalesced call that raises is retried request by request, so one bad
+    request fails alone."""
+
+    def __init__(self, engine: Engine, max_calls: int | None) -> None:
+        self.engine = engine
+        self.slots = asyncio.Semaphore(max_calls) if max_calls else None
+        self.queue: list[tuple[GenerationRequest, asyncio.Future[list[Completion]]]] = []
+        self.flusher: asyncio.Task[None] | None = None
+        self.calls: set[asyncio.Task[None]] = set()
+
+    async def submit(self, request: GenerationRequest) -> list[Completion]:
+        if self.slots is None:
+            return await self._one(request)
+        future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
+        self.queue.append((request, future))
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _one(self, request: GenerationRequest) -> list[Completion]:
+        (completions,) = await self.engine.generate([request])
+        return completions
+
+    async def _flush(self) -> None:
+        assert self.slots is not None
+        while self.queue:
+            await self.slots.acquire()
+            await asyncio.sleep(0)  # requests made in this same tick join the call
+            batch, self.queue = self.queue, []
+            task = asyncio.create_task(self._send(batch))
+            self.calls.add(task)  # keep a reference until done
+            task.add_done_callback(self.calls.discard)
+
+    async def _send(self, batch: list[tuple[GenerationRequest, asyncio.Future[list[Completion]]]]) -> None:
+        assert self.slots is not None
+        try:
+            results = await self.engine.generate([request for request, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"engine answered {len(results)} of {len(batch)} requests")
+            for (_, future), completions in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(completions)
+        except Exception as exc:
+            for request, future in batch:
+                if future.done():
+                    continue
+                if len(batch) == 1:
+                    future.set_exception(exc)
+                    continue
+                try:
+                    future.set_result(await self._one(request))
+                except Exception as single:
+                    future.set_exception(single)
+        finally:
+            self.slots.release()
+
+
+def _with_hint(user: dict[str, Any], hint: str) -> dict[str, Any]:
+    """The user turn with `hint` appended to its words (a copy: the sample's prompt stays unchanged)."""
+    content = list(user["content"])
+    last = content[-1]
+    content[-1] = {**last, "text": f"{last['text']}\n{hint}"}
+    return {**user, "content": content}
+
+
+async def rollout(
+    samples: Sequence[Sample],
+    engine: Engine,
+    *,
+    k: int,
+    config: RolloutConfig | None = None,
+    video_root: str | Path | None = None,
+    cache: FrameCache | None = None,
+    hints: Mapping[str, str] | None = None,
+) -> list[list[Trajectory]]:
+    """K rollouts of each sample (see `RolloutRunner`); one list of K trajectories per sample, in order."""
+    runner = RolloutRunner(engine, config, video_root=video_root, cache=cache)
+    return await runner.run(samples, k=k, hints=hints)

@@ -1,0 +1,346 @@
+"""The one function that decides which frames a model sees: `sample_frames` (videos) and `load_image`.
+
+The teacher, the grader's rollouts, the clip tool, SFT and DGRPO all call these, so that a record means the
+same thing when it is built, graded and trained on. The rules are VITAL's on Qwen2.5-VL (PAPERS.md):
+
+- Whole video (`start`/`end` None): Qwen's `smart_nframes`, n = clamp(duration * fps, min_frames,
+  max_frames) floored to an even number (Qwen2.5-VL packs frames in pairs) and never more than the video
+  has; the frames are spread evenly over the video like qwen-vl-utils' `linspace(0, total - 1, n)`. The
+  targets are the middles of the first and last frames and n - 1 equal steps between, and each target takes
+  the frame showing at that time: for a constant frame rate that is exactly qwen-vl-utils' choice, and for a
+  variable frame rate the frames stay evenly spaced in time, not in index.
+- A window (the clip tool's `get_video_clip_frame(start, end)`): resampled at `fps` (2 fps) from `start`,
+  n from the same rule on the window's length and frame count, spread evenly when the rule caps it (at
+  `max_frames`) or rounds it; 0 <= start < end <= duration is required and never clamped.
+- `times[i]` is the presentation time of the frame actually decoded (from the container's time stamps, never
+  index / fps, which is wrong for variable-frame-rate video), and the frame chosen for a target time is the
+  one showing at that time.
+- Every frame is resized by Qwen's `smart_resize` (sides multiples of 28, pixels within the budget; VITAL
+  uses max_pixels 64*28*28, about 224x224), inside the decoder, and carries its time stamp ("12.50s",
+  bottom right) when `budget.overlay` is set.
+
+Decoding (decord, ffmpeg fallback) is in `frame_decode`, the overlay in `frame_overlay`, the cache in
+`frame_cache`. Failures raise `FrameError` with the probe's reason codes, or `bad_window`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mtvr_data.frame_cache import FrameCache
+from mtvr_data.frame_decode import (
+    DecodeFailed,
+    FrameError,
+    FrameSource,
+    SourceFacts,
+    classify,
+    open_source,
+    read_facts,
+    stat_video,
+)
+from mtvr_data.frame_overlay import draw_timestamp, draw_timestamp_inplace
+from mtvr_data.video_probe import probe_image
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FrameBudget",
+    "FrameCache",
+    "FrameError",
+    "Frames",
+    "draw_timestamp",
+    "load_image",
+    "plan_frames",
+    "sample_frames",
+    "smart_nframes",
+    "smart_resize",
+]
+
+#: Qwen2.5-VL: 14 px patches merged 2x2, so frame sides are multiples of 28; frames go in pairs.
+FACTOR = 28
+FRAME_FACTOR = 2
+MAX_RATIO = 200
+#: Time stamps are compared with this slack (decord's are float32): a target within it of a frame's start
+#: counts as showing that frame, and a window may end this far past the duration (rounding, not clamping).
+TIME_EPS = 1e-4
+END_SLACK = 1e-3
+#: Added to duration * fps before flooring: durations come from millisecond-rounded time stamps (a 10 s webm
+#: at 24 fps ends at 9.999 s) and window lengths from float arithmetic, and 19.998 must count as 20 frames.
+COUNT_SLACK = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class FrameBudget:
+    """How many frames, how large, and whether to stamp them. Hashable: part of the cache key."""
+
+    fps: float = 2.0  # sampling rate (frames per second of video)
+    max_frames: int = 64
+    min_frames: int = 4
+    min_pixels: int = 4 * 28 * 28
+    max_pixels: int = 64 * 28 * 28  # per frame; VITAL's ~224x224
+    overlay: bool = True  # draw the frame's time stamp, e.g. "12.50s", bottom right
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be a positive number, not {self.fps}")
+        if self.max_frames < 1 or self.min_frames < 1:
+            raise ValueError("max_frames and min_frames must be >= 1")
+        if not 0 < self.min_pixels <= self.max_pixels:
+            raise ValueError("need 0 < min_pixels <= max_pixels")
+
+
+@dataclass(slots=True)
+class Frames:
+    """Sampled frames and where they come from. From a `FrameCache` the array is shared and read-only."""
+
+    frames: np.ndarray = field(repr=False)  # uint8 [T, H, W, 3], RGB, H and W multiples of 28 within the budget
+    times: list[float]  # seconds from the START OF THE VIDEO of each frame (its presentation time)
+    sample_fps: float  # frames per second of the sampled sequence (Qwen2.5-VL's temporal positions)
+    start: float  # the window that was sampled (0..duration for the whole video)
+    end: float
+    path: str
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.frames.nbytes)
+
+
+# --- the rules ------------------------------------------------------------------------------------------------
+
+
+def smart_resize(
+    height: int, width: int, *, factor: int = FACTOR, min_pixels: int, max_pixels: int
+) -> tuple[int, int]:
+    """Qwen2.5-VL's resize rule: sides multiples of `factor`, h*w within [min_pixels, max_pixels], the aspect
+    ratio kept as well as possible. Equal to qwen-vl-utils' `smart_resize` (Python's round included), except
+    that no side is ever 0 (qwen-vl-utils returns 0 for a side of extreme-aspect frames).
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"height and width must be positive, got {height}x{width}")
+    if max(height, width) / min(height, width) > MAX_RATIO:
+        raise ValueError(f"absolute aspect ratio must be smaller than {MAX_RATIO}, got {height}x{width}")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+        if h_bar * w_bar > max_pixels:  # only when a side was lifted to `factor`: shrink the other one
+            if h_bar >= w_bar:
+                h_bar = max(factor, max_pixels // w_bar // factor * factor)
+            else:
+                w_bar = max(factor, max_pixels // h_bar // factor * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def smart_nframes(duration: float, available: int, budget: FrameBudget) -> int:
+    """Qwen's frame count: clamp(duration * fps, min_frames, max_frames), floored to even, <= `available`.
+
+    Qwen computes duration as frames / average fps; here it is the end of the last frame (right for variable
+    frame rates too), with `COUNT_SLACK` for the rounding of time stamps.
+    """
+    if available <= 1:
+        return max(0, available)
+    min_frames = math.ceil(budget.min_frames / FRAME_FACTOR) * FRAME_FACTOR
+    max_frames = math.floor(min(budget.max_frames, available) / FRAME_FACTOR) * FRAME_FACTOR
+    n = min(max(duration * budget.fps + COUNT_SLACK, min_frames), max_frames, available)
+    return max(FRAME_FACTOR, math.floor(n / FRAME_FACTOR) * FRAME_FACTOR)
+
+
+def plan_frames(
+    pts: np.ndarray, duration: float, *, start: float | None, end: float | None, budget: FrameBudget
+) -> tuple[np.ndarray, float, float, float]:
+    """(frame indices, sample_fps, start, end) for a video whose frames start at `pts` (sorted seconds).
+
+    Pure: the sampling rules without any decoding, so that they can be tested and reused on their own.
+    Raises FrameError("bad_window") for a window outside 0 <= start < end <= duration.
+    """
+    count = len(pts)
+    if start is None and end is None:
+        n = smart_nframes(duration, count, budget)
+        ends = np.append(pts[1:], duration)
+        middles = (pts + ends) / 2
+        targets = np.linspace(middles[0], middles[-1], n) if n > 1 else middles[:1]
+        return _showing(pts, targets), n / duration, 0.0, duration
+    lo = 0.0 if start is None else float(start)
+    hi = duration if end is None else float(end)
+    _check_window(lo, hi, duration)
+    hi = min(hi, duration)
+    first = int(_showing(pts, np.array([lo]))[0])
+    last = max(first, int(np.searchsorted(pts, hi - TIME_EPS, side="left")) - 1)
+    n = smart_nframes(hi - lo, last - first + 1, budget)
+    targets = lo + np.arange(n) * ((hi - lo) / n)
+    return _showing(pts, targets), n / (hi - lo), lo, hi
+
+
+def _showing(pts: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Index of the frame showing at each target time: the last frame starting at or before it."""
+    return np.clip(np.searchsorted(pts, targets + TIME_EPS, side="right") - 1, 0, len(pts) - 1)
+
+
+def _check_window(start: float, end: float, duration: float | None, *, partial: bool = False) -> None:
+    """bad_window unless start and end are finite and 0 <= start < end (<= duration, when known).
+
+    `partial`: checked before the file is opened, where a missing end is passed as +inf.
+    """
+    for name, value in (("start", start), ("end", end)):
+        if partial and value == math.inf:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise FrameError("bad_window", f"{name} must be a finite number of seconds, not {value!r}.")
+    if start < 0:
+        raise FrameError("bad_window", f"start {start} is before the start of the video.")
+    if not start < end:
+        raise FrameError("bad_window", f"start {start} must be before end {end}.")
+    if duration is not None and end > duration + END_SLACK:
+        raise FrameError("bad_window", f"end {end} is past the end of the video ({duration:.2f} s).")
+
+
+# --- videos ---------------------------------------------------------------------------------------------------
+
+
+def sample_frames(
+    path: str | os.PathLike[str],
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    budget: FrameBudget = FrameBudget(),
+    cache: FrameCache | None = None,
+) -> Frames:
+    """The frames a model sees of a video, or of its window [start, end] seconds (see the module docstring).
+
+    Raises FrameError: the probe's reason codes for a bad file, `bad_window` for a window outside the video.
+    With a `cache`, a file is opened once for all its windows and a repeated request is not decoded again.
+    """
+    return sample_frames_with(path, start=start, end=end, budget=budget, cache=cache)
+
+
+def sample_frames_with(
+    path: str | os.PathLike[str],
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    budget: FrameBudget = FrameBudget(),
+    cache: FrameCache | None = None,
+    backend: str | None = None,
+) -> Frames:
+    """`sample_frames` with a choice of decoder (`"decord"`, `"ffmpeg"`; None = decord, else ffmpeg), for
+    tests and benchmarks that compare the two on files both can read."""
+    p = Path(path)
+    try:
+        _check_window(0.0 if start is None else start, math.inf if end is None else end, None, partial=True)
+    except FrameError as exc:
+        exc.path = str(p)
+        raise
+    st = stat_video(p)
+    file_key = (os.path.abspath(p), st.st_mtime_ns, st.st_size)
+    result_key = (file_key, start, end, budget, backend)
+    if cache is not None and (hit := cache.get_result(result_key)) is not None:
+        return hit
+    if cache is not None:
+        facts = cache.get_or_open("facts", file_key, lambda: read_facts(p), lambda _: 256)
+    else:
+        facts = read_facts(p)
+    height, width = _output_size(p, facts, budget)
+    if cache is not None:
+        source = cache.get_or_open(
+            "source",
+            (file_key, width, height, backend),
+            lambda: open_source(p, width, height, facts, backend),
+            lambda s: s.nbytes,
+        )
+    else:
+        source = open_source(p, width, height, facts, backend)
+    frames = _sample(p, source, start, end, budget, facts)
+    return cache.put_result(result_key, frames) if cache is not None else frames
+
+
+def _output_size(path: Path, facts: SourceFacts, budget: FrameBudget) -> tuple[int, int]:
+    try:
+        return smart_resize(facts.height, facts.width, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels)
+    except ValueError as exc:
+        raise FrameError("video_unreadable", str(exc), str(path)) from None
+
+
+def _sample(
+    path: Path,
+    source: FrameSource,
+    start: float | None,
+    end: float | None,
+    budget: FrameBudget,
+    facts: SourceFacts,
+) -> Frames:
+    try:
+        indices, sample_fps, lo, hi = plan_frames(source.pts, source.duration, start=start, end=end, budget=budget)
+    except FrameError as exc:
+        exc.path = str(path)
+        raise
+    distinct, inverse = np.unique(indices, return_inverse=True)
+    with source.lock:
+        try:
+            decoded = source.read(distinct.tolist())
+        except DecodeFailed as exc:
+            if source.backend != "decord":
+                raise classify(path, str(exc)) from exc
+            log.info("%s: %s; trying ffmpeg", path, exc)
+            fallback = open_source(path, source.width, source.height, facts, "ffmpeg")
+            try:
+                decoded = fallback.read(distinct.tolist())
+            except DecodeFailed as exc2:
+                raise classify(path, f"{exc2}; {exc}") from exc2
+    frames = decoded if len(distinct) == len(indices) else decoded[inverse]
+    times = [round(float(source.pts[i]), 4) for i in indices]
+    if budget.overlay:
+        for frame, seconds in zip(frames, times, strict=True):
+            draw_timestamp_inplace(frame, seconds)
+    return Frames(frames=frames, times=times, sample_fps=sample_fps, start=lo, end=hi, path=str(path))
+
+
+# --- images ---------------------------------------------------------------------------------------------------
+
+
+def load_image(path: str | os.PathLike[str], *, budget: FrameBudget = FrameBudget()) -> Frames:
+    """An image (Video-R1's image rows) through the same pixel rule: T = 1, times [0.0], no overlay.
+
+    Resized like qwen-vl-utils' `fetch_image` (RGBA on white, bicubic). sample_fps is 0.0: an image has none.
+    """
+    p = Path(path)
+    try:
+        with Image.open(p) as img:
+            image = _to_rgb(img)
+    except Exception as exc:  # Pillow raises many types; the probe says which reason it is
+        result = probe_image(p)
+        reason = result.reason or "video_unreadable"
+        raise FrameError(reason, result.detail or f"Pillow cannot load it ({exc}).", str(p)) from None
+    width, height = image.size
+    try:
+        h_bar, w_bar = smart_resize(height, width, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels)
+    except ValueError as exc:
+        raise FrameError("video_unreadable", str(exc), str(p)) from None
+    if (w_bar, h_bar) != (width, height):
+        image = image.resize((w_bar, h_bar), resample=Image.Resampling.BICUBIC)
+    array = np.asarray(image, dtype=np.uint8)[None].copy()
+    return Frames(frames=array, times=[0.0], sample_fps=0.0, start=0.0, end=0.0, path=str(p))
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with transparency composited on white as qwen-vl-utils does for RGBA."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.split()[3])
+        return background
+    img.load()
+    return img.convert("RGB")
