@@ -114,7 +114,7 @@ def bench_loop_overhead(root: Path, repeats: int, max_new_tokens: int) -> float:
         ratios.append(pair["loop"] / pair["direct"])
     print(
         f"  {len(samples)}x{k} rows, {repeats} interleaved pairs: best direct {best['direct']:.1f} tok/s, best loop "
-        f"{best['loop']:.1f} tok/s (best-of ratio {best['loop'] / best['direct']:.3f}); reported: median of pair ratios"
+        f"{best['loop']:.1f} tok/s (best-of ratio {best['loop'] / best['direct']:.3f}); reported: median pair ratio"
     )
     return statistics.median(ratios)
 

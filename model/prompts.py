@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtvr_data.frames import FrameBudget, FrameCache, Frames, load_image, sample_frames
-
 from mtvr_data.schema import OPTION_LETTERS, Message, Sample
-from mtvr_data.tools import CLIP_BUDGET, clip_caption, default_tools
+from mtvr_data.tools import CLIP_BUDGET, ToolRegistry, clip_caption, default_tools
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
@@ -107,13 +106,15 @@ def build_messages(
     config: PromptConfig,
     *,
     history: list[dict[str, Any]] | None = None,
+    registry: ToolRegistry | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """(messages, tool schemas) for a sample: system, user (media + words), then `history` turns if any.
 
-    Tools are offered only on video rows and only when `config.tools`; image rows never get them.
+    Tools are offered only on video rows and only when `config.tools`; image rows never get them. The
+    schemas come from `registry` (VITAL's toolbox by default), the same registry that runs the calls.
     """
     tools = config.tools and sample.modality == "video"
-    schemas = default_tools().schemas() if tools else None
+    schemas = (registry or default_tools()).schemas() if tools else None
     part = {"type": "video", "video": media} if sample.modality == "video" else {"type": "image", "image": media}
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": [{"type": "text", "text": system_text(config, schemas)}]},

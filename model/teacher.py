@@ -37,13 +37,14 @@ from typing import Any
 
 from model.engine_api import Engine, SamplingSettings
 from model.prompts import PromptConfig, build_messages, load_media, replay_conversation, system_text, user_text
-from model.rollout import ANSWER, RolloutConfig, RolloutRunner, Trajectory, to_messages
+from model.rollout import RolloutConfig, RolloutRunner
+from model.trajectory import ANSWER, Trajectory, to_messages
 from mtvr_data.frames import FrameBudget, FrameCache
 from mtvr_data.normalize import resolve_media
 from mtvr_data.parsing import check_format
 from mtvr_data.rewards import DEFAULT_PASS_RULE, PassRule, task_reward
 from mtvr_data.schema import CotRow, Message, Sample
-from mtvr_data.tools import MIN_CLIP_S, default_tools
+from mtvr_data.tools import MIN_CLIP_S
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +263,7 @@ def make_cot_row(
     """A CoT row from a verified chain: the student's prompt (system, user; no hint) and the teacher's turns."""
     config = config or TeacherConfig()
     tools = trajectory.tools
-    schemas = default_tools().schemas() if tools else None
+    schemas = config.rollout.registry.schemas() if tools else None
     prompt = dataclasses.replace(config.rollout.prompt, tools=tools)
     messages = [
         Message(role="system", content=system_text(prompt, schemas)),

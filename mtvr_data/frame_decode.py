@@ -14,6 +14,13 @@ size. `frames` decides which indices to read from the times; this module only de
   with `select`, scales them and pipes raw RGB back. Every run has a timeout, so a bad file cannot hang a
   worker.
 
+Known cost of decord (measured with a 10-minute 720p h264 file, see bench/frames.py): opening reads the whole
+file (its packet index), and while decoding, the calling thread reads packets ahead of the decoder in a busy
+loop until the next seek: 64 frames of that 350 MB file read 7 GB from the page cache (1.5 GB for a 20 s
+clip), hold 200-300 MB of compressed packets at the peak, and keep a second core busy. The ffmpeg path reads
+the file once (0.4 GB) and holds only the output frames in-process;
+`frames.sample_frames_with(backend="ffmpeg")` selects it.
+
 Failures become `FrameError` with the probe's reason codes: when a decoder fails, `video_probe.probe_video`
 classifies the file (missing, empty, truncated, unreadable), so the sampler and the probe stage never
 disagree about why a file is bad.
@@ -43,7 +50,7 @@ log = logging.getLogger(__name__)
 #: memory to a few frames instead of a second copy of the whole output.
 DECORD_CHUNK = 8
 #: Estimated resident memory of an open decord reader, in source frames (YUV 4:2:0): the decoder's pictures
-#: plus the compressed packets decord reads ahead (measured 70-190 MB for a 10-minute 720p h264 file).
+#: plus the compressed packets decord reads ahead (measured 70-300 MB for a 10-minute 720p h264 file).
 DECORD_READER_FRAMES = 64
 #: Starting an ffmpeg process and seeking costs about as much as decoding this many frames (30-50 ms).
 SEEK_COST_FRAMES = 48

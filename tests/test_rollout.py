@@ -14,7 +14,8 @@ import pytest
 
 from model.engine_api import Completion, GenerationRequest, SamplingSettings
 from model.prompts import PromptConfig
-from model.rollout import (
+from model.rollout import RolloutConfig, rollout
+from model.trajectory import (
     ANSWER,
     ENGINE_ERROR,
     FINISH_REASONS,
@@ -23,9 +24,7 @@ from model.rollout import (
     NO_ANSWER,
     TOKEN_BUDGET,
     TOOL_TIMEOUT,
-    RolloutConfig,
     Trajectory,
-    rollout,
     to_messages,
 )
 from mtvr_data.frames import FrameBudget, FrameCache, Frames

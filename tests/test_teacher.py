@@ -12,7 +12,7 @@ import pytest
 
 from model.engine_api import SamplingSettings
 from model.prompts import PromptConfig
-from model.rollout import ANSWER, RolloutConfig, Trajectory, Turn
+from model.rollout import RolloutConfig
 from model.teacher import (
     HINT_HEAD,
     TeacherConfig,
@@ -26,6 +26,7 @@ from model.teacher import (
     verify,
     wants_tool_chain,
 )
+from model.trajectory import ANSWER, Trajectory, Turn
 from mtvr_data.frames import FrameBudget, FrameCache
 from mtvr_data.parquet_io import read_parquet, write_parquet
 from mtvr_data.rewards import task_reward

@@ -65,7 +65,8 @@ def frame_array(frames: FramesLike) -> np.ndarray:
         raise ValueError(f"frames must be [T, H, W, 3] with T >= 1, got shape {array.shape}")
     if array.dtype != np.uint8:
         raise ValueError(f"frames must be uint8, got {array.dtype}")
-    return array
+    # The frame cache hands out read-only arrays (shared between rollouts); torch needs a writable buffer.
+    return array if array.flags.writeable else array.copy()
 
 
 def sample_fps(frames: FramesLike) -> float:
