@@ -10,6 +10,12 @@ so 168x280 frames):
 - uniform64: 64 frames over the whole video (ours: the fps rule gives 64; qwen-vl-utils: nframes=64);
 - clip20s: the window 290-310 s at 2 fps (ours: start/end; qwen-vl-utils: video_start/video_end, fps=2).
 
+Ours runs with `sample_frames`' defaults, so uniform64 snaps frames to key frames (`FrameBudget.keyframe_snap`,
+a quarter of the grid step): same count and size, real time stamps, but not qwen-vl-utils' exact frames; the
+"exact" line times keyframe_snap=0 (one run) and says how far the snapped frames moved. The "subprocesses" line
+gives the largest ffmpeg child's peak RSS (getrusage RUSAGE_CHILDREN in the memory process), which the in-process
+numbers leave out.
+
 Wall time: best of --runs, in this process, the two samplers interleaved, no cache on our side (each call
 opens the file, as qwen-vl-utils does). Our side runs without the time-stamp overlay so that the outputs are
 comparable; the overlay's cost is measured apart (stamping the same frames). Peak memory: each case in a
@@ -23,8 +29,10 @@ thread busy-waits) and makes the timings noisy.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -69,10 +77,14 @@ def make_video() -> Path:
 # --- the two samplers -------------------------------------------------------------------------------------------
 
 
-def run_ours(case: str, *, overlay: bool = False, backend: str | None = None):  # noqa: ANN201
+def run_ours(  # noqa: ANN201
+    case: str, *, overlay: bool = False, backend: str | None = None, snap: float | None = None
+):
     from mtvr_data.frames import FrameBudget, sample_frames_with
 
     budget = FrameBudget(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS, overlay=overlay)
+    if snap is not None:
+        budget = dataclasses.replace(budget, keyframe_snap=snap)
     return sample_frames_with(VIDEO, budget=budget, backend=backend, **CASES[case]["ours"])
 
 
@@ -138,7 +150,8 @@ def child(which: str, case: str) -> None:
         frames = run_ours(case, backend=None if which == "ours" else "ffmpeg")
         out_bytes = frames.nbytes
     peak = _status_mb("VmHWM")
-    print(json.dumps({"added_mb": peak - base, "base_mb": base, "out_mb": out_bytes / 2**20}))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest one's peak
+    print(json.dumps({"added_mb": peak - base, "base_mb": base, "out_mb": out_bytes / 2**20, "child_mb": children}))
 
 
 def measure_memory(which: str, case: str) -> dict:
@@ -178,6 +191,20 @@ def compare(ours, theirs) -> str:  # noqa: ANN001
     return text
 
 
+def _snap_summary(ours, exact) -> str:  # noqa: ANN001
+    """How many of our frames moved off qwen-vl-utils' grid (to a key frame) and how far, in time."""
+    import numpy as np
+
+    moved = np.abs(np.array(ours.times) - np.array(exact.times))
+    if not moved.any():
+        return "no frame snapped (same frames as exact)"
+    step = (ours.end - ours.start) / len(ours.times)
+    return (
+        f"{int((moved > 0).sum())}/{len(moved)} frames snapped to key frames, moved by at most "
+        f"{moved.max():.2f} s (mean {moved[moved > 0].mean():.2f} s; grid step {step:.2f} s)"
+    )
+
+
 def _closeness(a, b) -> str:  # noqa: ANN001
     import numpy as np
 
@@ -199,6 +226,15 @@ def main() -> None:
     make_video()
     print(f"video: {VIDEO.relative_to(ROOT)} (1280x720, 30 fps, 600 s, h264 ultrafast, GOP 3 s)")
     print(f"command: .venv/bin/python bench/frames.py --runs {args.runs}; {os.cpu_count()} CPUs")
+    from mtvr_data.frames import FrameBudget
+
+    snap = FrameBudget().keyframe_snap
+    print(
+        f"settings: ours = sample_frames defaults: decoder decord (ffmpeg where decord cannot open the file), "
+        f"keyframe_snap {snap} (whole video: a frame within {snap} of the grid step of a key frame takes the key "
+        f"frame, only when the step >= the median key-frame interval; clips are never snapped); "
+        f"'exact' = keyframe_snap 0, qwen-vl-utils' frames"
+    )
     run_ours("clip20s")  # warm the page cache and the imports on both sides
     run_qwen("clip20s")
     for case in CASES:
@@ -210,6 +246,7 @@ def main() -> None:
             t, theirs = best_of(lambda case=case: run_qwen(case), 1)
             qwen_best = min(qwen_best, t)
         ffmpeg_best, _ = best_of(lambda case=case: run_ours(case, backend="ffmpeg"), 1)
+        exact_best, exact = best_of(lambda case=case: run_ours(case, snap=0.0), 1)
         overlay_best = overlay_cost(ours)
         mem_ours, mem_qwen = measure_memory("ours", case), measure_memory("qwen", case)
         mem_ffmpeg = measure_memory("ours-ffmpeg", case)
@@ -223,6 +260,10 @@ def main() -> None:
             f"{case} also: our ffmpeg backend {ffmpeg_best:.2f} s (ratio vs qwen-vl-utils "
             f"{qwen_best / ffmpeg_best:.2f}x), peak memory {mem_ffmpeg['added_mb']:.0f} MB in-process; "
             f"the time-stamp overlay adds {overlay_best * 1000:.1f} ms for {len(ours.times)} frames",
+            f"{case} exact: ours with keyframe_snap 0 {exact_best:.2f} s (ratio vs qwen-vl-utils "
+            f"{qwen_best / exact_best:.2f}x, one run); {_snap_summary(ours, exact)}",
+            f"{case} subprocesses: largest ffmpeg child peak RSS {mem_ours['child_mb']:.0f} MB (ours), "
+            f"{mem_ffmpeg['child_mb']:.0f} MB (ffmpeg backend); not in the in-process numbers above",
         ]
         for line in lines:
             print(line, flush=True)

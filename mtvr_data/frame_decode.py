@@ -90,6 +90,7 @@ class FrameSource(Protocol):
     backend: str
     pts: np.ndarray  # float64 [N]: start time of each frame in presentation order, seconds from the video start
     duration: float  # end time of the last frame
+    keyframes: np.ndarray  # int64 [K]: indices (into pts) of the key frames, sorted; may be empty if unknown
     width: int  # output size
     height: int
     lock: threading.Lock
@@ -177,6 +178,12 @@ class DecordSource:
         self.duration = round(float(stamps[-1, 1]), TIME_DECIMALS)
         if self.duration <= float(self.pts[-1]):
             raise DecodeFailed("decord's last frame has no duration")
+        try:  # from the container's index: no decoding
+            keys = np.asarray(self._reader.get_key_indices(), dtype=np.int64)
+        except Exception as exc:  # only costs the key-frame snapping
+            log.debug("%s: decord gives no key frames (%s)", path, _one_line(exc))
+            keys = np.empty(0, dtype=np.int64)
+        self.keyframes = np.unique(keys[(keys >= 0) & (keys < count)])
         self.nbytes = DECORD_READER_FRAMES * facts.width * facts.height * 3 // 2 + count * 64
 
     def read(self, indices: Sequence[int]) -> np.ndarray:
@@ -215,6 +222,7 @@ class FfmpegSource:
         if self.duration <= float(self.pts[-1]):
             raise DecodeFailed("ffmpeg's packet index gives the last frame no duration")
         self._key_positions = np.flatnonzero(keys)
+        self.keyframes = self._key_positions
         # Frames are picked by time stamp, within a quarter of the closest spacing (never more than 1 ms).
         self._tolerance = min(1e-3, 0.25 * float(positive.min())) if positive.size else 1e-3
         self._raw_seconds = raw.astype(np.float64) * float(time_base)
@@ -250,11 +258,22 @@ class FfmpegSource:
         import ffmpeg
 
         first = group[0]
-        # -ss counts from the file's start even with -copyts; half a frame before the first wanted frame.
-        seek = 0.0 if first == 0 else float(self.pts[first] + self.pts[first - 1]) / 2
+        # -ss counts from the file's start even with -copyts. Half a frame before the first wanted frame, with
+        # the frames before it dropped (accurate seek); the demuxer lands on the key frame before that time.
+        # When the first wanted frame is a key frame, half a frame AFTER it without dropping: the demuxer lands
+        # on it, so that a group of key frames (snapped samples) decodes no GOP before them.
+        options: dict[str, Any] = {"copyts": None, "threads": 1}
+        if first == 0:
+            seek = 0.0
+        elif self._key_before(first) == first:
+            after = float(self.pts[first + 1]) if first + 1 < len(self.pts) else self.duration
+            seek = (float(self.pts[first]) + after) / 2
+            options["noaccurate_seek"] = None
+        else:
+            seek = float(self.pts[first] + self.pts[first - 1]) / 2
         tol = f"{self._tolerance:.6f}"
         expr = "+".join(f"lt(abs(t-{self._raw_seconds[i]:.6f}),{tol})" for i in group)
-        stream = ffmpeg.input(_file_url(self.path), ss=f"{seek:.6f}", copyts=None, threads=1)
+        stream = ffmpeg.input(_file_url(self.path), ss=f"{seek:.6f}", **options)
         stream = stream.output(
             "pipe:",
             map="0:v:0",

@@ -9,6 +9,12 @@ same thing when it is built, graded and trained on. The rules are VITAL's on Qwe
   targets are the middles of the first and last frames and n - 1 equal steps between, and each target takes
   the frame showing at that time: for a constant frame rate that is exactly qwen-vl-utils' choice, and for a
   variable frame rate the frames stay evenly spaced in time, not in index.
+- Key frames (`budget.keyframe_snap`, whole video only): when the targets are at least a group of pictures
+  apart, so that every target costs a seek and the decoding of its GOP up to it, a target whose frame lies
+  within `keyframe_snap` of the spacing (a quarter by default) of a key frame takes the key frame instead,
+  which decodes alone. The count, size and order stay qwen-vl-utils'; the times reported (and stamped) are
+  those of the frames actually taken, so a snapped frame is up to a quarter-step off the even grid, never
+  mislabelled. `keyframe_snap=0` gives qwen-vl-utils' frames exactly. Windows are never snapped.
 - A window (the clip tool's `get_video_clip_frame(start, end)`): resampled at `fps` (2 fps) from `start`,
   n from the same rule on the window's length and frame count, spread evenly when the rule caps it (at
   `max_frames`) or rounds it; 0 <= start < end <= duration is required and never clamped.
@@ -87,6 +93,9 @@ class FrameBudget:
     min_pixels: int = 4 * 28 * 28
     max_pixels: int = 64 * 28 * 28  # per frame; VITAL's ~224x224
     overlay: bool = True  # draw the frame's time stamp, e.g. "12.50s", bottom right
+    #: Whole video only: a frame within this fraction of the grid's spacing of a key frame is replaced by the
+    #: key frame (decoded without its GOP), when the spacing is at least the typical key-frame interval.
+    keyframe_snap: float = 0.25
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.fps) and self.fps > 0):
@@ -95,6 +104,8 @@ class FrameBudget:
             raise ValueError("max_frames and min_frames must be >= 1")
         if not 0 < self.min_pixels <= self.max_pixels:
             raise ValueError("need 0 < min_pixels <= max_pixels")
+        if not 0 <= self.keyframe_snap < 0.5:  # below half a step, two targets never take the same key frame
+            raise ValueError(f"keyframe_snap must be in [0, 0.5), not {self.keyframe_snap}")
 
 
 @dataclass(slots=True)
@@ -160,10 +171,18 @@ def smart_nframes(duration: float, available: int, budget: FrameBudget) -> int:
 
 
 def plan_frames(
-    pts: np.ndarray, duration: float, *, start: float | None, end: float | None, budget: FrameBudget
+    pts: np.ndarray,
+    duration: float,
+    *,
+    start: float | None,
+    end: float | None,
+    budget: FrameBudget,
+    keyframes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, float, float]:
     """(frame indices, sample_fps, start, end) for a video whose frames start at `pts` (sorted seconds).
 
+    `keyframes`: indices of the key frames (into `pts`), for `budget.keyframe_snap` on the whole video;
+    None (or an empty array) snaps nothing.
     Pure: the sampling rules without any decoding, so that they can be tested and reused on their own.
     Raises FrameError("bad_window") for a window outside 0 <= start < end <= duration.
     """
@@ -173,7 +192,11 @@ def plan_frames(
         ends = np.append(pts[1:], duration)
         middles = (pts + ends) / 2
         targets = np.linspace(middles[0], middles[-1], n) if n > 1 else middles[:1]
-        return _showing(pts, targets), n / duration, 0.0, duration
+        indices = _showing(pts, targets)
+        if n > 1 and budget.keyframe_snap > 0 and keyframes is not None and len(keyframes) > 1:
+            step = float(targets[1] - targets[0])
+            indices = _snap_to_keyframes(pts, indices, np.asarray(keyframes), step, budget.keyframe_snap * step)
+        return indices, n / duration, 0.0, duration
     lo = 0.0 if start is None else float(start)
     hi = duration if end is None else float(end)
     _check_window(lo, hi, duration)
@@ -183,6 +206,34 @@ def plan_frames(
     n = smart_nframes(hi - lo, last - first + 1, budget)
     targets = lo + np.arange(n) * ((hi - lo) / n)
     return _showing(pts, targets), n / (hi - lo), lo, hi
+
+
+def _snap_to_keyframes(
+    pts: np.ndarray, indices: np.ndarray, keyframes: np.ndarray, step: float, tolerance: float
+) -> np.ndarray:
+    """`indices` with each frame replaced by the nearest key frame when that is within `tolerance` seconds of it.
+
+    Only when the grid's `step` is at least the median key-frame interval: closer targets share GOPs, which a
+    decoder reads through once anyway, so snapping would move frames for nothing. Order and distinctness are
+    kept (a snap that would reach a neighbour's frame is not taken).
+    """
+    keys = np.unique(keyframes[(keyframes >= 0) & (keyframes < len(pts))])
+    if len(keys) < 2 or step < float(np.median(np.diff(pts[keys]))):
+        return indices
+    key_pts = pts[keys]
+    wanted = pts[indices]
+    after = np.clip(np.searchsorted(key_pts, wanted), 0, len(keys) - 1)
+    before = np.clip(after - 1, 0, len(keys) - 1)
+    nearest = np.where(np.abs(key_pts[before] - wanted) <= np.abs(key_pts[after] - wanted), before, after)
+    candidates = keys[nearest]
+    close = np.abs(pts[candidates] - wanted) <= tolerance + TIME_EPS
+    out = indices.copy()
+    for i in np.flatnonzero(close):
+        low = out[i - 1] if i > 0 else -1
+        high = indices[i + 1] if i + 1 < len(indices) else len(pts)
+        if low < candidates[i] < high:
+            out[i] = candidates[i]
+    return out
 
 
 def _showing(pts: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -283,7 +334,9 @@ def _sample(
     facts: SourceFacts,
 ) -> Frames:
     try:
-        indices, sample_fps, lo, hi = plan_frames(source.pts, source.duration, start=start, end=end, budget=budget)
+        indices, sample_fps, lo, hi = plan_frames(
+            source.pts, source.duration, start=start, end=end, budget=budget, keyframes=source.keyframes
+        )
     except FrameError as exc:
         exc.path = str(path)
         raise

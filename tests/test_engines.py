@@ -418,6 +418,38 @@ def test_server_rejections_become_error_completions(server: Server) -> None:
     assert client.stats.calls == 1
 
 
+def test_k4_two_turn_rollout_through_the_server(server: Server, demo_corpus: Path) -> None:
+    """The rollout loop end to end through the OpenAI client against a real server: K = 4, a clip turn, rewards.
+
+    The random model never writes a valid call, so the first turn is replaced by one (`ForcedFirstCall`) and the
+    second turn carries the clip's frames to the server as images.
+    """
+    from model.prompts import PromptConfig
+    from model.rollout import RolloutConfig, rollout
+    from model.trajectory import MODEL_OUTCOMES
+    from mtvr_data.frames import FrameBudget, FrameCache
+    from tests.test_rollout import ForcedFirstCall, mcq
+
+    client = client_for(server, video_mode="frames_as_images")
+    config = RolloutConfig(
+        prompt=PromptConfig(budget=FrameBudget(max_frames=4)),
+        sampling=SamplingSettings(max_new_tokens=8, seed=0),
+        max_turns=2,
+    )
+    (group,) = run(
+        rollout(
+            [mcq()], ForcedFirstCall(client), k=4, config=config, video_root=demo_corpus / "videos", cache=FrameCache()
+        )
+    )
+    assert [t.index for t in group] == [0, 1, 2, 3]
+    for traj in group:
+        assert traj.finish_reason in MODEL_OUTCOMES, (traj.finish_reason, traj.error)
+        assert len(traj.turns) == 2 and traj.turns[0].tool.ok and len(traj.turns[0].tool.frame_times) > 0
+        assert traj.turns[1].prompt_tokens > traj.turns[0].prompt_tokens  # the clip went to the server
+        assert traj.reward is not None and traj.reward.tool == 0.5
+    assert client.stats.reasks > 0  # the server answered n = 4 with one choice; the client asked again
+
+
 # --- OpenAIEngine with a fake transport ---------------------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import threading
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from mtvr_data.frames import (
 
 BUDGET = FrameBudget()
 PLAIN = FrameBudget(overlay=False)
+EXACT = FrameBudget(keyframe_snap=0.0)  # qwen-vl-utils' frames exactly, never a key frame instead
 SPECS = {spec.file: spec for spec in demo_media.VIDEOS}
 
 
@@ -138,7 +140,7 @@ def test_every_manifest_video_follows_the_rules(demo_corpus: Path) -> None:
     assert {v["file"] for v in manifest["videos"]} == set(SPECS)
     for entry in manifest["videos"]:
         spec = SPECS[entry["file"]]
-        frames = sample_frames(_video(demo_corpus, spec))
+        frames = sample_frames(_video(demo_corpus, spec), budget=EXACT)
         n = _expected_count(spec.true_duration, spec.num_frames)
         height, width = _output_size(spec)
         assert frames.frames.shape == (n, height, width, 3), spec.file
@@ -155,6 +157,125 @@ def test_every_manifest_video_follows_the_rules(demo_corpus: Path) -> None:
             slack = 1.001 / float(spec.fps) if spec.file.endswith(".webm") else 1e-3
             assert frames.times == pytest.approx(starts[expected].tolist(), abs=slack), spec.file
         assert all(np.abs(starts - t).min() < 1e-3 for t in frames.times), spec.file
+
+
+def test_every_manifest_video_with_key_frame_snapping(demo_corpus: Path) -> None:
+    """The default budget: same count and size as exact; each frame is a real frame, the exact one or a key
+    frame within keyframe_snap of the step from it, in the same order."""
+    for spec in demo_media.VIDEOS:
+        path = _video(demo_corpus, spec)
+        snapped, exact = sample_frames(path, budget=PLAIN), sample_frames(path, budget=EXACT)
+        assert snapped.frames.shape == exact.frames.shape, spec.file
+        assert (snapped.sample_fps, snapped.start, snapped.end) == (exact.sample_fps, exact.start, exact.end)
+        step = (exact.end - exact.start) / (len(exact.times) - 1)  # a little more than the grid's
+        moved = np.abs(np.array(snapped.times) - np.array(exact.times))
+        assert moved.max() <= BUDGET.keyframe_snap * step + 1e-3, spec.file
+        assert np.all(np.diff(snapped.times) > 0)
+        starts = _frame_starts(spec)
+        assert all(np.abs(starts - t).min() < 1e-3 for t in snapped.times), spec.file
+
+
+def _keyframe_video(path: Path, *, fps: int = 24, seconds: int = 60, gop: int = 48) -> Path:
+    """Grey frames whose luma encodes the frame number (16 + 4 * (n mod 50)), lossless h264, a key frame
+    every `gop` frames: a decoded frame says which frame it is."""
+    graph = f"color=c=gray:s=112x112:r={fps}:d={seconds},format=yuv420p,geq=lum='16+4*mod(N,50)':cb=128:cr=128"
+    x264 = ["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-g", str(gop), "-keyint_min", str(gop)]
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", graph, *x264, "-sc_threshold", "0", "-threads", "1"]
+        + ["-pix_fmt", "yuv420p", "-y", str(path)],
+        check=True,
+        timeout=120,
+    )
+    return path
+
+
+def _frame_numbers(frames: Frames) -> list[int]:
+    """The frame number (mod 50) each frame shows, from its grey level."""
+    grey = frames.frames[:, 20:-20, 20:-20].reshape(len(frames.times), -1).mean(axis=1)
+    return [int(round(((g * 219 / 255 + 16) - 16) / 4)) % 50 for g in grey]
+
+
+@pytest.mark.parametrize("backend", ["decord", "ffmpeg"])
+def test_key_frame_snapping_reports_the_real_times(tmp_path: Path, backend: str) -> None:
+    """60 s at 24 fps, a key frame every 2 s, 8 frames (a step of 8.57 s between the middles of the first and
+    last frames): a target within a quarter step (2.14 s) of a key frame takes it, so all 8 are key frames; the
+    times are theirs and the pixels show those very frames."""
+    path = _keyframe_video(tmp_path / "gop2s.mp4")
+    budget = FrameBudget(max_frames=8, overlay=False)
+    snapped = sample_frames_with(path, budget=budget, backend=backend)
+    exact = sample_frames_with(path, budget=replace(budget, keyframe_snap=0.0), backend=backend)
+    assert len(snapped.times) == len(exact.times) == 8 and snapped.frames.shape == exact.frames.shape
+    assert snapped.sample_fps == exact.sample_fps
+    step = (60 - 1 / 24) / 7
+    for got, want in zip(snapped.times, exact.times, strict=True):
+        assert round(got * 24) % 48 == 0  # a key frame
+        assert abs(got - want) <= 0.25 * step
+    assert snapped.times != exact.times  # something was snapped
+    for frames in (snapped, exact):  # the pixels are the frames the times name
+        assert _frame_numbers(frames) == [round(t * 24) % 50 for t in frames.times]
+    tight = sample_frames_with(path, budget=replace(budget, keyframe_snap=0.01), backend=backend)
+    assert all(g == w or abs(g - w) <= 0.01 * step + 1e-3 for g, w in zip(tight.times, exact.times, strict=True))
+
+
+def test_plan_frames_snaps_only_within_tolerance() -> None:
+    pts = np.arange(18000) / 30  # 600 s at 30 fps
+    budget = FrameBudget(keyframe_snap=0.25)
+    exact, fps, lo, hi = plan_frames(pts, 600.0, start=None, end=None, budget=budget)
+    every_3s = np.arange(0, 18000, 90)
+    snapped, fps2, lo2, hi2 = plan_frames(pts, 600.0, start=None, end=None, budget=budget, keyframes=every_3s)
+    assert (fps2, lo2, hi2) == (fps, lo, hi) and len(snapped) == len(exact) == 64
+    # A 3 s GOP puts a key frame within 1.5 s (< 2.3 s) of every frame but the last (2.97 s from the last one).
+    assert set(snapped[:-1].tolist()) <= set(every_3s.tolist()) and snapped[-1] == exact[-1] == 17999
+    step = 600 / 64
+    assert np.abs(pts[snapped] - pts[exact]).max() <= 0.25 * step
+    # A tighter tolerance: only the frames that close to a key frame move.
+    tight, *_ = plan_frames(
+        pts, 600.0, start=None, end=None, budget=replace(budget, keyframe_snap=0.05), keyframes=every_3s
+    )
+    moved = tight != exact
+    assert moved.any() and not moved.all()
+    assert np.abs(pts[tight] - pts[exact]).max() <= 0.05 * step + 1e-9
+    assert set(tight[moved].tolist()) <= set(every_3s.tolist())
+    # Disabled, no key frames, or key frames farther apart than the step: qwen-vl-utils' frames.
+    for kwargs in (
+        {"budget": replace(budget, keyframe_snap=0.0), "keyframes": every_3s},
+        {"budget": budget, "keyframes": None},
+        {"budget": budget, "keyframes": np.arange(0, 18000, 600)},  # 20 s GOPs, 9.4 s step
+    ):
+        again, *_ = plan_frames(pts, 600.0, start=None, end=None, **kwargs)
+        assert again.tolist() == exact.tolist()
+    # Windows are never snapped.
+    clip, *_ = plan_frames(pts, 600.0, start=290.0, end=310.0, budget=budget, keyframes=every_3s)
+    clip_exact, *_ = plan_frames(pts, 600.0, start=290.0, end=310.0, budget=budget)
+    assert clip.tolist() == clip_exact.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    total=st.integers(2, 5000),
+    gop=st.integers(1, 400),
+    snap=st.floats(0.0, 0.49),
+    max_frames=st.integers(2, 64),
+)
+def test_plan_frames_snapping_properties(total: int, gop: int, snap: float, max_frames: int) -> None:
+    pts = np.arange(total) / 25
+    budget = FrameBudget(max_frames=max_frames, min_frames=2, keyframe_snap=snap)
+    exact, *_ = plan_frames(pts, total / 25, start=None, end=None, budget=budget)
+    keys = np.arange(0, total, gop)
+    snapped, *_ = plan_frames(pts, total / 25, start=None, end=None, budget=budget, keyframes=keys)
+    assert len(snapped) == len(exact)
+    assert np.all(np.diff(snapped) > 0) or len(snapped) < 2 or not np.all(np.diff(exact) > 0)
+    moved = snapped != exact
+    assert set(snapped[moved].tolist()) <= set(keys.tolist())
+    if len(exact) > 1:
+        step = (pts[-1] - pts[0]) / (len(exact) - 1)
+        assert np.all(np.abs(pts[snapped] - pts[exact]) <= snap * step + 1e-3)
+
+
+def test_keyframe_snap_is_validated() -> None:
+    for bad in (-0.1, 0.5, 1.0):
+        with pytest.raises(ValueError):
+            FrameBudget(keyframe_snap=bad)
 
 
 @pytest.mark.parametrize(
