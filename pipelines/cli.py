@@ -75,6 +75,22 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_rl(args: argparse.Namespace) -> int:
+    from pipelines.accounting import render_accounting
+    from pipelines.build_rl import build_rl
+
+    print(render_accounting(build_rl(args.config, args.beam_args)))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pipelines.publish import publish
+
+    plan = publish(args.out, args.repo_id, private=args.private, dry_run=args.dry_run, large=args.large)
+    print(plan.render())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtvr", description="Build and curate multi-task video-reasoning data.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -107,6 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default: 0)")
     p.set_defaults(func=cmd_tiny_model)
+
+    p = sub.add_parser(
+        "build-rl", help="build MTVR-RL from a config: read, probe, dedup, contamination, grade, balance, write"
+    )
+    p.add_argument("config", help="the build's YAML config (see configs/)")
+    p.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options, e.g. --runner=DirectRunner")
+    p.set_defaults(func=cmd_build_rl)
+
+    p = sub.add_parser("publish", help="upload a built dataset folder (shards, card, stats, report) to the Hub")
+    p.add_argument("out", help="the build's output directory")
+    p.add_argument("--repo-id", required=True, help="dataset repository, e.g. user/mtvr")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--dry-run", action="store_true", help="list what would be uploaded; no network call")
+    p.add_argument("--large", action="store_true", help="use the library's large-folder upload")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("demo", help="build the demo corpus and normalise every demo source (what `make demo` runs)")
     p.add_argument("--out", default="demo", help="output directory (default: demo)")

@@ -1,0 +1,183 @@
+"""The build configuration: which sources to read, where to write, which benchmark lists to exclude.
+
+One YAML file drives `mtvr build-rl` and `mtvr build-cot`:
+
+    out: ../build/demo                    # output directory
+    contamination: [lists/eval.jsonl]     # JSON lines {"video": ..., "question": ...}; see mtvr_data.dedup
+    sources:
+      - source: charades_sta              # adapter name (`mtvr sources` lists them)
+        annotations: annotations/charades_sta/charades_sta_train.txt
+        videos: videos                    # root the annotation's video paths are relative to
+        split: train                      # optional: overrides the split guessed from the file name
+        cap: 1000                         # optional: keep the first `cap` samples in file order
+        options: {video_ext: .mp4}        # optional: adapter keyword arguments
+    grading: {...}                        # any other top-level key is kept in `extra` for the later stages
+
+Relative paths (annotations, videos, contamination lists, out, and the file-valued adapter options in
+`PATH_OPTIONS`) resolve against the YAML file's folder, so a config means the same thing from any working
+directory. Later stages (grading, teacher, balance) read their settings from `extra`: an unknown top-level
+key is kept, not refused, while a known key of the wrong type fails here with the fix in the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Adapter options whose values are file paths (resolved against the YAML folder like the other paths).
+PATH_OPTIONS = frozenset({"durations", "gsub", "vid_map"})
+KNOWN_KEYS = frozenset({"sources", "out", "contamination"})
+SOURCE_KEYS = frozenset({"source", "annotations", "videos", "options", "split", "cap"})
+
+
+class ConfigError(ValueError):
+    """A build config that cannot be used; the message says which key and what to write instead."""
+
+
+def _resolve(base: Path | None, value: str) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() or base is None else (base / path))
+
+
+@dataclass
+class SourceConfig:
+    """One annotation file to read: the adapter, its file, the media root and per-source settings."""
+
+    source: str
+    annotations: str
+    videos: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    split: str | None = None
+    cap: int | None = None
+
+    def __post_init__(self) -> None:
+        from mtvr_data.adapters import available_sources
+
+        where = f"source {self.source!r}"
+        if not isinstance(self.source, str) or self.source not in available_sources():
+            raise ConfigError(f"sources: unknown source {self.source!r}; known: {', '.join(available_sources())}")
+        if not isinstance(self.annotations, str) or not self.annotations:
+            raise ConfigError(f"{where}: 'annotations' must be the path of the native annotation file")
+        if self.videos is not None and not isinstance(self.videos, str):
+            raise ConfigError(f"{where}: 'videos' must be a folder path (the root of the video paths)")
+        if not isinstance(self.options, dict):
+            raise ConfigError(
+                f"{where}: 'options' must be a mapping of adapter keyword arguments, e.g. {{video_ext: .mkv}}"
+            )
+        if self.split is not None and not isinstance(self.split, str):
+            raise ConfigError(f"{where}: 'split' must be a string such as train or val")
+        if self.cap is not None and (isinstance(self.cap, bool) or not isinstance(self.cap, int) or self.cap < 0):
+            raise ConfigError(f"{where}: 'cap' must be a non-negative integer (or left out for no cap)")
+
+    def adapter_options(self) -> dict[str, Any]:
+        """Keyword arguments for `make_adapter`: the options, plus `split` when the config sets it."""
+        return {**self.options, **({"split": self.split} if self.split is not None else {})}
+
+
+@dataclass
+class BuildConfig:
+    """A whole build: sources, output folder, contamination lists, and the later stages' settings (`extra`)."""
+
+    sources: list[SourceConfig]
+    out: str
+    contamination: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sources, list) or not self.sources:
+            raise ConfigError("'sources' must be a non-empty list of {source, annotations, videos, ...} entries")
+        if not all(isinstance(s, SourceConfig) for s in self.sources):
+            raise ConfigError("'sources' entries must be SourceConfig (use BuildConfig.from_dict for mappings)")
+        if not isinstance(self.out, str) or not self.out:
+            raise ConfigError("'out' must be the output directory path")
+        if not isinstance(self.contamination, list) or not all(isinstance(p, str) for p in self.contamination):
+            raise ConfigError("'contamination' must be a list of paths of JSON-lines benchmark lists")
+        roots: dict[str, str | None] = {}
+        for s in self.sources:
+            if roots.setdefault(s.source, s.videos) != s.videos:
+                raise ConfigError(
+                    f"source {s.source!r} is listed with two video roots ({roots[s.source]} and {s.videos}); "
+                    "samples carry only the source name, so one source needs one 'videos' folder"
+                )
+
+    @property
+    def video_roots(self) -> dict[str, str | None]:
+        """Source name -> the folder its samples' video paths are relative to (what probe and frames need)."""
+        return {s.source: s.videos for s in self.sources}
+
+    @classmethod
+    def from_dict(cls, data: Any, base_dir: str | Path | None = None) -> BuildConfig:
+        """A config from parsed YAML; relative paths resolve against `base_dir` (the YAML's folder)."""
+        base = Path(base_dir) if base_dir is not None else None
+        if not isinstance(data, dict):
+            raise ConfigError(f"a build config is a mapping with 'sources' and 'out', got {type(data).__name__}")
+        for key in ("sources", "out"):
+            if key not in data:
+                raise ConfigError(f"missing top-level key {key!r}")
+        raw_sources, out = data["sources"], data["out"]
+        if not isinstance(raw_sources, list):
+            raise ConfigError(f"'sources' must be a list, got {type(raw_sources).__name__}")
+        if not isinstance(out, str):
+            raise ConfigError(f"'out' must be a path string, got {type(out).__name__}")
+        contamination = data.get("contamination") or []
+        if isinstance(contamination, str):
+            contamination = [contamination]
+        if not isinstance(contamination, list) or not all(isinstance(p, str) for p in contamination):
+            raise ConfigError("'contamination' must be a path or a list of paths of JSON-lines benchmark lists")
+        sources = [cls._source(i, entry, base) for i, entry in enumerate(raw_sources)]
+        return cls(
+            sources=sources,
+            out=_resolve(base, out),
+            contamination=[_resolve(base, p) for p in contamination],
+            extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
+        )
+
+    @staticmethod
+    def _source(index: int, entry: Any, base: Path | None) -> SourceConfig:
+        if not isinstance(entry, dict):
+            raise ConfigError(f"sources[{index}] must be a mapping with 'source' and 'annotations'")
+        unknown = set(entry) - SOURCE_KEYS
+        if unknown:
+            raise ConfigError(
+                f"sources[{index}]: unknown keys {sorted(unknown)}; allowed: {sorted(SOURCE_KEYS)} "
+                "(adapter settings go under 'options')"
+            )
+        for key in ("source", "annotations"):
+            if not isinstance(entry.get(key), str):
+                raise ConfigError(f"sources[{index}]: {key!r} is required and must be a string")
+        options = dict(entry.get("options") or {}) if isinstance(entry.get("options"), dict | None) else None
+        if options is None:
+            raise ConfigError(f"sources[{index}]: 'options' must be a mapping of adapter keyword arguments")
+        for key in PATH_OPTIONS & set(options):
+            if isinstance(options[key], str):
+                options[key] = _resolve(base, options[key])
+        videos = entry.get("videos")
+        return SourceConfig(
+            source=entry["source"],
+            annotations=_resolve(base, entry["annotations"]),
+            videos=_resolve(base, videos) if isinstance(videos, str) else videos,
+            options=options,
+            split=entry.get("split"),
+            cap=entry.get("cap"),
+        )
+
+
+def load_config(path: str | Path) -> BuildConfig:
+    """Read a YAML build config; errors name the file and the key to fix."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        config = BuildConfig.from_dict(data, base_dir=path.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    missing = [s.annotations for s in config.sources if not Path(s.annotations).exists()]
+    missing += [p for p in config.contamination if not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"{path}: these files do not exist: {', '.join(missing)}")
+    return config

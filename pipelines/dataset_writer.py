@@ -1,0 +1,398 @@
+"""The dataset on disk: Parquet shards in the Hugging Face `datasets` layout, the card and `stats.json`.
+
+Layout (what `datasets.load_dataset(out_dir, "cot")` and `(out_dir, "rl")` read through the card's
+`configs:` YAML)::
+
+    <out>/README.md
+    <out>/stats.json
+    <out>/<config>/train-00000-of-00002.parquet
+    <out>/<config>/validation-00000-of-00001.parquet
+
+Plain functions over lists of records: the pipelines collect the final rows (tens of thousands at most)
+and call them, e.g. `rows | beam.combiners.ToList() | beam.Map(DatasetWriterFn(out, "rl"))`.
+
+Everything written is a function of the rows and the facts only (rows are sorted, no dates, no absolute
+paths, fixed Parquet options), so a rerun on the same inputs writes byte-identical files, and a resumed
+build can be checked by comparing hashes. `datasets` cannot read a zero-row Parquet file, so an empty split
+gets no file and the card lists only the splits that exist; an empty config gets no directory, is left out of
+`configs:` and the card says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from mtvr_data.mixing import RL_OUR_CHOICES, mix_key_of
+from mtvr_data.parquet_io import read_table, record_to_row, to_table
+from mtvr_data.schema import CotRow, RlRow
+
+log = logging.getLogger(__name__)
+
+CONFIGS: tuple[str, ...] = ("cot", "rl")
+SPLITS: tuple[str, ...] = ("train", "validation")
+ROW_TYPES: dict[str, type] = {"cot": CotRow, "rl": RlRow}
+#: Rows per shard when `num_shards` is not given (a shard of CoT rows at this size is a few hundred MB).
+MAX_ROWS_PER_SHARD = 50_000
+#: Fixed Parquet options: part of what makes reruns byte-identical.
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": True, "write_statistics": True}
+
+
+def shard_name(split: str, index: int, total: int) -> str:
+    """`train-00000-of-00003.parquet`: the file name `datasets` and the Hub expect."""
+    return f"{split}-{index:05d}-of-{total:05d}.parquet"
+
+
+def is_validation(sample_id: str, fraction: float, seed: int = 0) -> bool:
+    """Whether a sample belongs to the validation split: a seeded hash of its id below `fraction`.
+
+    It depends on nothing but (seed, id), so a sample stays in its split across reruns, scales and builds.
+    """
+    digest = hashlib.sha256(f"validation:{seed}:{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def _sort_key(row: CotRow | RlRow) -> tuple[str, bool, str]:
+    # The id orders rows; the full row breaks ties (two chains of one sample), so order never depends on arrival.
+    return (row.sample.id, row.tools, json.dumps(record_to_row(row), sort_keys=True, default=str))
+
+
+def _chunks(rows: Sequence[Any], num: int) -> list[Sequence[Any]]:
+    """`rows` cut into `num` contiguous chunks whose sizes differ by at most one."""
+    size, extra = divmod(len(rows), num)
+    out, start = [], 0
+    for i in range(num):
+        end = start + size + (1 if i < extra else 0)
+        out.append(rows[start:end])
+        start = end
+    return out
+
+
+def _write_atomic(table: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp, **PARQUET_OPTIONS)
+    os.replace(tmp, path)
+
+
+@dataclass(slots=True)
+class ConfigWritten:
+    """What `write_dataset` wrote for one config: shard paths and row counts per split."""
+
+    config: str
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.rows.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config,
+            "rows": dict(self.rows),
+            "files": {s: [p.name for p in ps] for s, ps in self.files.items()},
+        }
+
+
+def write_dataset(
+    out_dir: str | os.PathLike[str],
+    config_name: str,
+    rows: Iterable[CotRow | RlRow],
+    *,
+    num_shards: int | None = None,
+    validation_fraction: float = 0.02,
+    seed: int = 0,
+    max_rows_per_shard: int = MAX_ROWS_PER_SHARD,
+) -> ConfigWritten:
+    """Write one config's rows as train/validation Parquet shards under `<out_dir>/<config_name>/`.
+
+    `num_shards` sets the train shard count (capped at the row count); by default both splits use as few
+    shards as keep each at most `max_rows_per_shard` rows. Shards of an earlier run in that directory are
+    removed first, so a smaller rerun leaves no stale file for the card's globs to pick up.
+    """
+    if config_name not in ROW_TYPES:
+        raise ValueError(f"config_name must be one of {CONFIGS}, got {config_name!r}")
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    if num_shards is not None and num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    row_type = ROW_TYPES[config_name]
+    rows = list(rows)
+    for row in rows:
+        if not isinstance(row, row_type):
+            raise TypeError(f"config {config_name!r} takes {row_type.__name__} rows, got {type(row).__name__}")
+    rows.sort(key=_sort_key)
+
+    by_split: dict[str, list[CotRow | RlRow]] = {s: [] for s in SPLITS}
+    for row in rows:
+        by_split["validation" if is_validation(row.sample.id, validation_fraction, seed) else "train"].append(row)
+
+    config_dir = Path(out_dir) / config_name
+    if config_dir.is_dir():
+        for split in SPLITS:
+            for stale in config_dir.glob(f"{split}-*-of-*.parquet"):
+                stale.unlink()
+    result = ConfigWritten(config_name)
+    for split in SPLITS:
+        split_rows = by_split[split]
+        result.rows[split] = len(split_rows)
+        result.files[split] = []
+        if not split_rows:
+            continue
+        wanted = num_shards if (split == "train" and num_shards) else math.ceil(len(split_rows) / max_rows_per_shard)
+        total = max(1, min(wanted, len(split_rows)))
+        config_dir.mkdir(parents=True, exist_ok=True)
+        for index, chunk in enumerate(_chunks(split_rows, total)):
+            path = config_dir / shard_name(split, index, total)
+            _write_atomic(to_table(chunk, kind=config_name), path)
+            result.files[split].append(path)
+    if result.empty:
+        log.warning("config %r has no rows: no shards written; the card will say it is empty", config_name)
+        if config_dir.is_dir() and not any(config_dir.iterdir()):
+            config_dir.rmdir()
+    else:
+        log.info("wrote %s: %s", config_name, ", ".join(f"{s} {n} rows" for s, n in result.rows.items()))
+    return result
+
+
+class DatasetWriterFn:
+    """A picklable `write_dataset` for `beam.Map` after `beam.combiners.ToList()`; returns the summary dict."""
+
+    def __init__(self, out_dir: str | os.PathLike[str], config_name: str, **options: Any) -> None:
+        self.out_dir = str(out_dir)
+        self.config_name = config_name
+        self.options = options
+
+    def __call__(self, rows: Iterable[CotRow | RlRow]) -> dict[str, Any]:
+        return write_dataset(self.out_dir, self.config_name, rows, **self.options).to_dict()
+
+
+# --- What is on disk ----------------------------------------------------------------------------------------------
+
+
+def shard_files(out_dir: str | os.PathLike[str], config_name: str, split: str) -> list[Path]:
+    """The shards of one config and split on disk, sorted."""
+    return sorted((Path(out_dir) / config_name).glob(f"{split}-*-of-*.parquet"))
+
+
+def summarize_output(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Row counts on disk per config and split, by mix key (`mtvr_data.mixing.mix_key_of`) and by task.
+
+    Read from the shards themselves (validated against their schema), so the card and stats describe what
+    was actually written, not what a stage believed it wrote.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for config in CONFIGS:
+        splits: dict[str, Any] = {}
+        for split in SPLITS:
+            files = shard_files(out_dir, config, split)
+            if not files:
+                continue
+            cells: Counter[str] = Counter()
+            tasks: Counter[str] = Counter()
+            total = 0
+            for path in files:
+                table = read_table(path, config).select(["source", "modality", "task", "tools"])
+                for r in table.to_pylist():
+                    cells[mix_key_of("tool" if r["tools"] else "text", r["source"], r["modality"])] += 1
+                    tasks[r["task"]] += 1
+                total += table.num_rows
+            splits[split] = {
+                "rows": total,
+                "shards": len(files),
+                "by_cell": dict(sorted(cells.items())),
+                "by_task": dict(sorted(tasks.items())),
+            }
+        out[config] = splits
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+    if isinstance(value, Path):
+        return value.as_posix()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps_stable(value: Any) -> str:
+    """JSON with sorted keys and a final newline: the same data always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+
+
+def write_stats(out_dir: str | os.PathLike[str], stats: Mapping[str, Any]) -> Path:
+    """Write `stats.json` (sorted keys, stable bytes); dataclasses, paths and sets are converted."""
+    path = Path(out_dir) / "stats.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps_stable(dict(stats)), encoding="utf-8")
+    return path
+
+
+# --- The dataset card -----------------------------------------------------------------------------------------------
+
+CARD_TAGS: tuple[str, ...] = ("video", "temporal-grounding", "video-reasoning", "tool-use", "chain-of-thought")
+DEFAULT_DEVIATIONS: tuple[str, ...] = (
+    "What counts as a 'right' rollout for grounding is not published; here it is a per-task threshold on the "
+    "task reward (see the thresholds under How it was built).",
+    "The grader and teacher models are the ones this build names above, not necessarily the paper's "
+    "(a model of the policy's size; Gemini 2.5 as teacher).",
+)
+
+
+@dataclass(slots=True)
+class CardFacts:
+    """The build facts the card reports beside the counts it reads from disk. All optional.
+
+    `grader` / `teacher`: e.g. {"engine": "vllm", "model": ..., "num_rollouts": 8, "temperature": 1.0};
+    `thresholds`: task -> reward a rollout needs to pass; `balance`: config -> `Balanced.report_dict()`;
+    `contamination`: evaluation set -> rows dropped; `extra`: anything else, shown as JSON.
+    """
+
+    pretty_name: str = "MTVR-CoT and MTVR-RL (VITAL recipe, built with mtvr)"
+    license: str = "other"
+    license_name: str = "mixed-source-licenses"
+    scale: float | None = None
+    seed: int | None = None
+    grader: dict[str, Any] = field(default_factory=dict)
+    teacher: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    pass_rule: str = ""
+    balance: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    contamination: dict[str, int] = field(default_factory=dict)
+    deviations: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, facts: Mapping[str, Any]) -> CardFacts:
+        """Facts from a plain mapping; keys that are not fields go to `extra` (shown, never dropped)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in facts.items() if k in names and k != "extra"}
+        extra = {**dict(facts.get("extra", {})), **{k: v for k, v in facts.items() if k not in names}}
+        return cls(**known, extra=extra)
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "1M<n<10M"
+
+
+def _front_matter(facts: CardFacts, summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    configs = []
+    for config in CONFIGS:
+        splits = summary.get(config, {})
+        if splits:
+            data_files = [{"split": s, "path": f"{config}/{s}-*.parquet"} for s in SPLITS if s in splits]
+            configs.append({"config_name": config, "data_files": data_files})
+    total = sum(s["rows"] for splits in summary.values() for s in splits.values())
+    meta: dict[str, Any] = {"pretty_name": facts.pretty_name, "license": facts.license}
+    if facts.license == "other":
+        meta["license_name"] = facts.license_name
+    meta.update(
+        language=["en"],
+        task_categories=["video-text-to-text"],
+        tags=list(CARD_TAGS),
+        size_categories=[_size_category(total)],
+        configs=configs,
+    )
+    return meta
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _body(facts: CardFacts, summary: dict[str, dict[str, Any]]) -> list[str]:
+    out = [
+        f"# {facts.pretty_name}",
+        "",
+        "Multi-task video-reasoning data built with the VITAL recipe (arXiv 2508.04416): `cot` holds verified",
+        "chains of thought for SFT (text and tool-calling parts), `rl` holds rows graded by policy rollouts for",
+        "DGRPO (pass rate, mean reward, difficulty). Videos are not included: rows name them by path.",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        'cot = load_dataset("<repo or folder>", "cot")',
+        'rl = load_dataset("<repo or folder>", "rl")',
+        "```",
+        "",
+        "## Configs and splits",
+        "",
+    ]
+    out += _table(
+        ("config", "split", "rows", "shards"),
+        [(c, s, v["rows"], v["shards"]) for c in CONFIGS for s, v in summary.get(c, {}).items()],
+    )
+    for config in CONFIGS:
+        if not summary.get(config):
+            out += ["", f"The `{config}` config is empty in this build (0 rows): it has no files and no entry in"]
+            out += ["`configs:`."]
+    out += ["", "Validation rows are chosen by a seeded hash of the sample id, so a sample never changes split."]
+    for config in CONFIGS:
+        splits = summary.get(config, {})
+        if not splits:
+            continue
+        cells = sorted({cell for s in splits.values() for cell in s["by_cell"]})
+        out += ["", f"## Rows of `{config}` by mix key (part/source)", ""]
+        out += _table(("mix key", *splits), [(c, *(s["by_cell"].get(c, 0) for s in splits.values())) for c in cells])
+    out += ["", "## How it was built", ""]
+    settings = [
+        ("scale of the paper's mix", facts.scale),
+        ("seed", facts.seed),
+        ("pass rule", facts.pass_rule or None),
+        *((f"grader {k}", v) for k, v in sorted(facts.grader.items())),
+        *((f"teacher {k}", v) for k, v in sorted(facts.teacher.items())),
+        *((f"threshold ({task})", v) for task, v in sorted(facts.thresholds.items())),
+    ]
+    out += _table(("setting", "value"), [(k, v) for k, v in settings if v is not None])
+    for config, report in sorted(facts.balance.items()):
+        out += ["", f"### Balance of `{config}` to the paper's mix", ""]
+        rows = [(k, r["target"], r["available"], r["kept"], r["shortfall"]) for k, r in sorted(report.items())]
+        out += _table(("mix key", "target", "available", "kept", "shortfall"), rows)
+    if facts.contamination:
+        out += ["", "## Benchmark contamination filter", ""]
+        out += _table(("evaluation set", "training rows dropped"), sorted(facts.contamination.items()))
+    deviations = list(DEFAULT_DEVIATIONS) + list(facts.deviations)
+    if summary.get("rl"):
+        deviations += [f"MTVR-RL `{k}` count is our choice (not published): {v}." for k, v in RL_OUR_CHOICES.items()]
+    out += ["", "## Deviations from the paper", ""] + [f"- {d}" for d in deviations]
+    out += ["", "## Licenses", "", "Rows derive from public datasets; each source's own license applies to its rows."]
+    if facts.extra:
+        out += ["", "## Other facts", "", "```json", dumps_stable(facts.extra).rstrip("\n"), "```"]
+    return out
+
+
+def render_card(facts: CardFacts | Mapping[str, Any], summary: dict[str, dict[str, Any]]) -> str:
+    """The card text: YAML front matter (`configs:` for each non-empty config) and the facts as markdown."""
+    import yaml
+
+    facts = facts if isinstance(facts, CardFacts) else CardFacts.from_mapping(facts)
+    meta = yaml.safe_dump(_front_matter(facts, summary), sort_keys=False, allow_unicode=True, width=1000)
+    return "---\n" + meta + "---\n\n" + "\n".join(_body(facts, summary)) + "\n"
+
+
+def write_card(out_dir: str | os.PathLike[str], facts: CardFacts | Mapping[str, Any]) -> Path:
+    """Write `<out_dir>/README.md` from the shards on disk and `facts`; call it after `write_dataset`."""
+    summary = summarize_output(out_dir)
+    if not any(summary.values()):
+        log.warning("no shards under %s: the card lists no configs and `load_dataset` will find nothing", out_dir)
+    path = Path(out_dir) / "README.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_card(facts, summary), encoding="utf-8")
+    return path

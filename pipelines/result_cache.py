@@ -1,0 +1,185 @@
+"""Resume for the model stages: every finished piece of model work is kept as one small JSON file on disk.
+
+A build is hours of accelerator time; a worker that is killed (pre-empted VM, OOM, Ctrl-C) must not cost the
+work that already finished. So each model result is written the moment it exists, under a key of what decides
+it, and a rerun with the same output directory looks the key up before sending anything to an engine.
+
+Why it looks like this:
+- Key = (sample id, engine kind, model id, config hash). The config hash covers only the settings that change
+  results (K, sampling, tools, frame budget, pass rule, seed); batch sizes or concurrency do not, so they can be
+  tuned between runs without losing the cache. Any change of what the model sees gives new keys, never a stale hit.
+- One file per key (`<out>/cache/<stage>/<first 2 hex of the digest>/<digest>.json`), sharded so that no
+  directory holds millions of entries. A file per key needs no lock and no merge: Beam workers in any number of
+  processes write their own keys, and a half-finished run leaves exactly its finished keys behind.
+- Writes are atomic: a temporary file in the same directory, then `os.replace`. A reader sees a whole file or
+  none. There is no fsync (one per result would dominate a fast engine); after a power loss an entry may be
+  missing or unreadable, and an unreadable entry is treated as a miss and recomputed, never trusted.
+- The file repeats its key; a lookup whose stored key differs (a digest collision, a file copied by hand) is a
+  miss too.
+
+The store is a local (or mounted, shared) filesystem path. On Dataflow, `<out>` must then be a filesystem every
+worker mounts; an object-store variant (GCS has no atomic rename; write-once object names would do) is not built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+
+
+def config_hash(settings: Mapping[str, Any]) -> str:
+    """A stable hash of `settings` (JSON-able): same settings, same hash, on every machine and Python version.
+
+    Canonical JSON (sorted keys, no whitespace, floats as Python writes them) so that dict order and formatting
+    never change it. 16 hex digits: a collision needs ~4e9 distinct configs of one (sample, engine, model).
+
+    >>> config_hash({"k": 8, "temperature": 1.0}) == config_hash({"temperature": 1.0, "k": 8})
+    True
+    """
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    """What decides one model result: the sample, the engine kind, the model and the result-relevant config."""
+
+    sample_id: str
+    engine: str
+    model: str
+    config_hash: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "sample_id": self.sample_id,
+            "engine": self.engine,
+            "model": self.model,
+            "config_hash": self.config_hash,
+        }
+
+    @property
+    def digest(self) -> str:
+        """The file name: sha256 of the four parts (a list, so no separator inside a part can make two keys equal)."""
+        text = json.dumps([self.sample_id, self.engine, self.model, self.config_hash], ensure_ascii=True)
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+class ResultCache:
+    """Model results of one stage under `<out>/cache/<stage>/`, one JSON file per `CacheKey` (module docstring).
+
+    Cheap to construct and picklable (it holds only a path), so a Beam DoFn or a model handler can carry it to
+    workers. `get` never raises for a bad entry (it is a miss); `put` raises only on a filesystem error.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], stage: str = "grade") -> None:
+        self.out_dir = str(out_dir)
+        self.stage = stage
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out_dir) / "cache" / self.stage
+
+    def path(self, key: CacheKey) -> Path:
+        digest = key.digest
+        return self.root / digest[:2] / f"{digest}.json"
+
+    def get(self, key: CacheKey) -> dict[str, Any] | None:
+        """The value stored for `key`, or None when there is none (or it cannot be trusted: see the docstring)."""
+        path = self.path(key)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                entry = json.load(fh)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("cache entry %s unreadable (%s): recomputing", path, exc)
+            return None
+        if not isinstance(entry, dict) or entry.get("version") != CACHE_VERSION or entry.get("key") != key.to_dict():
+            log.warning("cache entry %s does not belong to %s: recomputing", path, key)
+            return None
+        value = entry.get("value")
+        return value if isinstance(value, dict) else None
+
+    def put(self, key: CacheKey, value: Mapping[str, Any]) -> Path:
+        """Store `value` (JSON-able) for `key` atomically; an existing entry is replaced. Returns the file's path."""
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(
+            {"version": CACHE_VERSION, "key": key.to_dict(), "value": dict(value)},
+            ensure_ascii=False,
+            sort_keys=True,
+            allow_nan=False,
+        )
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def __contains__(self, key: CacheKey) -> bool:
+        return self.get(key) is not None
+
+    def files(self) -> Iterator[Path]:
+        """Every entry file (temporary files of unfinished writes left out)."""
+        if self.root.is_dir():
+            yield from sorted(p for p in self.root.glob("*/*.json") if not p.name.startswith("."))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.files())
+
+    def __repr__(self) -> str:
+        return f"ResultCache({str(self.root)!r})"
+
+
+class SplitCached(beam.DoFn):
+    """Elements whose result is cached -> the decoded result (main output); the others -> `misses`, for the engine.
+
+    `key_fn(element)` gives the element's `CacheKey`; `decode_fn(element, value)` rebuilds the result from the
+    stored value and the element (so a result carries the element as it is now, not a stored copy). Hits and
+    misses are counted under `namespace` (`cache_hits`, `cache_misses`). The functions must pickle.
+    """
+
+    MISSES = "misses"
+
+    def __init__(
+        self,
+        cache: ResultCache,
+        key_fn: Callable[[Any], CacheKey],
+        decode_fn: Callable[[Any, dict[str, Any]], Any],
+        namespace: str,
+    ) -> None:
+        self.cache = cache
+        self.key_fn = key_fn
+        self.decode_fn = decode_fn
+        self.namespace = namespace
+
+    def setup(self) -> None:
+        self.hits = Metrics.counter(self.namespace, "cache_hits")
+        self.missed = Metrics.counter(self.namespace, "cache_misses")
+
+    def process(self, element: Any) -> Iterator[Any]:
+        value = self.cache.get(self.key_fn(element))
+        if value is None:
+            self.missed.inc()
+            yield beam.pvalue.TaggedOutput(self.MISSES, element)
+        else:
+            self.hits.inc()
+            yield self.decode_fn(element, value)

@@ -1,0 +1,345 @@
+"""The Beam transforms before any model work: read sources -> probe and validate -> dedup -> contamination.
+
+Each transform is a thin wrapper over `mtvr_data` functions (adapters, `normalize.apply_probe`,
+`mtvr_data.dedup`), so the Beam pipeline and `mtvr samples` make the same decisions. Every transform
+returns a `StageOutput`: it unpacks as `(kept, dead_letters)`, and its `.counts` holds the stage's tallies
+of elements in and kept, counted on the PCollections themselves. `pipelines.accounting` joins those tallies
+with the dead letters into the table `in = kept + rejected`; a stage that lost an element silently breaks
+that sum instead of hiding it.
+
+Every rejection is a `SampleError` on the `dead_letters` tagged output with `stage` set (read, probe,
+dedup, contamination), and is counted in Beam metrics under `mtvr.<stage>`: `in`, `kept`,
+`rejected_<reason>` (`StageMetrics`).
+
+    samples, dead_letters = pipeline | PrepareSamples(config)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from mtvr_data.dedup import ContaminationList, load_contamination, normalise_question, video_key
+from mtvr_data.normalize import ProbeCache, apply_probe, resolve_media
+from mtvr_data.schema import Sample, SampleError, validate_sample
+from pipelines.config import BuildConfig, SourceConfig
+
+DEAD = "dead_letters"
+COUNTS = "counts"
+#: A tally of one stage: ((stage, source, "in" | "kept"), number of elements).
+Tally = tuple[tuple[str, str, str], int]
+#: Probe results a worker keeps; the cache is cleared past this, since grouping by video already makes
+#: repeats rare and a worker may see millions of videos.
+PROBE_CACHE_MAX = 100_000
+
+
+class StageOutput(tuple):
+    """`(kept, dead_letters)` of a stage, so callers unpack a pair; `.counts` is its PCollection of `Tally`."""
+
+    counts: beam.PCollection
+
+    def __new__(cls, kept: beam.PCollection, dead: beam.PCollection, counts: beam.PCollection) -> StageOutput:
+        out = super().__new__(cls, (kept, dead))
+        out.counts = counts
+        return out
+
+    @property
+    def kept(self) -> beam.PCollection:
+        return self[0]
+
+    @property
+    def dead_letters(self) -> beam.PCollection:
+        return self[1]
+
+
+class StageMetrics:
+    """The Beam counters of one stage (namespace `mtvr.<stage>`): in, kept and rejected_<reason>.
+
+    Counters are made on first use, on the worker, so the object pickles before it is used.
+    """
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.namespace = f"mtvr.{stage}"
+        self._counters: dict[str, Any] = {}
+
+    def inc(self, name: str, n: int = 1) -> None:
+        counter = self._counters.get(name)
+        if counter is None:
+            counter = self._counters[name] = Metrics.counter(self.namespace, name)
+        counter.inc(n)
+
+    def rejected(self, error: SampleError) -> beam.pvalue.TaggedOutput:
+        """Count `error` and wrap it for the dead-letter output."""
+        self.inc(f"rejected_{error.reason}")
+        return beam.pvalue.TaggedOutput(DEAD, error)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"stage": self.stage, "namespace": self.namespace, "_counters": {}}
+
+
+def _error(sample: Sample, stage: str, reason: str, detail: str) -> SampleError:
+    """A dead letter for a sample refused after read: located by its origin, `raw` is its id."""
+    origin = sample.meta_dict.get("origin", sample.id)
+    return SampleError(source=sample.source, location=origin, reason=reason, detail=detail, stage=stage, raw=sample.id)
+
+
+class CountStage(beam.PTransform):
+    """Samples -> `Tally` per source: how many elements `stage` took in (`kind="in"`) or kept."""
+
+    def __init__(self, stage: str, kind: str) -> None:
+        super().__init__(label=f"Count{stage.title()}{kind.title()}")
+        self.stage, self.kind = stage, kind
+
+    def expand(self, samples: beam.PCollection) -> beam.PCollection:
+        stage, kind = self.stage, self.kind
+        return samples | "Key" >> beam.Map(lambda s: ((stage, s.source, kind), 1)) | "Sum" >> beam.CombinePerKey(sum)
+
+
+# --- read -----------------------------------------------------------------------------------------------------------
+
+
+class _ReadSourceFn(beam.DoFn):
+    """One annotation file -> its samples (the first `cap` in file order) and its read errors."""
+
+    def setup(self) -> None:
+        self.metrics = StageMetrics("read")
+
+    def process(self, source: SourceConfig) -> Iterator[Any]:
+        from mtvr_data.adapters import make_adapter
+
+        kept = seen = 0
+        try:
+            adapter = make_adapter(source.source, source.annotations, **source.adapter_options())
+            items: Iterable[Sample | SampleError] = adapter.read()
+            # A cap reads the head of the file, like `head -n`: what follows the cap-th sample is not read.
+            for item in items if source.cap != 0 else ():
+                seen += 1
+                if isinstance(item, SampleError):
+                    yield self.metrics.rejected(item)
+                    continue
+                kept += 1
+                yield item
+                if source.cap is not None and kept >= source.cap:
+                    break
+        except OSError as exc:  # the file went away or cannot be read: one dead letter for the whole file
+            seen += 1
+            err = SampleError(source.source, source.annotations, "annotations_unreadable", str(exc), stage="read")
+            yield self.metrics.rejected(err)
+        self.metrics.inc("in", seen)
+        self.metrics.inc("kept", kept)
+        yield beam.pvalue.TaggedOutput(COUNTS, (("read", source.source, "in"), seen))
+
+
+class ReadSources(beam.PTransform):
+    """PBegin -> `StageOutput` of the config's sources read by their adapters (one element per file).
+
+    One worker reads a whole file; `ProbeAndValidate`'s grouping by media is what spreads the samples
+    over workers afterwards (a caller using ReadSources alone may want a `beam.Reshuffle`).
+    """
+
+    def __init__(self, config: BuildConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+        out = (
+            pbegin
+            | "Sources" >> beam.Create(self.config.sources)
+            | "Read" >> beam.ParDo(_ReadSourceFn()).with_outputs(DEAD, COUNTS, main="samples")
+        )
+        samples = out["samples"]
+        kept = samples | CountStage("read", "kept")
+        return StageOutput(samples, out[DEAD], (out[COUNTS], kept) | "Tallies" >> beam.Flatten())
+
+
+# --- probe and validate ---------------------------------------------------------------------------------------------
+
+
+class _ProbeFn(beam.DoFn):
+    """(media path, samples of that media) -> probed, re-validated samples; one probe per video per worker."""
+
+    def setup(self) -> None:
+        self.cache = ProbeCache()
+        self.metrics = StageMetrics("probe")
+
+    def process(self, keyed: tuple[tuple[str, str], Iterable[Sample]]) -> Iterator[Any]:
+        (path, modality), samples = keyed
+        if len(self.cache.results) > PROBE_CACHE_MAX:
+            self.cache.results.clear()
+        if path not in self.cache.results:
+            self.metrics.inc("probes")
+        probe = self.cache.get(Path(path), modality)
+        for sample in samples:
+            self.metrics.inc("in")
+            out = apply_probe(dataclasses.replace(sample), probe)  # a copy: Beam inputs must not be mutated
+            if isinstance(out, Sample):
+                problems = validate_sample(out)
+                if problems:
+                    out = _error(out, "probe", problems[0], ", ".join(problems) + " (after probing)")
+            if isinstance(out, SampleError):
+                yield self.metrics.rejected(out)
+            else:
+                self.metrics.inc("kept")
+                yield out
+
+
+class ProbeAndValidate(beam.PTransform):
+    """Samples -> `StageOutput` of samples with media facts from the file, spans checked against it.
+
+    Samples are grouped by media file first, so each video is probed once in the whole pipeline (and
+    the per-worker `ProbeCache` absorbs retries), however many questions it has.
+    """
+
+    def __init__(self, video_roots: dict[str, str | None]) -> None:
+        super().__init__()
+        self.video_roots = dict(video_roots)
+
+    def expand(self, samples: beam.PCollection) -> StageOutput:
+        roots = self.video_roots
+
+        def media_key(s: Sample) -> tuple[tuple[str, str], Sample]:
+            if s.source not in roots:
+                raise KeyError(f"no video root configured for source {s.source!r}")
+            return (str(resolve_media(roots[s.source], s.video)), s.modality), s
+
+        out = (
+            samples
+            | "ByMedia" >> beam.Map(media_key)
+            | "Group" >> beam.GroupByKey()
+            | "Probe" >> beam.ParDo(_ProbeFn()).with_outputs(DEAD, main="samples")
+        )
+        counts = (samples | CountStage("probe", "in"), out["samples"] | CountStage("probe", "kept"))
+        return StageOutput(out["samples"], out[DEAD], counts | "Tallies" >> beam.Flatten())
+
+
+# --- dedup ----------------------------------------------------------------------------------------------------------
+
+
+def _canonical(sample: Sample) -> str:
+    return json.dumps(sample.to_dict(), sort_keys=True, ensure_ascii=False)
+
+
+class _PickWinnerFn(beam.DoFn):
+    """A group of samples sharing a key -> the one with the smallest id (ties: smallest content); the rest
+    are dead letters with `reason`. Dedup runs two of these in a row: the first counts the stage's `in`
+    metric, the last its `kept`, so the stage's metrics add up like its table row."""
+
+    def __init__(self, reason: str, what: str, *, first: bool, last: bool) -> None:
+        self.reason, self.what, self.first, self.last = reason, what, first, last
+
+    def setup(self) -> None:
+        self.metrics = StageMetrics("dedup")
+
+    def process(self, keyed: tuple[Any, Iterable[Sample]]) -> Iterator[Any]:
+        group = sorted(keyed[1], key=lambda s: (s.id, _canonical(s)))
+        winner = group[0]
+        if self.first:
+            self.metrics.inc("in", len(group))
+        for loser in group[1:]:
+            detail = f"{self.what} as kept row {winner.id} ({winner.meta_dict.get('origin', '')})"
+            yield self.metrics.rejected(_error(loser, "dedup", self.reason, detail))
+        if self.last:
+            self.metrics.inc("kept")
+        yield winner
+
+
+class Dedup(beam.PTransform):
+    """Samples -> `StageOutput` without repeats: first by id, then by (video key, normalised question).
+
+    The winner of each group is deterministic (smallest id), so reruns and runners keep the same rows.
+    The second key uses `mtvr_data.dedup`, the normalisation the contamination filter reads too.
+    """
+
+    def expand(self, samples: beam.PCollection) -> StageOutput:
+        by_id = (
+            samples
+            | "KeyById" >> beam.Map(lambda s: (s.id, s))
+            | "GroupById" >> beam.GroupByKey()
+            | "PickById"
+            >> beam.ParDo(_PickWinnerFn("duplicate_id", "same id", first=True, last=False)).with_outputs(
+                DEAD, main="samples"
+            )
+        )
+        by_question = (
+            by_id["samples"]
+            | "KeyByQuestion" >> beam.Map(lambda s: ((video_key(s.video), normalise_question(s.question)), s))
+            | "GroupByQuestion" >> beam.GroupByKey()
+            | "PickByQuestion"
+            >> beam.ParDo(
+                _PickWinnerFn("duplicate_question", "same video and question", first=False, last=True)
+            ).with_outputs(DEAD, main="samples")
+        )
+        kept = by_question["samples"]
+        dead = (by_id[DEAD], by_question[DEAD]) | "DeadLetters" >> beam.Flatten()
+        counts = (samples | CountStage("dedup", "in"), kept | CountStage("dedup", "kept"))
+        return StageOutput(kept, dead, counts | "Tallies" >> beam.Flatten())
+
+
+# --- contamination --------------------------------------------------------------------------------------------------
+
+
+class _ContaminationFn(beam.DoFn):
+    def __init__(self, lists: ContaminationList) -> None:
+        self.lists = lists
+
+    def setup(self) -> None:
+        self.metrics = StageMetrics("contamination")
+
+    def process(self, sample: Sample) -> Iterator[Any]:
+        self.metrics.inc("in")
+        why = self.lists.match(sample.video, sample.question)
+        if why is not None:
+            yield self.metrics.rejected(_error(sample, "contamination", "benchmark_contamination", why))
+        else:
+            self.metrics.inc("kept")
+            yield sample
+
+
+class ContaminationFilter(beam.PTransform):
+    """Samples -> `StageOutput` without rows whose video or normalised question is in a benchmark list.
+
+    The lists are read when the pipeline is built (a missing or malformed list fails before any work)
+    and travel with the DoFn, so workers need no access to the files.
+    """
+
+    def __init__(self, lists: Iterable[str | Path] | ContaminationList) -> None:
+        super().__init__()
+        self.lists = lists if isinstance(lists, ContaminationList) else load_contamination(lists)
+
+    def expand(self, samples: beam.PCollection) -> StageOutput:
+        out = samples | "Filter" >> beam.ParDo(_ContaminationFn(self.lists)).with_outputs(DEAD, main="samples")
+        counts = (samples | CountStage("contamination", "in"), out["samples"] | CountStage("contamination", "kept"))
+        return StageOutput(out["samples"], out[DEAD], counts | "Tallies" >> beam.Flatten())
+
+
+# --- all of it ------------------------------------------------------------------------------------------------------
+
+
+class PrepareSamples(beam.PTransform):
+    """PBegin -> `StageOutput(samples, dead_letters)`: read -> probe/validate -> dedup -> contamination.
+
+    What the build pipelines call: `prepared = p | PrepareSamples(cfg)`; `samples, dead = prepared`. At the
+    end, `(dead letters, tallies) | WriteRejected(cfg.out)`, each flattened with the later stages' own, where
+    the tallies start from `prepared.counts`.
+    """
+
+    def __init__(self, config: BuildConfig) -> None:
+        super().__init__()
+        self.config = config
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+        read = pbegin | "ReadSources" >> ReadSources(self.config)
+        probed = read.kept | "ProbeAndValidate" >> ProbeAndValidate(self.config.video_roots)
+        deduped = probed.kept | "Dedup" >> Dedup()
+        clean = deduped.kept | "Contamination" >> ContaminationFilter(self.config.contamination)
+        stages = (read, probed, deduped, clean)
+        dead = tuple(s.dead_letters for s in stages) | "DeadLetters" >> beam.Flatten()
+        counts = tuple(s.counts for s in stages) | "Tallies" >> beam.Flatten()
+        return StageOutput(clean.kept, dead, counts)

@@ -1,0 +1,69 @@
+"""`mtvr build-rl` end to end on the demo corpus with the tiny checkpoint: accounting, shards, card, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model.tiny_checkpoint import build_tiny_checkpoint
+from pipelines.accounting import check_accounting, read_accounting
+from pipelines.build_rl import CHAIN
+from pipelines.cli import main
+from pipelines.demo import demo_build_config
+
+
+def _shard_bytes(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "rl").glob("*.parquet"))}
+
+
+@pytest.fixture(scope="module")
+def built(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp("build_rl")
+    manifest = json.loads((demo_corpus / "manifest.json").read_text())
+    config = demo_build_config(work, manifest, build_tiny_checkpoint(work / "tiny"), corpus=demo_corpus)
+    assert main(["build-rl", str(config), "--runner=DirectRunner"]) == 0
+    out = work / "build"
+    return {"config": config, "out": out, "manifest": manifest, "shards": _shard_bytes(out)}
+
+
+def test_accounting_chain_and_planted_faults(built):
+    table = read_accounting(built["out"])
+    check_accounting(table, chain=CHAIN)
+    stages = {s["stage"]: s for s in table["stages"]}
+    assert stages["read"]["in"] == 55 and stages["probe"]["kept"] == 35
+    assert stages["grade"]["in"] == stages["contamination"]["kept"]
+    assert stages["balance"]["in"] == stages["grade"]["kept"]
+    rejected = [json.loads(line) for f in (built["out"] / "rejected").glob("*.jsonl") for line in f.open()]
+    reasons = {(e["stage"], e["reason"]) for e in rejected}
+    for fault in built["manifest"]["broken"]:
+        assert ("probe", fault["reason"]) in reasons
+    assert ("balance", "not_in_mix") in reasons  # LongVideo-Reason has only a tool part in the RL mix
+
+
+def test_shards_and_card_load(built, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard
+
+    ds = load_dataset(str(built["out"]), "rl", split="train")
+    stages = {s["stage"]: s for s in read_accounting(built["out"])["stages"]}
+    n_val = sum(1 for _ in (built["out"] / "rl").glob("validation-*.parquet"))
+    assert len(ds) <= stages["balance"]["kept"] and (len(ds) == stages["balance"]["kept"] or n_val)
+    row = ds[0]
+    assert row["num_rollouts"] == 4 and 0.0 <= row["pass_rate"] <= 1.0
+    assert row["difficulty"] == pytest.approx(1.0 - row["pass_rate"])
+    card = DatasetCard.load(built["out"] / "README.md")
+    assert [c["config_name"] for c in card.data.configs] == ["rl"]
+
+
+def test_rerun_reuses_model_work_and_writes_the_same_shards(built):
+    cache = built["out"] / "cache"
+    before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")}
+    assert before, "grading results were cached"
+    assert main(["build-rl", str(built["config"]), "--runner=DirectRunner"]) == 0
+    after = {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")}
+    assert after == before  # no result recomputed or rewritten
+    assert _shard_bytes(built["out"]) == built["shards"]

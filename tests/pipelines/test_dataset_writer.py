@@ -1,0 +1,207 @@
+"""The dataset on disk: shards load with `datasets`, the card parses with huggingface_hub, reruns are identical."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from mtvr_data.parquet_io import read_parquet
+from mtvr_data.schema import Clip, CotRow, Message, RlRow, Sample, ToolCall, sample_id
+from pipelines.dataset_writer import (
+    CardFacts,
+    dumps_stable,
+    is_validation,
+    shard_files,
+    summarize_output,
+    write_card,
+    write_dataset,
+    write_stats,
+)
+
+SOURCES = [("charades_sta", "tg", "video"), ("video_r1", "mcq", "image"), ("nextgqa", "gqa", "video")]
+
+
+def make_sample(i: int) -> Sample:
+    source, task, modality = SOURCES[i % len(SOURCES)]
+    video, question = f"videos/{source}/{i}.mp4", f"question {i}?"
+    options = ["red", "blue"] if task in ("mcq", "gqa") else []
+    answer = "A" if options else ""
+    span = [1.0 + i % 5, 4.5 + i % 5] if task in ("tg", "gqa") else None
+    return Sample(
+        id=sample_id(source, video, question, options, answer, span),
+        source=source,
+        task=task,
+        modality=modality,
+        video=video,
+        question=question,
+        options=options,
+        answer=answer,
+        answer_type="span" if task == "tg" else "letter",
+        span=span,
+        windows=[span] if span else [],
+        duration=30.0,
+        fps=2.0,
+        width=224,
+        height=224,
+    )
+
+
+def make_rl(i: int) -> RlRow:
+    pass_rate = (i % 7 + 1) / 8
+    return RlRow(make_sample(i), 8, pass_rate, 0.5 + pass_rate, 1 - pass_rate, "medium", "tiny-grader", i % 4 == 0)
+
+
+def make_cot(i: int) -> CotRow:
+    tools = i % 3 == 0
+    messages = [Message("user", f"question {i}?")]
+    if tools:
+        call = ToolCall("get_video_clip_frame", '{"start_time": 1.0, "end_time": 5.0}')
+        messages += [
+            Message("assistant", "<think>look</think>", tool_calls=[call]),
+            Message("tool", "Video clip from 1.00 to 5.00 seconds.", clip=Clip(1.0, 5.0, [1.0, 1.5, 2.0])),
+        ]
+    messages.append(Message("assistant", "<think>so</think><answer>A</answer>"))
+    return CotRow(make_sample(i), messages, "tiny-teacher", "cfg123", 2.0, 1 if tools else 0, True, tools)
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def build(out: Path, n: int = 60, **kw) -> None:
+    write_dataset(out, "rl", [make_rl(i) for i in range(n)], validation_fraction=0.2, seed=0, **kw)
+    write_dataset(out, "cot", [make_cot(i) for i in range(n)], validation_fraction=0.2, seed=0, **kw)
+    facts = CardFacts(scale=0.001, seed=0, grader={"model": "tiny", "num_rollouts": 8}, thresholds={"tg": 0.5})
+    write_card(out, facts)
+    write_stats(out, {"summary": summarize_output(out), "scale": 0.001})
+
+
+@pytest.fixture()
+def hf_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+
+
+def test_layout_and_load_dataset_round_trip(tmp_path: Path, hf_offline: None) -> None:
+    import datasets
+
+    out = tmp_path / "out"
+    build(out, num_shards=2)
+    assert [p.name for p in shard_files(out, "rl", "train")] == [
+        "train-00000-of-00002.parquet",
+        "train-00001-of-00002.parquet",
+    ]
+    assert shard_files(out, "rl", "validation")
+    for config, make in (("rl", make_rl), ("cot", make_cot)):
+        expected = {r.sample.id: r for r in (make(i) for i in range(60))}
+        loaded = {}
+        for split in ("train", "validation"):
+            ds = datasets.load_dataset(str(out), config, split=split)
+            records = [r for p in shard_files(out, config, split) for r in read_parquet(p, config)]
+            assert len(ds) == len(records)
+            assert ds["id"] == [r.sample.id for r in records]
+            loaded.update({r.sample.id: r for r in records})
+        assert loaded == expected
+
+
+def test_validation_split_is_stable_and_rerun_is_byte_identical(tmp_path: Path, hf_offline: None) -> None:
+    build(tmp_path / "a")
+    build(tmp_path / "b")
+    a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
+    assert a == b and "README.md" in a and "stats.json" in a
+    # Row order in does not matter, and a sample's split does not depend on which other rows are present.
+    shuffled = [make_rl(i) for i in reversed(range(60))]
+    write_dataset(tmp_path / "c", "rl", shuffled, validation_fraction=0.2, seed=0)
+    assert digests(tmp_path / "c") == {k: v for k, v in a.items() if k.startswith("rl/")}
+    fewer = write_dataset(tmp_path / "d", "rl", shuffled[:30], validation_fraction=0.2, seed=0)
+    val_ids = {r.sample.id for p in fewer.files["validation"] for r in read_parquet(p, "rl")}
+    assert val_ids == {r.sample.id for r in shuffled[:30] if is_validation(r.sample.id, 0.2, 0)}
+
+
+def test_card_yaml_parses_and_lists_both_configs(tmp_path: Path, hf_offline: None) -> None:
+    from huggingface_hub import DatasetCard
+
+    out = tmp_path / "out"
+    build(out)
+    card = DatasetCard.load(out / "README.md")
+    data = card.data.to_dict()
+    configs = {c["config_name"]: c for c in data["configs"]}
+    assert set(configs) == {"cot", "rl"}
+    assert {f["split"]: f["path"] for f in configs["rl"]["data_files"]} == {
+        "train": "rl/train-*.parquet",
+        "validation": "rl/validation-*.parquet",
+    }
+    assert data["license"] and "video-text-to-text" in data["task_categories"]
+    assert "tiny" in card.text and "Deviations from the paper" in card.text and "charades_sta" in card.text
+
+
+def test_empty_config_is_left_out_clearly(tmp_path: Path, hf_offline: None, caplog: pytest.LogCaptureFixture) -> None:
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    out = tmp_path / "out"
+    written = write_dataset(out, "rl", [make_rl(i) for i in range(5)], validation_fraction=0.0)
+    with caplog.at_level("WARNING"):
+        empty = write_dataset(out, "cot", [], seed=0)
+    assert empty.empty and not (out / "cot").exists() and "no rows" in caplog.text
+    assert written.rows == {"train": 5, "validation": 0} and not shard_files(out, "rl", "validation")
+    write_card(out, {"scale": 1.0, "unknown_fact": "kept"})
+    card = DatasetCard.load(out / "README.md")
+    configs = card.data.to_dict()["configs"]
+    assert [c["config_name"] for c in configs] == ["rl"]
+    assert [f["split"] for f in configs[0]["data_files"]] == ["train"]
+    assert "`cot` config is empty" in card.text and "unknown_fact" in card.text
+    assert len(datasets.load_dataset(str(out), "rl", split="train")) == 5
+
+
+def test_rerun_with_fewer_shards_removes_stale_ones(tmp_path: Path) -> None:
+    write_dataset(tmp_path, "rl", [make_rl(i) for i in range(10)], num_shards=3, validation_fraction=0.0)
+    write_dataset(tmp_path, "rl", [make_rl(i) for i in range(10)], num_shards=1, validation_fraction=0.0)
+    assert [p.name for p in shard_files(tmp_path, "rl", "train")] == ["train-00000-of-00001.parquet"]
+
+
+def test_wrong_row_type_and_bad_options_raise(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="RlRow"):
+        write_dataset(tmp_path, "rl", [make_cot(0)])
+    with pytest.raises(ValueError, match="config_name"):
+        write_dataset(tmp_path, "sft", [])
+    with pytest.raises(ValueError, match="validation_fraction"):
+        write_dataset(tmp_path, "rl", [], validation_fraction=1.0)
+
+
+def test_shards_are_capped_by_rows(tmp_path: Path) -> None:
+    written = write_dataset(
+        tmp_path, "rl", [make_rl(i) for i in range(7)], max_rows_per_shard=3, validation_fraction=0
+    )
+    assert [len(read_parquet(p, "rl")) for p in written.files["train"]] == [3, 2, 2]
+
+
+def test_stats_json_is_stable(tmp_path: Path) -> None:
+    path = write_stats(tmp_path, {"b": {2, 1}, "a": Path("x/y"), "c": CardFacts(seed=1)})
+    assert path.read_text() == dumps_stable({"a": "x/y", "b": [1, 2], "c": CardFacts(seed=1)})
+    assert path.read_text().index('"a"') < path.read_text().index('"b"')
+
+
+def test_beam_helper_writes_the_same_files(tmp_path: Path) -> None:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.dataset_writer import DatasetWriterFn
+
+    rows = [make_rl(i) for i in range(12)]
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+        _ = (
+            p
+            | beam.Create(rows)
+            | beam.combiners.ToList()
+            | beam.Map(DatasetWriterFn(tmp_path / "beam", "rl", validation_fraction=0.2))
+        )
+    write_dataset(tmp_path / "plain", "rl", rows, validation_fraction=0.2)
+    assert digests(tmp_path / "beam") == digests(tmp_path / "plain")
