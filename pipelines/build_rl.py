@@ -25,6 +25,7 @@ from pipelines.accounting import WriteRejected, check_accounting, read_accountin
 from pipelines.config import BuildConfig, load_config
 from pipelines.dataset_writer import CardFacts, dumps_stable, write_card, write_dataset, write_stats
 from pipelines.grading import Grade, GradingSettings
+from pipelines.report import write_report
 from pipelines.transforms import DEAD, PrepareSamples
 
 log = logging.getLogger(__name__)
@@ -120,5 +121,6 @@ def build_rl(config_path: str | Path, pipeline_args: list[str] | None = None) ->
     )
     write_card(out, facts)
     write_stats(out, {"accounting": table, "grading": grader, "scale": scale, "targets": targets})
+    write_report(out)
     log.info("build-rl finished: %s", out)
     return table

@@ -83,6 +83,14 @@ def cmd_build_rl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build_cot(args: argparse.Namespace) -> int:
+    from pipelines.accounting import render_accounting
+    from pipelines.build_cot import build_cot
+
+    print(render_accounting(build_cot(args.config, args.beam_args)))
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from pipelines.publish import publish
 
@@ -130,6 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="the build's YAML config (see configs/)")
     p.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options, e.g. --runner=DirectRunner")
     p.set_defaults(func=cmd_build_rl)
+
+    p = sub.add_parser(
+        "build-cot",
+        help="build MTVR-CoT from a config: read, probe, dedup, contamination, grade, teacher, verify, balance, write",
+    )
+    p.add_argument("config", help="the build's YAML config (see configs/)")
+    p.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options, e.g. --runner=DirectRunner")
+    p.set_defaults(func=cmd_build_cot)
 
     p = sub.add_parser("publish", help="upload a built dataset folder (shards, card, stats, report) to the Hub")
     p.add_argument("out", help="the build's output directory")

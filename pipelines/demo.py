@@ -1,8 +1,9 @@
 """`mtvr demo`: the demo corpus end to end, so every run shows the data path and its error paths work.
 
-For now it generates the corpus and normalises every demo source to samples; the dataset builders
-join it as they land. It ends by checking that every fault planted in the corpus (broken videos,
-malformed lines) was reported with the expected reason: a demo that loses one fails.
+It generates the corpus, normalises every demo source to samples and checks that every fault planted in
+the corpus (broken videos, malformed lines) was reported with the expected reason: a demo that loses one
+fails. Then it builds MTVR-RL (tiny checkpoint as grader) and MTVR-CoT (the same grading, the `oracle`
+demo teacher) into ONE folder, `<out>/build`, and checks that both configs load with `datasets`.
 """
 
 from __future__ import annotations
@@ -34,11 +35,19 @@ def _reported(errors: list[dict], planted: dict) -> bool:
 
 #: The demo's grading and balance settings (the example config beside the code, one source of truth).
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_rl.yaml"
+#: The same for build-cot (grading, the oracle teacher, balance).
+DEMO_COT_CONFIG = DEMO_CONFIG.with_name("demo_cot.yaml")
 
 
-def demo_build_config(out: Path, manifest: dict[str, Any], tiny: Path, corpus: Path | None = None) -> Path:
-    """`out/build_rl.yaml`: the demo sources from the corpus manifest, settings from `configs/demo_rl.yaml`."""
-    settings = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+def demo_build_config(
+    out: Path, manifest: dict[str, Any], tiny: Path, corpus: Path | None = None, *, kind: str = "rl"
+) -> Path:
+    """`out/build_<kind>.yaml`: the demo sources from the corpus manifest, settings from `configs/demo_<kind>.yaml`.
+
+    Both kinds write to `out/build`, so the demo's two datasets share one folder (and one card).
+    """
+    template = DEMO_CONFIG if kind == "rl" else DEMO_COT_CONFIG
+    settings = yaml.safe_load(template.read_text(encoding="utf-8"))
     corpus = (corpus or out / "corpus").resolve()
     settings["out"] = str((out / "build").resolve())
     settings["sources"] = [
@@ -46,7 +55,7 @@ def demo_build_config(out: Path, manifest: dict[str, Any], tiny: Path, corpus: P
         for e in manifest["sources"]
     ]
     settings["grade"]["engine"]["settings"]["model"] = str(tiny.resolve())
-    path = out / "build_rl.yaml"
+    path = out / f"build_{kind}.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     return path
 
@@ -63,6 +72,45 @@ def run_build_rl(out: Path, manifest: dict[str, Any]) -> None:
     table = build_rl(config, ["--runner=DirectRunner"])
     print(f"\nbuild-rl ({config}): {time.monotonic() - t0:.1f} s; shards, card and rejected/ in {out / 'build'}")
     print(render_accounting(table))
+
+
+def run_build_cot(out: Path, manifest: dict[str, Any]) -> None:
+    """Build MTVR-CoT into the same folder as build-rl (grading reused from its cache) and print the accounting."""
+    from model.tiny_checkpoint import build_tiny_checkpoint
+    from pipelines.accounting import render_accounting
+    from pipelines.build_cot import ACCOUNTING_FILE, build_cot
+
+    t0 = time.monotonic()
+    tiny = build_tiny_checkpoint(out / "tiny")
+    config = demo_build_config(out, manifest, tiny, kind="cot")
+    table = build_cot(config, ["--runner=DirectRunner"])
+    where = out / "build" / ACCOUNTING_FILE
+    print(f"\nbuild-cot ({config}): {time.monotonic() - t0:.1f} s; shards in {out / 'build'}, accounting in {where}")
+    print(render_accounting(table))
+
+
+def check_loads(build: Path) -> dict[str, int]:
+    """Rows per config as `datasets.load_dataset(build, config)` reads them, offline (all splits together).
+
+    HF_HUB_OFFLINE=1 only while loading (the folder is local; the Hub must not be asked), then restored.
+    """
+    import os
+
+    before = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from datasets import load_dataset
+
+        counts = {}
+        for config in ("cot", "rl"):
+            loaded = load_dataset(str(build), config)
+            counts[config] = sum(len(split) for split in loaded.values())
+        return counts
+    finally:
+        if before is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = before
 
 
 def run_demo(out: Path) -> int:
@@ -104,5 +152,8 @@ def run_demo(out: Path) -> int:
     if missing:
         return 1
     run_build_rl(out, manifest)
+    run_build_cot(out, manifest)
+    counts = check_loads(out / "build")
+    print("\n" + ", ".join(f"load_dataset({str(out / 'build')!r}, {c!r}): {n} rows" for c, n in counts.items()))
     print(f"\ndemo finished in {time.monotonic() - t0:.1f} s")
     return 0

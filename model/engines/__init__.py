@@ -3,6 +3,8 @@
 - "transformers": local generate on CPU or GPU (the demo and the tests; `TransformersEngine`).
 - "openai": any OpenAI-compatible server (`OpenAIEngine`), e.g. `transformers serve` or a hosted API.
 - "vllm": a `vllm serve` process per worker, reached through `OpenAIEngine` (`VLLMServer`).
+- "oracle": a deterministic DEMO/TEST teacher that writes its chain from the answer hint in the prompt
+  (`OracleEngine`); it lets `make demo` build MTVR-CoT without a real teacher model. Never for real builds.
 
 Each back-end is imported only when asked for, so choosing one never imports (or requires) another.
 """
@@ -14,7 +16,7 @@ from typing import Any, Literal
 
 from model.engine_api import Engine
 
-EngineKind = Literal["transformers", "openai", "vllm"]
+EngineKind = Literal["transformers", "openai", "vllm", "oracle"]
 
 __all__ = ["EngineKind", "make_engine"]
 
@@ -27,6 +29,7 @@ def make_engine(kind: EngineKind, **settings: Any) -> Engine:
     - openai: `base_url`, `model` plus OpenAIEngine's keywords.
     - vllm: VLLMSettings fields (`model`, frame budgets, max_model_len, ...) start the server; any other keyword
       goes to its OpenAIEngine (max_concurrency, timeout_s, ...). Closing the engine stops the server.
+    - oracle: optional `model` / `name` (labels only); the demo/test teacher (see `model.engines.oracle_engine`).
     """
     if kind == "transformers":
         from model.engines.transformers_engine import TransformersEngine
@@ -47,4 +50,8 @@ def make_engine(kind: EngineKind, **settings: Any) -> Engine:
         server_settings = VLLMSettings(**{k: v for k, v in settings.items() if k in names})
         client_settings = {k: v for k, v in settings.items() if k not in names}
         return VLLMServer(server_settings).engine(**client_settings)
-    raise ValueError(f"unknown engine kind {kind!r}; expected 'transformers', 'openai' or 'vllm'")
+    if kind == "oracle":
+        from model.engines.oracle_engine import OracleEngine
+
+        return OracleEngine(**settings)
+    raise ValueError(f"unknown engine kind {kind!r}; expected 'transformers', 'openai', 'vllm' or 'oracle'")

@@ -1,0 +1,188 @@
+"""The Beam pipeline's grading stage against a plain Python loop doing the same work with the same engine.
+
+Beam arm: `beam.Create(samples) | GradeSamples(settings, video_roots)` on the DirectRunner, no result cache
+(`out_dir=None`), so every sample is rolled out; the whole pipeline run is timed (construction, runner start,
+RunInference's batching, the handler, collecting the results).
+Plain arm: the same samples in batches of the same size (`max_batch_size`, with min = max so Beam batches the
+same way), each batch one `model.rollout.rollout` call with the settings' `RolloutConfig`, media resolved the way
+the handler does, one frame cache per run (the handler's is per worker, fresh in each pipeline run), and a
+`GradeResult` per sample.
+
+Both arms call one engine object: the tiny Qwen2.5-VL checkpoint (`model.tiny_checkpoint`) through the
+transformers engine on CPU, loaded once before timing and handed to the handler by its `engine_factory`, so
+model loading is not timed in either arm. torch runs one intra-op thread in both (see bench/rollouts.py for
+why). Samples: charades_sta and nextgqa from the demo corpus (built in a temp dir unless `--corpus` names one),
+normalised and probed with `mtvr_data.normalize.normalize`. Runs are interleaved (plain, Beam, plain, Beam, ...)
+after one warm-up of each; reported: the median of the per-pair throughput ratios, with the best-of ratio
+beside it. Throughput = samples graded per second. Run from the repository root:
+    .venv/bin/python bench/pipeline.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.rollout import rollout  # noqa: E402
+from mtvr_data.frame_cache import FrameCache  # noqa: E402
+from mtvr_data.normalize import resolve_media  # noqa: E402
+from mtvr_data.schema import Sample  # noqa: E402
+from pipelines.grading import EngineSpec, GradeResult, GradingSettings  # noqa: E402
+
+SOURCES = ("charades_sta", "nextgqa")
+#: The engine both arms call, by grader name; filled before timing. Beam's in-process DirectRunner runs the
+#: handler in this process, and `shared_engine` is pickled by reference (this module is imported as
+#: `bench.pipeline`, see the bottom), so the handler gets this very object.
+ENGINES: dict[str, Any] = {}
+RESULTS: list[GradeResult] = []
+
+
+def shared_engine(spec: EngineSpec) -> Any:
+    """The handler's engine factory: the engine loaded before timing."""
+    return ENGINES[spec.grader]
+
+
+def collect(result: Any) -> None:
+    RESULTS.append(result)
+
+
+def demo_samples(corpus: Path, n: int) -> tuple[list[Sample], dict[str, str]]:
+    """`n` probed samples of charades_sta and nextgqa (alternating), and the video root of each source."""
+    from mtvr_data.adapters import make_adapter
+    from mtvr_data.normalize import normalize
+
+    manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
+    per_source, roots = [], {}
+    for entry in manifest["sources"]:
+        if entry["source"] in SOURCES:
+            root = corpus / entry["videos"]
+            roots[entry["source"]] = str(root)
+            adapter = make_adapter(entry["source"], corpus / entry["annotations"])
+            per_source.append([s for s in normalize(adapter, root) if isinstance(s, Sample)])
+    mixed = [s for group in zip(*per_source, strict=False) for s in group]
+    mixed += [s for group in per_source for s in group[len(mixed) // len(per_source) :]]
+    if not mixed:
+        raise RuntimeError(f"no samples of {SOURCES} in {corpus}")
+    # Fewer samples than asked: repeat them under new ids (no cache is used, so repeats are real work).
+    samples = [dataclasses.replace(mixed[i % len(mixed)], id=f"{mixed[i % len(mixed)].id}#{i}") for i in range(n)]
+    return samples, roots
+
+
+def run_plain(samples: list[Sample], settings: GradingSettings, roots: dict[str, str]) -> list[GradeResult]:
+    engine = ENGINES[settings.engine.grader]
+    config = settings.rollout_config()
+    frames = FrameCache()
+    size = settings.max_batch_size
+    results: list[GradeResult] = []
+    for start in range(0, len(samples), size):
+        batch = samples[start : start + size]
+        resolved = [dataclasses.replace(s, video=str(resolve_media(roots.get(s.source), s.video))) for s in batch]
+        groups = asyncio.run(rollout(resolved, engine, k=settings.k, config=config, cache=frames))
+        results += [
+            GradeResult.from_trajectories(s, settings.engine.grader, g) for s, g in zip(batch, groups, strict=True)
+        ]
+    return results
+
+
+def run_beam(samples: list[Sample], settings: GradingSettings, roots: dict[str, str]) -> list[GradeResult]:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.grading import GradeSamples
+
+    RESULTS.clear()
+    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
+        results, failed = (
+            p
+            | "Samples" >> beam.Create(samples)
+            | "Grade" >> GradeSamples(settings, roots, engine_factory=shared_engine)
+        )
+        _ = results | "Collect" >> beam.Map(collect)
+        _ = failed | "Failed" >> beam.Map(collect)  # dead letters: `check` fails the run on them
+    return list(RESULTS)
+
+
+def check(results: list[Any], samples: list[Sample], k: int, arm: str) -> None:
+    """Both arms must have done the whole job: one complete result per sample, K trajectories each."""
+    ids = sorted(r.sample.id for r in results if isinstance(r, GradeResult) and r.error is None)
+    if ids != sorted(s.id for s in samples) or any(len(r.finish_reasons) != k for r in results):
+        raise RuntimeError(f"{arm}: {len(ids)}/{len(samples)} complete results ({results[:2]!r}...)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, help="an existing demo corpus (built in a temp dir otherwise)")
+    parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-frames", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved pairs after the warm-up")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    from model.tiny_checkpoint import build_tiny_checkpoint
+    from pipelines.grading import build_engine
+
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = args.corpus
+        if corpus is None:
+            from mtvr_data.demo_corpus import build_demo_corpus
+
+            corpus = Path(tmp) / "corpus"
+            build_demo_corpus(corpus)
+        samples, roots = demo_samples(corpus, args.samples)
+        spec = EngineSpec("transformers", {"model": str(build_tiny_checkpoint(Path(tmp) / "tiny")), "device": "cpu"})
+        settings = GradingSettings(
+            engine=spec,
+            k=args.k,
+            max_new_tokens=args.max_new_tokens,
+            tools=False,
+            seed=0,
+            keep="all",
+            frame_budget={"max_frames": args.max_frames},
+            min_batch_size=args.batch_size,
+            max_batch_size=args.batch_size,
+        )
+        ENGINES[spec.grader] = build_engine(spec)
+        arms = {"plain": run_plain, "beam": run_beam}
+        for name, arm in arms.items():  # warm-up: first forward passes allocate, Beam imports its runner
+            check(arm(samples, settings, roots), samples, args.k, name)
+        seconds: dict[str, list[float]] = {name: [] for name in arms}
+        for _ in range(args.repeats):
+            for name, arm in arms.items():
+                started = time.perf_counter()
+                results = arm(samples, settings, roots)
+                seconds[name].append(time.perf_counter() - started)
+                check(results, samples, args.k, name)
+    ratios = [plain / beam for plain, beam in zip(seconds["plain"], seconds["beam"], strict=True)]
+    best = min(seconds["plain"]) / min(seconds["beam"])
+    ratio = statistics.median(ratios)
+    print(f"grading stage in Beam vs plain loop: throughput ratio {ratio:.3f} (target >= 0.9)")
+    each = "; ".join(f"{name} " + ", ".join(f"{s:.2f}" for s in seconds[name]) for name in arms)
+    print(
+        f"  {len(samples)} samples ({'+'.join(SOURCES)}), K={args.k}, batch {args.batch_size}, "
+        f"max_new_tokens {args.max_new_tokens}, max_frames {args.max_frames}, {args.repeats} interleaved pairs, "
+        f"seconds each: {each}; median pair ratio reported, best-of ratio {best:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    # Run as the importable module `bench.pipeline`, so Beam pickles `shared_engine` and `collect` by reference
+    # (functions of `__main__` are pickled by value, with the globals they use: the engine, the results).
+    from bench.pipeline import main as module_main
+
+    module_main()

@@ -1,0 +1,210 @@
+"""`mtvr build-cot CONFIG`: the MTVR-CoT pipeline, sources to verified, balanced chains of thought with a card.
+
+    read -> probe/validate -> dedup -> contamination -> grade (pass rates; keep medium difficulty)
+    -> teacher (answer-conditioned chains; text or tool) -> verify + select (one chain per sample) -> balance -> write
+
+The stages are the Beam transforms of `pipelines.transforms`, `pipelines.grading` (`Grade`: the same grading as
+build-rl, so with the same `grade:` block both builds share its cached results) and `pipelines.teaching` (`Teach`).
+The final rows (at most the paper's ~71k) are balanced to the scaled CoT table and written in one step.
+
+build-rl and build-cot may write into ONE output folder (the demo does): each writes only its own config's shards
+(`<out>/rl/`, `<out>/cot/`), and build-cot keeps its run records apart from build-rl's (`accounting.json`,
+`rejected/<stage>.jsonl`, `balance.json`): its table is `<out>/accounting_cot.json` (in = kept + rejected per stage),
+its dead letters `<out>/rejected/cot/<stage>.jsonl`, its balance report `<out>/balance_cot.json`. They are written by
+the shared `WriteRejected` into a staging folder (`<out>/.build-cot/`) and moved into place when the run succeeds,
+so a rerun also drops stage files it no longer has. The card (`README.md`) is rewritten from the shards on disk, so
+it lists both configs, and it keeps build-rl's balance report when that build left one; `stats.json` gets a `cot`
+key beside build-rl's keys.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from mtvr_data.mixing import COT_TARGETS, balance, scale_targets
+from mtvr_data.schema import CotRow
+from pipelines.accounting import ACCOUNTING_FILE as ACCOUNTING
+from pipelines.accounting import REJECTED_DIR, WriteRejected, check_accounting
+from pipelines.build_rl import BALANCE_REPORT as RL_BALANCE_REPORT
+from pipelines.build_rl import rl_settings
+from pipelines.config import BuildConfig, load_config
+from pipelines.dataset_writer import CardFacts, dumps_stable, write_card, write_dataset, write_stats
+from pipelines.grading import Grade, GradingSettings
+from pipelines.report import write_report
+from pipelines.teaching import Teach, TeachSettings
+from pipelines.transforms import DEAD, PrepareSamples
+
+log = logging.getLogger(__name__)
+
+CHAIN = ("read", "probe", "dedup", "contamination", "grade", "teacher", "verify", "balance")
+#: build-cot's run records, apart from build-rl's (module docstring).
+ACCOUNTING_FILE = "accounting_cot.json"
+REJECTED_SUBDIR = "cot"
+BALANCE_REPORT = "balance_cot.json"
+STAGING_DIR = ".build-cot"
+
+
+def read_cot_accounting(out: str | Path) -> dict[str, Any]:
+    """The table the last build-cot run into `out` wrote."""
+    return json.loads((Path(out) / ACCOUNTING_FILE).read_text(encoding="utf-8"))
+
+
+def rejected_dir(out: str | Path) -> Path:
+    """Where build-cot's dead letters are, one `<stage>.jsonl` per stage that rejected something."""
+    return Path(out) / REJECTED_DIR / REJECTED_SUBDIR
+
+
+def _publish_records(out: Path, staging: Path) -> None:
+    """Move the staged table and dead letters into place (replacing the previous run's)."""
+    target = rejected_dir(out)
+    if target.is_dir():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = staging / REJECTED_DIR
+    if staged.is_dir():
+        os.replace(staged, target)
+    os.replace(staging / ACCOUNTING, out / ACCOUNTING_FILE)
+    shutil.rmtree(staging)
+
+
+def cot_settings(config: BuildConfig, base: Path | None = None) -> tuple[GradingSettings, TeachSettings, float, int]:
+    """Grading (`grade`), teacher (`teach`) and balance (`balance`: scale, seed) settings of a build config.
+
+    Paths are resolved as `build_rl.rl_settings` does: a grader or teacher model named by a path that exists
+    relative to the config's folder (`base`) resolves there.
+    """
+    grading, scale, seed = rl_settings(config, base)
+    teach = dict(config.extra.get("teach") or {})
+    if not teach.get("engine"):
+        raise ValueError("build-cot needs a `teach:` block with `engine: {kind, settings}` (see configs/)")
+    engine = dict(teach["engine"])
+    settings = dict(engine.get("settings") or {})
+    model = settings.get("model")
+    if isinstance(model, str) and base is not None and (base / model).exists():
+        settings["model"] = str((base / model).resolve())
+    teach["engine"] = {**engine, "settings": settings}
+    return grading, TeachSettings.from_dict(teach), scale, seed
+
+
+def teacher_facts(teaching: TeachSettings) -> dict[str, Any]:
+    """The teacher's settings as the card and stats report them."""
+    return {
+        "engine": teaching.engine.kind,
+        "model": teaching.engine.model_id,
+        "chains_per_sample": teaching.k,
+        "temperature": teaching.temperature,
+        "max_frames": teaching.teacher_config().rollout.prompt.budget.max_frames,
+        "tool_sources": list(teaching.tool_sources),
+        "long_video_s": teaching.long_video_s,
+        "span_noise": teaching.span_noise,
+        "answer_conditioned": True,
+    }
+
+
+class _BalanceAndWrite(beam.DoFn):
+    """All CoT rows -> balanced to the scaled CoT table and written as shards; rejects and tallies out."""
+
+    def __init__(self, out: str, targets: dict[str, int], seed: int) -> None:
+        self.out, self.targets, self.seed = out, targets, seed
+
+    def process(self, rows: list[CotRow]):
+        result = balance(rows, self.targets, seed=self.seed)
+        write_dataset(self.out, "cot", result.kept, seed=self.seed)
+        (Path(self.out) / BALANCE_REPORT).write_text(dumps_stable(result.report_dict()), encoding="utf-8")
+        taken = Counter(r.sample.source for r in rows)
+        kept = Counter(r.sample.source for r in result.kept)
+        for source in sorted(taken):
+            yield (("balance", source, "in"), taken[source])
+            yield (("balance", source, "kept"), kept[source])
+        for error in result.rejected:
+            yield beam.pvalue.TaggedOutput(DEAD, error)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -> dict[str, Any]:
+    """Run the MTVR-CoT pipeline of `config_path`; returns the accounting table (`<out>/accounting_cot.json`)."""
+    config = load_config(config_path)
+    grading, teaching, scale, seed = cot_settings(config, Path(config_path).resolve().parent)
+    targets = scale_targets(COT_TARGETS, scale)
+    out = Path(config.out)
+    staging = out / STAGING_DIR
+    if staging.exists():
+        shutil.rmtree(staging)  # what a killed run staged: this run writes it anew
+    staging.mkdir(parents=True)
+    options = PipelineOptions(pipeline_args or [])
+    with beam.Pipeline(options=options) as p:
+        prepared = p | "Prepare" >> PrepareSamples(config)
+        samples, dead = prepared
+        graded = samples | "Grade" >> Grade(grading, config.video_roots, out_dir=str(out))
+        rl_rows, grade_dead = graded
+        to_teach = rl_rows | "GradedSamples" >> beam.Map(lambda row: row.sample)
+        taught = to_teach | "Teach" >> Teach(teaching, config.video_roots, out_dir=str(out))
+        cot_rows, teach_dead = taught
+        balanced = (
+            cot_rows
+            | "AllRows" >> beam.combiners.ToList()
+            | "BalanceAndWrite"
+            >> beam.ParDo(_BalanceAndWrite(str(out), targets, seed)).with_outputs(DEAD, main="tallies")
+        )
+        dead_all = (dead, grade_dead, teach_dead, balanced[DEAD]) | "AllDeadLetters" >> beam.Flatten()
+        tallies = (prepared.counts, graded.counts, taught.counts, balanced.tallies) | "AllTallies" >> beam.Flatten()
+        _ = (dead_all, tallies) | "Accounting" >> WriteRejected(str(staging))
+    _publish_records(out, staging)
+    table = read_cot_accounting(out)
+    check_accounting(table, chain=CHAIN)
+    grader = {
+        "engine": grading.engine.kind,
+        "model": grading.engine.model_id,
+        "num_rollouts": grading.k,
+        "temperature": grading.temperature,
+        "tools": grading.tools,
+        "keep": grading.keep,
+    }
+    reports = {"cot": _read_json(out / BALANCE_REPORT)}
+    rl_report = _read_json(out / RL_BALANCE_REPORT)
+    if rl_report is not None and (out / "rl").is_dir():
+        reports["rl"] = rl_report  # build-rl wrote into this folder first: keep its facts on the card
+    deviations = [
+        "MTVR-CoT chains come from this build's teacher (see teacher settings), answer-conditioned as in the paper; "
+        "a chain is kept only if strictly formatted, right, with every tool call returning frames, and one chain "
+        "per sample."
+    ]
+    if teaching.engine.kind == "oracle":
+        deviations.append(
+            "DEMO BUILD: the teacher is the `oracle` test engine, which copies the answer from its hint; these "
+            "chains show the pipeline works and are not training data."
+        )
+    facts = CardFacts(
+        scale=scale,
+        seed=seed,
+        grader=grader,
+        teacher=teacher_facts(teaching),
+        pass_rule=json.dumps(dict(grading.pass_rule)) or "{}",
+        balance=reports,
+        deviations=deviations,
+    )
+    write_card(out, facts)
+    stats = _read_json(out / "stats.json") or {}
+    stats["cot"] = {
+        "accounting": table,
+        "grading": grader,
+        "teacher": teacher_facts(teaching),
+        "scale": scale,
+        "targets": targets,
+    }
+    write_stats(out, stats)
+    write_report(out)
+    log.info("build-cot finished: %s", out)
+    return table
