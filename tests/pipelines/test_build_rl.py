@@ -67,3 +67,25 @@ def test_rerun_reuses_model_work_and_writes_the_same_shards(built):
     after = {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")}
     assert after == before  # no result recomputed or rewritten
     assert _shard_bytes(built["out"]) == built["shards"]
+
+
+def test_multi_processing_runner_gives_the_same_accounting(built, tmp_path):
+    """The whole build with 2 worker processes: whatever does not pickle fails here; the counts must match."""
+    import yaml
+
+    settings = yaml.safe_load(built["config"].read_text())
+    settings["out"] = str(tmp_path / "mp")
+    config = tmp_path / "mp.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    args = [
+        "build-rl",
+        str(config),
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    ]
+    assert main(args) == 0
+    ours, theirs = read_accounting(tmp_path / "mp"), read_accounting(built["out"])
+    assert [(s["stage"], s["in"], s["kept"]) for s in ours["stages"]] == [
+        (s["stage"], s["in"], s["kept"]) for s in theirs["stages"]
+    ]
