@@ -33,7 +33,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -58,6 +58,7 @@ STAGE = "grade"
 METRICS_NAMESPACE = "mtvr.grade"
 #: Engines reached over HTTP: one server per worker machine is shared by its processes (see `GradingHandler`).
 SERVER_KINDS = frozenset({"vllm", "openai"})
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,21 @@ class EngineSpec:
 def build_engine(spec: EngineSpec) -> Engine:
     """The default engine factory: `model.engines.make_engine`."""
     return make_engine(spec.kind, **dict(spec.settings))  # type: ignore[arg-type]
+
+
+def settings_from_dict(cls: type[S], config: Mapping[str, Any], what: str) -> S:
+    """A settings dataclass from a config block with an `engine: {kind, settings}` entry; unknown keys raise."""
+    config = dict(config)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config) - names)
+    if unknown:
+        raise ValueError(f"unknown {what} settings {unknown}; expected some of {sorted(names)}")
+    engine = config.pop("engine", None)
+    if isinstance(engine, Mapping):
+        config["engine"] = EngineSpec(str(engine["kind"]), dict(engine.get("settings") or {}))
+    elif engine is not None:
+        config["engine"] = engine
+    return cls(**config)
 
 
 @dataclass(frozen=True)
@@ -130,17 +146,7 @@ class GradingSettings:
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> GradingSettings:
         """From a config mapping (`engine: {kind, settings}` plus the fields above); unknown keys raise."""
-        config = dict(config)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ValueError(f"unknown grading settings {unknown}; expected some of {sorted(names)}")
-        engine = config.pop("engine", None)
-        if isinstance(engine, Mapping):
-            config["engine"] = EngineSpec(str(engine["kind"]), dict(engine.get("settings") or {}))
-        elif engine is not None:
-            config["engine"] = engine
-        return cls(**config)
+        return settings_from_dict(cls, config, "grading")
 
     @property
     def min_graded(self) -> int:

@@ -45,7 +45,7 @@ from mtvr_data.frame_cache import FrameCache
 from mtvr_data.normalize import resolve_media
 from mtvr_data.rewards import PassRule, total_reward
 from mtvr_data.schema import Sample, SampleError
-from pipelines.grading import EngineSpec, GradingHandler, build_engine
+from pipelines.grading import EngineSpec, GradingHandler, build_engine, settings_from_dict
 from pipelines.result_cache import CacheKey, ResultCache, SplitCached, config_hash
 from pipelines.transforms import DEAD, CountStage, StageMetrics, StageOutput
 
@@ -101,17 +101,7 @@ class TeachSettings:
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> TeachSettings:
         """From a config mapping (`engine: {kind, settings}` plus the fields above); unknown keys raise."""
-        config = dict(config)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ValueError(f"unknown teach settings {unknown}; expected some of {sorted(names)}")
-        engine = config.pop("engine", None)
-        if isinstance(engine, Mapping):
-            config["engine"] = EngineSpec(str(engine["kind"]), dict(engine.get("settings") or {}))
-        elif engine is not None:
-            config["engine"] = engine
-        return cls(**config)
+        return settings_from_dict(cls, config, "teach")
 
     @property
     def teacher(self) -> str:
