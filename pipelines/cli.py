@@ -155,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--large", action="store_true", help="use the library's large-folder upload")
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("demo", help="build the demo corpus and normalise every demo source (what `make demo` runs)")
+    p = sub.add_parser(
+        "demo", help="demo corpus -> samples -> MTVR-RL and MTVR-CoT with the tiny checkpoint (`make demo`)"
+    )
     p.add_argument("--out", default="demo", help="output directory (default: demo)")
     p.set_defaults(func=cmd_demo)
     return parser
