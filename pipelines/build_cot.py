@@ -23,21 +23,19 @@ import json
 import logging
 import os
 import shutil
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from mtvr_data.mixing import COT_TARGETS, balance, scale_targets
-from mtvr_data.schema import CotRow
+from mtvr_data.mixing import COT_TARGETS, scale_targets
 from pipelines.accounting import ACCOUNTING_FILE as ACCOUNTING
 from pipelines.accounting import REJECTED_DIR, WriteRejected, check_accounting
 from pipelines.build_rl import BALANCE_REPORT as RL_BALANCE_REPORT
-from pipelines.build_rl import rl_settings
+from pipelines.build_rl import BalanceAndWrite, rl_settings
 from pipelines.config import BuildConfig, load_config
-from pipelines.dataset_writer import CardFacts, dumps_stable, write_card, write_dataset, write_stats
+from pipelines.dataset_writer import CardFacts, write_card, write_stats
 from pipelines.grading import Grade, GradingSettings
 from pipelines.report import write_report
 from pipelines.teaching import Teach, TeachSettings
@@ -110,25 +108,6 @@ def teacher_facts(teaching: TeachSettings) -> dict[str, Any]:
     }
 
 
-class _BalanceAndWrite(beam.DoFn):
-    """All CoT rows -> balanced to the scaled CoT table and written as shards; rejects and tallies out."""
-
-    def __init__(self, out: str, targets: dict[str, int], seed: int) -> None:
-        self.out, self.targets, self.seed = out, targets, seed
-
-    def process(self, rows: list[CotRow]):
-        result = balance(rows, self.targets, seed=self.seed)
-        write_dataset(self.out, "cot", result.kept, seed=self.seed)
-        (Path(self.out) / BALANCE_REPORT).write_text(dumps_stable(result.report_dict()), encoding="utf-8")
-        taken = Counter(r.sample.source for r in rows)
-        kept = Counter(r.sample.source for r in result.kept)
-        for source in sorted(taken):
-            yield (("balance", source, "in"), taken[source])
-            yield (("balance", source, "kept"), kept[source])
-        for error in result.rejected:
-            yield beam.pvalue.TaggedOutput(DEAD, error)
-
-
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
@@ -156,7 +135,9 @@ def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -
             cot_rows
             | "AllRows" >> beam.combiners.ToList()
             | "BalanceAndWrite"
-            >> beam.ParDo(_BalanceAndWrite(str(out), targets, seed)).with_outputs(DEAD, main="tallies")
+            >> beam.ParDo(BalanceAndWrite(str(out), "cot", targets, seed, BALANCE_REPORT)).with_outputs(
+                DEAD, main="tallies"
+            )
         )
         dead_all = (dead, grade_dead, teach_dead, balanced[DEAD]) | "AllDeadLetters" >> beam.Flatten()
         tallies = (prepared.counts, graded.counts, taught.counts, balanced.tallies) | "AllTallies" >> beam.Flatten()
@@ -164,14 +145,7 @@ def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -
     _publish_records(out, staging)
     table = read_cot_accounting(out)
     check_accounting(table, chain=CHAIN)
-    grader = {
-        "engine": grading.engine.kind,
-        "model": grading.engine.model_id,
-        "num_rollouts": grading.k,
-        "temperature": grading.temperature,
-        "tools": grading.tools,
-        "keep": grading.keep,
-    }
+    grader = grading.facts()
     reports = {"cot": _read_json(out / BALANCE_REPORT)}
     rl_report = _read_json(out / RL_BALANCE_REPORT)
     if rl_report is not None and (out / "rl").is_dir():

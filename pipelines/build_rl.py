@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from mtvr_data.mixing import RL_OUR_CHOICES, RL_TARGETS, balance, scale_targets
-from mtvr_data.schema import RlRow
+from mtvr_data.schema import CotRow, RlRow
 from pipelines.accounting import WriteRejected, check_accounting, read_accounting
 from pipelines.config import BuildConfig, load_config
 from pipelines.dataset_writer import CardFacts, dumps_stable, write_card, write_dataset, write_stats
@@ -56,19 +56,22 @@ def rl_settings(config: BuildConfig, base: Path | None = None) -> tuple[GradingS
     return grading, scale, seed
 
 
-class _BalanceAndWrite(beam.DoFn):
-    """All graded rows -> balanced to the scaled paper mix and written as shards; rejects and tallies out.
+class BalanceAndWrite(beam.DoFn):
+    """All rows of one config -> balanced to the scaled mix and written as shards; rejects and tallies out.
 
-    Also writes `<out>/balance.json` (rows per mix key against its target), which the card reports.
+    Shared by build-rl and build-cot. Also writes `<out>/<report_name>` (rows per mix key against its
+    target), which the card reports.
     """
 
-    def __init__(self, out: str, targets: dict[str, int], seed: int) -> None:
-        self.out, self.targets, self.seed = out, targets, seed
+    def __init__(self, out: str, config_name: str, targets: dict[str, int], seed: int, report_name: str) -> None:
+        self.out, self.config_name, self.targets, self.seed = out, config_name, targets, seed
+        self.report_name = report_name
 
-    def process(self, rows: list[RlRow]):
+    def process(self, rows: list[RlRow | CotRow]):
         result = balance(rows, self.targets, seed=self.seed)
-        write_dataset(self.out, "rl", result.kept, seed=self.seed)
-        (Path(self.out) / BALANCE_REPORT).write_text(dumps_stable(result.report_dict()) + "\n", encoding="utf-8")
+        write_dataset(self.out, self.config_name, result.kept, seed=self.seed)
+        report = dumps_stable(result.report_dict()) + "\n"
+        (Path(self.out) / self.report_name).write_text(report, encoding="utf-8")
         taken = Counter(r.sample.source for r in rows)
         kept = Counter(r.sample.source for r in result.kept)
         for source in sorted(taken):
@@ -95,21 +98,16 @@ def build_rl(config_path: str | Path, pipeline_args: list[str] | None = None) ->
             rows
             | "AllRows" >> beam.combiners.ToList()
             | "BalanceAndWrite"
-            >> beam.ParDo(_BalanceAndWrite(str(out), targets, seed)).with_outputs(DEAD, main="tallies")
+            >> beam.ParDo(BalanceAndWrite(str(out), "rl", targets, seed, BALANCE_REPORT)).with_outputs(
+                DEAD, main="tallies"
+            )
         )
         dead_all = (dead, grade_dead, balanced[DEAD]) | "AllDeadLetters" >> beam.Flatten()
         tallies = (prepared.counts, graded.counts, balanced.tallies) | "AllTallies" >> beam.Flatten()
         _ = (dead_all, tallies) | "Accounting" >> WriteRejected(str(out))
     table = read_accounting(out)
     check_accounting(table, chain=CHAIN)
-    grader = {
-        "engine": grading.engine.kind,
-        "model": grading.engine.model_id,
-        "num_rollouts": grading.k,
-        "temperature": grading.temperature,
-        "tools": grading.tools,
-        "keep": grading.keep,
-    }
+    grader = grading.facts()
     report = json.loads((out / BALANCE_REPORT).read_text(encoding="utf-8"))
     facts = CardFacts(
         scale=scale,

@@ -148,6 +148,17 @@ class GradingSettings:
         """From a config mapping (`engine: {kind, settings}` plus the fields above); unknown keys raise."""
         return settings_from_dict(cls, config, "grading")
 
+    def facts(self) -> dict[str, Any]:
+        """The grader as the dataset card and stats.json report it."""
+        return {
+            "engine": self.engine.kind,
+            "model": self.engine.model_id,
+            "num_rollouts": self.k,
+            "temperature": self.temperature,
+            "tools": self.tools,
+            "keep": self.keep,
+        }
+
     @property
     def min_graded(self) -> int:
         return max(1, math.ceil(self.min_graded_fraction * self.k))
