@@ -16,6 +16,18 @@ normalised and probed with `mtvr_data.normalize.normalize`. Runs are interleaved
 after one warm-up of each; reported: the median of the per-pair throughput ratios, with the best-of ratio
 beside it. Throughput = samples graded per second. Run from the repository root:
     .venv/bin/python bench/pipeline.py
+    .venv/bin/python bench/pipeline.py --samples 48
+
+Measured on the 2-core CPU machine (tiny checkpoint, K=4, batch 8): 16 samples, ratio 0.878 (best-of 0.967);
+48 samples, ratio 1.004 (best-of 1.013); an earlier 16-sample run gave 0.85. Where the gap at 16 samples goes
+(profiled by timing the handler's `run_inference` inside the Beam arm and by a Beam run whose handler returns at
+once): the handler's time equals the plain loop's to within the noise (same batches of 8, same engine calls), so
+nothing is lost per element or per batch: no re-created engine, no pickling of frames, no extra batches. The gap
+is a fixed cost of each pipeline run, about 0.25 s whatever the sample count: ~0.16 s of building the pipeline
+(Beam's DoFn signature checks) and starting the DirectRunner, and up to 0.2 s (0.1 s on average) at the end of
+each bundle, where Beam's state sampler thread (a fixed 200 ms sampling period) is joined. Neither is the
+project's to change; on a 2 s run it is ~12%, on a 6 s run (48 samples) it is within the machine's noise, and on
+a real build (hours of grading per pipeline run) it is nothing.
 """
 
 from __future__ import annotations

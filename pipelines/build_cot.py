@@ -12,9 +12,13 @@ build-rl and build-cot may write into ONE output folder (the demo does): each wr
 `rejected/<stage>.jsonl`, `balance.json`): its table is `<out>/accounting_cot.json` (in = kept + rejected per stage),
 its dead letters `<out>/rejected/cot/<stage>.jsonl`, its balance report `<out>/balance_cot.json`. They are written by
 the shared `WriteRejected` into a staging folder (`<out>/.build-cot/`) and moved into place when the run succeeds,
-so a rerun also drops stage files it no longer has. The card (`README.md`) is rewritten from the shards on disk, so
-it lists both configs, and it keeps build-rl's balance report when that build left one; `stats.json` gets a `cot`
-key beside build-rl's keys.
+so a rerun also drops stage files it no longer has. Each build keeps its card facts and stats in
+`<out>/facts_<config>.json`, and the card (`README.md`) and `stats.json` (config -> stats) are rewritten from the
+shards and all those records (`dataset_writer.write_card_and_stats`), so they describe both configs whichever
+build ran last.
+
+Source entries with `tools: true` are graded with the clip tool (`grading.PrepareAndGrade`). A sample is taught
+once, so build-cot refuses a config that lists one annotation file in both a tool and a text entry.
 """
 
 from __future__ import annotations
@@ -32,14 +36,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from mtvr_data.mixing import COT_TARGETS, scale_targets
 from pipelines.accounting import ACCOUNTING_FILE as ACCOUNTING
 from pipelines.accounting import REJECTED_DIR, WriteRejected, check_accounting
-from pipelines.build_rl import BALANCE_REPORT as RL_BALANCE_REPORT
 from pipelines.build_rl import BalanceAndWrite, rl_settings
-from pipelines.config import BuildConfig, load_config
-from pipelines.dataset_writer import CardFacts, write_card, write_stats
-from pipelines.grading import Grade, GradingSettings
+from pipelines.config import BuildConfig, ConfigError, load_config
+from pipelines.dataset_writer import CardFacts, write_card_and_stats
+from pipelines.grading import GradingSettings, PrepareAndGrade
 from pipelines.report import write_report
 from pipelines.teaching import Teach, TeachSettings
-from pipelines.transforms import DEAD, PrepareSamples
+from pipelines.transforms import DEAD
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,17 @@ def cot_settings(config: BuildConfig, base: Path | None = None) -> tuple[Grading
     relative to the config's folder (`base`) resolves there.
     """
     grading, scale, seed = rl_settings(config, base)
+    parts = config.tool_parts(grading.tools)
+    if len(parts) == 2:
+        files = {(s.source, s.annotations) for s in parts[True].sources}
+        both = sorted(
+            f"{source} ({path})" for source, path in files & {(s.source, s.annotations) for s in parts[False].sources}
+        )
+        if both:
+            raise ConfigError(
+                f"build-cot teaches each sample once, but these files are listed with tools: true and with tools: "
+                f"false: {', '.join(both)}; keep one entry per file"
+            )
     teach = dict(config.extra.get("teach") or {})
     if not teach.get("engine"):
         raise ValueError("build-cot needs a `teach:` block with `engine: {kind, settings}` (see configs/)")
@@ -124,10 +138,8 @@ def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -
     staging.mkdir(parents=True)
     options = PipelineOptions(pipeline_args or [])
     with beam.Pipeline(options=options) as p:
-        prepared = p | "Prepare" >> PrepareSamples(config)
-        samples, dead = prepared
-        graded = samples | "Grade" >> Grade(grading, config.video_roots, out_dir=str(out))
-        rl_rows, grade_dead = graded
+        graded = p | "PrepareAndGrade" >> PrepareAndGrade(config, grading, out_dir=str(out))
+        rl_rows, dead = graded
         to_teach = rl_rows | "GradedSamples" >> beam.Map(lambda row: row.sample)
         taught = to_teach | "Teach" >> Teach(teaching, config.video_roots, out_dir=str(out))
         cot_rows, teach_dead = taught
@@ -139,17 +151,13 @@ def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -
                 DEAD, main="tallies"
             )
         )
-        dead_all = (dead, grade_dead, teach_dead, balanced[DEAD]) | "AllDeadLetters" >> beam.Flatten()
-        tallies = (prepared.counts, graded.counts, taught.counts, balanced.tallies) | "AllTallies" >> beam.Flatten()
+        dead_all = (dead, teach_dead, balanced[DEAD]) | "AllDeadLetters" >> beam.Flatten()
+        tallies = (graded.counts, taught.counts, balanced.tallies) | "AllTallies" >> beam.Flatten()
         _ = (dead_all, tallies) | "Accounting" >> WriteRejected(str(staging))
     _publish_records(out, staging)
     table = read_cot_accounting(out)
     check_accounting(table, chain=CHAIN)
-    grader = grading.facts()
-    reports = {"cot": _read_json(out / BALANCE_REPORT)}
-    rl_report = _read_json(out / RL_BALANCE_REPORT)
-    if rl_report is not None and (out / "rl").is_dir():
-        reports["rl"] = rl_report  # build-rl wrote into this folder first: keep its facts on the card
+    grader = grading.facts(config)
     deviations = [
         "MTVR-CoT chains come from this build's teacher (see teacher settings), answer-conditioned as in the paper; "
         "a chain is kept only if strictly formatted, right, with every tool call returning frames, and one chain "
@@ -166,19 +174,17 @@ def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -
         grader=grader,
         teacher=teacher_facts(teaching),
         pass_rule=json.dumps(dict(grading.pass_rule)) or "{}",
-        balance=reports,
+        balance={"cot": _read_json(out / BALANCE_REPORT)},
         deviations=deviations,
     )
-    write_card(out, facts)
-    stats = _read_json(out / "stats.json") or {}
-    stats["cot"] = {
+    stats = {
         "accounting": table,
         "grading": grader,
         "teacher": teacher_facts(teaching),
         "scale": scale,
         "targets": targets,
     }
-    write_stats(out, stats)
+    write_card_and_stats(out, "cot", facts, stats)  # keeps build-rl's facts when it wrote into `out` too
     write_report(out)
     log.info("build-cot finished: %s", out)
     return table

@@ -6,6 +6,11 @@ Every stage is a Beam transform from `pipelines.transforms` / `pipelines.grading
 paper's ~110k) are balanced and written in one step, since balancing needs them all. Every rejected row lands in
 `<out>/rejected/` and the accounting table (`<out>/accounting.json`) checks in = kept + rejected per stage.
 Pipeline options (`--runner`, `--direct_num_workers`, Dataflow flags) pass straight through to Beam.
+
+Source entries with `tools: true` (default: the `grade:` block's `tools`) are read and graded with the clip tool on
+their own branch (`grading.PrepareAndGrade`), so one run writes the RL mix's tool rows (`tools=True`, `tool/...`
+keys) and its rows without tools. The card and `stats.json` are written by `dataset_writer.write_card_and_stats`,
+which keeps build-cot's facts when it wrote into the same folder.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from mtvr_data.mixing import RL_OUR_CHOICES, RL_TARGETS, balance, scale_targets
 from mtvr_data.schema import CotRow, RlRow
 from pipelines.accounting import WriteRejected, check_accounting, read_accounting
 from pipelines.config import BuildConfig, load_config
-from pipelines.dataset_writer import CardFacts, dumps_stable, write_card, write_dataset, write_stats
-from pipelines.grading import Grade, GradingSettings
+from pipelines.dataset_writer import CardFacts, dumps_stable, write_card_and_stats, write_dataset
+from pipelines.grading import GradingSettings, PrepareAndGrade
 from pipelines.report import write_report
-from pipelines.transforms import DEAD, PrepareSamples
+from pipelines.transforms import DEAD
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +95,8 @@ def build_rl(config_path: str | Path, pipeline_args: list[str] | None = None) ->
     out.mkdir(parents=True, exist_ok=True)
     options = PipelineOptions(pipeline_args or [])
     with beam.Pipeline(options=options) as p:
-        prepared = p | "Prepare" >> PrepareSamples(config)
-        samples, dead = prepared
-        graded = samples | "Grade" >> Grade(grading, config.video_roots, out_dir=str(out))
-        rows, grade_dead = graded
+        graded = p | "PrepareAndGrade" >> PrepareAndGrade(config, grading, out_dir=str(out))
+        rows, dead = graded
         balanced = (
             rows
             | "AllRows" >> beam.combiners.ToList()
@@ -102,12 +105,12 @@ def build_rl(config_path: str | Path, pipeline_args: list[str] | None = None) ->
                 DEAD, main="tallies"
             )
         )
-        dead_all = (dead, grade_dead, balanced[DEAD]) | "AllDeadLetters" >> beam.Flatten()
-        tallies = (prepared.counts, graded.counts, balanced.tallies) | "AllTallies" >> beam.Flatten()
+        dead_all = (dead, balanced[DEAD]) | "AllDeadLetters" >> beam.Flatten()
+        tallies = (graded.counts, balanced.tallies) | "AllTallies" >> beam.Flatten()
         _ = (dead_all, tallies) | "Accounting" >> WriteRejected(str(out))
     table = read_accounting(out)
     check_accounting(table, chain=CHAIN)
-    grader = grading.facts()
+    grader = grading.facts(config)
     report = json.loads((out / BALANCE_REPORT).read_text(encoding="utf-8"))
     facts = CardFacts(
         scale=scale,
@@ -117,8 +120,8 @@ def build_rl(config_path: str | Path, pipeline_args: list[str] | None = None) ->
         balance={"rl": report},
         deviations=[f"{key}: {why}" for key, why in sorted(RL_OUR_CHOICES.items())],
     )
-    write_card(out, facts)
-    write_stats(out, {"accounting": table, "grading": grader, "scale": scale, "targets": targets})
+    stats = {"accounting": table, "grading": grader, "scale": scale, "targets": targets}
+    write_card_and_stats(out, "rl", facts, stats)  # keeps build-cot's facts when it wrote into `out` too
     write_report(out)
     log.info("build-rl finished: %s", out)
     return table

@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--large", action="store_true", help="use the library's large-folder upload")
     p.set_defaults(func=cmd_publish)
 
+    from train.cli import add_train_parser
+
+    add_train_parser(sub)
+
     p = sub.add_parser(
         "demo", help="demo corpus -> samples -> MTVR-RL and MTVR-CoT with the tiny checkpoint (`make demo`)"
     )

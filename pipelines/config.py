@@ -11,6 +11,8 @@ One YAML file drives `mtvr build-rl` and `mtvr build-cot`:
         split: train                      # optional: overrides the split guessed from the file name
         cap: 1000                         # optional: keep the first `cap` samples in file order
         options: {video_ext: .mp4}        # optional: adapter keyword arguments
+        tools: true                       # optional: grade (and build) this entry's rows with the clip tool;
+                                          # default: the `grade:` block's `tools`
     grading: {...}                        # any other top-level key is kept in `extra` for the later stages
 
 Relative paths (annotations, videos, contamination lists, out, and the file-valued adapter options in
@@ -21,6 +23,7 @@ key is kept, not refused, while a known key of the wrong type fails here with th
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from typing import Any
 #: Adapter options whose values are file paths (resolved against the YAML folder like the other paths).
 PATH_OPTIONS = frozenset({"durations", "gsub", "vid_map"})
 KNOWN_KEYS = frozenset({"sources", "out", "contamination"})
-SOURCE_KEYS = frozenset({"source", "annotations", "videos", "options", "split", "cap"})
+SOURCE_KEYS = frozenset({"source", "annotations", "videos", "options", "split", "cap", "tools"})
 
 
 class ConfigError(ValueError):
@@ -50,6 +53,8 @@ class SourceConfig:
     options: dict[str, Any] = field(default_factory=dict)
     split: str | None = None
     cap: int | None = None
+    #: Whether this entry's rows are graded with the clip tool (RL rows with `tools=True`); None: the grade block's.
+    tools: bool | None = None
 
     def __post_init__(self) -> None:
         from mtvr_data.adapters import available_sources
@@ -69,6 +74,8 @@ class SourceConfig:
             raise ConfigError(f"{where}: 'split' must be a string such as train or val")
         if self.cap is not None and (isinstance(self.cap, bool) or not isinstance(self.cap, int) or self.cap < 0):
             raise ConfigError(f"{where}: 'cap' must be a non-negative integer (or left out for no cap)")
+        if self.tools is not None and not isinstance(self.tools, bool):
+            raise ConfigError(f"{where}: 'tools' must be true or false (or left out for the grade block's setting)")
 
     def adapter_options(self) -> dict[str, Any]:
         """Keyword arguments for `make_adapter`: the options, plus `split` when the config sets it."""
@@ -100,6 +107,16 @@ class BuildConfig:
                     f"source {s.source!r} is listed with two video roots ({roots[s.source]} and {s.videos}); "
                     "samples carry only the source name, so one source needs one 'videos' folder"
                 )
+
+    def tool_parts(self, default: bool) -> dict[bool, BuildConfig]:
+        """This config split by whether its entries grade with tools (an entry's `tools`, else `default`).
+
+        One `BuildConfig` per part present, text part (False) first; each keeps `out`, contamination and `extra`.
+        """
+        parts: dict[bool, list[SourceConfig]] = {}
+        for s in self.sources:
+            parts.setdefault(default if s.tools is None else s.tools, []).append(s)
+        return {tools: dataclasses.replace(self, sources=parts[tools]) for tools in sorted(parts)}
 
     @property
     def video_roots(self) -> dict[str, str | None]:
@@ -160,6 +177,7 @@ class BuildConfig:
             options=options,
             split=entry.get("split"),
             cap=entry.get("cap"),
+            tools=entry.get("tools"),
         )
 
 

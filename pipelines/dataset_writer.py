@@ -274,6 +274,8 @@ class CardFacts:
     contamination: dict[str, int] = field(default_factory=dict)
     deviations: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Set by `merge_facts` for a card of several builds: config -> its settings rows (one column each on the card).
+    settings_by_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, facts: Mapping[str, Any]) -> CardFacts:
@@ -352,15 +354,13 @@ def _body(facts: CardFacts, summary: dict[str, dict[str, Any]]) -> list[str]:
         out += ["", f"## Rows of `{config}` by mix key (part/source)", ""]
         out += _table(("mix key", *splits), [(c, *(s["by_cell"].get(c, 0) for s in splits.values())) for c in cells])
     out += ["", "## How it was built", ""]
-    settings = [
-        ("scale of the paper's mix", facts.scale),
-        ("seed", facts.seed),
-        ("pass rule", facts.pass_rule or None),
-        *((f"grader {k}", v) for k, v in sorted(facts.grader.items())),
-        *((f"teacher {k}", v) for k, v in sorted(facts.teacher.items())),
-        *((f"threshold ({task})", v) for task, v in sorted(facts.thresholds.items())),
-    ]
-    out += _table(("setting", "value"), [(k, v) for k, v in settings if v is not None])
+    if facts.settings_by_config:
+        names = list(facts.settings_by_config)
+        keys = list(dict.fromkeys(k for rows in facts.settings_by_config.values() for k in rows))
+        header = ("setting", *(f"`{n}` build" for n in names))
+        out += _table(header, [(k, *(facts.settings_by_config[n].get(k, "-") for n in names)) for k in keys])
+    else:
+        out += _table(("setting", "value"), list(settings_rows(facts).items()))
     for config, report in sorted(facts.balance.items()):
         out += ["", f"### Balance of `{config}` to the paper's mix", ""]
         rows = [(k, r["target"], r["available"], r["kept"], r["shortfall"]) for k, r in sorted(report.items())]
@@ -376,6 +376,40 @@ def _body(facts: CardFacts, summary: dict[str, dict[str, Any]]) -> list[str]:
     if facts.extra:
         out += ["", "## Other facts", "", "```json", dumps_stable(facts.extra).rstrip("\n"), "```"]
     return out
+
+
+def settings_rows(facts: CardFacts) -> dict[str, Any]:
+    """The "How it was built" rows of one build's facts: setting -> value (settings without a value left out)."""
+    settings = [
+        ("scale of the paper's mix", facts.scale),
+        ("seed", facts.seed),
+        ("pass rule", facts.pass_rule or None),
+        *((f"grader {k}", v) for k, v in sorted(facts.grader.items())),
+        *((f"teacher {k}", v) for k, v in sorted(facts.teacher.items())),
+        *((f"threshold ({task})", v) for task, v in sorted(facts.thresholds.items())),
+    ]
+    return {k: v for k, v in settings if v is not None}
+
+
+def merge_facts(per_config: Mapping[str, CardFacts]) -> CardFacts:
+    """One card's facts for the builds of several configs (config -> that build's facts).
+
+    A single config's facts are returned unchanged. For several, each build keeps its own settings column
+    (`settings_by_config`); balance reports (keyed by config already) and contamination counts are joined,
+    deviations listed once each in order, and each build's `extra` kept under its config's name.
+    """
+    if len(per_config) == 1:
+        return next(iter(per_config.values()))
+    first = next(iter(per_config.values()))
+    merged = CardFacts(pretty_name=first.pretty_name, license=first.license, license_name=first.license_name)
+    for name, facts in per_config.items():
+        merged.settings_by_config[name] = settings_rows(facts)
+        merged.balance.update(facts.balance)
+        merged.contamination.update({f"{k} ({name})": v for k, v in facts.contamination.items()})
+        merged.deviations += [d for d in facts.deviations if d not in merged.deviations]
+        if facts.extra:
+            merged.extra[name] = facts.extra
+    return merged
 
 
 def render_card(facts: CardFacts | Mapping[str, Any], summary: dict[str, dict[str, Any]]) -> str:
@@ -396,3 +430,41 @@ def write_card(out_dir: str | os.PathLike[str], facts: CardFacts | Mapping[str, 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_card(facts, summary), encoding="utf-8")
     return path
+
+
+# --- Card and stats of every build in one folder -------------------------------------------------------------------
+
+#: One build's own record in the output folder (`facts_rl.json`, `facts_cot.json`): its card facts and stats.
+FACTS_FILE = "facts_{config}.json"
+
+
+def facts_path(out_dir: str | os.PathLike[str], config_name: str) -> Path:
+    return Path(out_dir) / FACTS_FILE.format(config=config_name)
+
+
+def write_card_and_stats(
+    out_dir: str | os.PathLike[str], config_name: str, facts: CardFacts, stats: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Record `config_name`'s build facts and stats, then write the card and `stats.json` for every config there.
+
+    build-rl and build-cot may write into one folder, in either order: each keeps its own record in
+    `<out>/facts_<config>.json` (replaced by its next run), and `README.md` and `stats.json` are rewritten from all
+    records, so the second build never drops the first one's facts (grader, teacher, balance, ...). Another
+    config's record counts only while that config has shards on disk, so a record left behind by shards since
+    removed is ignored. `stats.json` maps each config to its build's stats. Returns what `stats.json` holds.
+    """
+    if config_name not in ROW_TYPES:
+        raise ValueError(f"config_name must be one of {CONFIGS}, got {config_name!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    facts_path(out, config_name).write_text(dumps_stable({"card": facts, "stats": dict(stats)}), encoding="utf-8")
+    summary = summarize_output(out)
+    records: dict[str, dict[str, Any]] = {}
+    for name in CONFIGS:
+        path = facts_path(out, name)
+        if path.is_file() and (name == config_name or summary.get(name)):
+            records[name] = json.loads(path.read_text(encoding="utf-8"))
+    write_card(out, merge_facts({name: CardFacts.from_mapping(r["card"]) for name, r in records.items()}))
+    all_stats = {name: r["stats"] for name, r in records.items()}
+    write_stats(out, all_stats)
+    return all_stats

@@ -44,14 +44,25 @@ def demo_build_config(
 ) -> Path:
     """`out/build_<kind>.yaml`: the demo sources from the corpus manifest, settings from `configs/demo_<kind>.yaml`.
 
-    Both kinds write to `out/build`, so the demo's two datasets share one folder (and one card).
+    Both kinds write to `out/build`, so the demo's two datasets share one folder (and one card). A template entry's
+    other keys (`tools: true` on the RL mix's tool sources) are kept on the entry of the same source.
     """
     template = DEMO_CONFIG if kind == "rl" else DEMO_COT_CONFIG
     settings = yaml.safe_load(template.read_text(encoding="utf-8"))
     corpus = (corpus or out / "corpus").resolve()
     settings["out"] = str((out / "build").resolve())
+    # Per-source keys of the template other than paths (e.g. `tools: true`) carry over to the manifest's entries.
+    kept = {
+        e["source"]: {k: v for k, v in e.items() if k not in ("source", "annotations", "videos")}
+        for e in settings["sources"]
+    }
     settings["sources"] = [
-        {"source": e["source"], "annotations": str(corpus / e["annotations"]), "videos": str(corpus / e["videos"])}
+        {
+            "source": e["source"],
+            "annotations": str(corpus / e["annotations"]),
+            "videos": str(corpus / e["videos"]),
+            **kept.get(e["source"], {}),
+        }
         for e in manifest["sources"]
     ]
     settings["grade"]["engine"]["settings"]["model"] = str(tiny.resolve())
@@ -103,7 +114,8 @@ def check_loads(build: Path) -> dict[str, int]:
 
         counts = {}
         for config in ("cot", "rl"):
-            loaded = load_dataset(str(build), config)
+            # force_redownload: `datasets` caches a local folder by its name, so a rebuilt demo would load stale rows.
+            loaded = load_dataset(str(build), config, download_mode="force_redownload", verification_mode="no_checks")
             counts[config] = sum(len(split) for split in loaded.values())
         return counts
     finally:

@@ -49,8 +49,9 @@ from mtvr_data.frames import FrameBudget
 from mtvr_data.normalize import resolve_media
 from mtvr_data.rewards import PassRule
 from mtvr_data.schema import RlRow, Sample, SampleError
+from pipelines.config import BuildConfig
 from pipelines.result_cache import CacheKey, ResultCache, SplitCached, config_hash
-from pipelines.transforms import DEAD, CountStage, StageMetrics, StageOutput
+from pipelines.transforms import DEAD, CountStage, PrepareSamples, StageMetrics, StageOutput
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +149,14 @@ class GradingSettings:
         """From a config mapping (`engine: {kind, settings}` plus the fields above); unknown keys raise."""
         return settings_from_dict(cls, config, "grading")
 
-    def facts(self) -> dict[str, Any]:
-        """The grader as the dataset card and stats.json report it."""
-        return {
+    def facts(self, config: BuildConfig | None = None) -> dict[str, Any]:
+        """The grader as the dataset card and stats.json report it.
+
+        With the build `config`, `tools` says what its source entries do (an entry's `tools` overrides this
+        block's): true or false when all agree, else "per source", and `tool_sources` lists the sources graded
+        with tools.
+        """
+        facts = {
             "engine": self.engine.kind,
             "model": self.engine.model_id,
             "num_rollouts": self.k,
@@ -158,6 +164,12 @@ class GradingSettings:
             "tools": self.tools,
             "keep": self.keep,
         }
+        if config is not None:
+            parts = config.tool_parts(self.tools)
+            facts["tools"] = next(iter(parts)) if len(parts) == 1 else "per source"
+            if True in parts:
+                facts["tool_sources"] = sorted({s.source for s in parts[True].sources})
+        return facts
 
     @property
     def min_graded(self) -> int:
@@ -560,3 +572,45 @@ class Grade(beam.PTransform):
             rows.rows | "SampleOfRow" >> beam.Map(lambda row: row.sample) | CountStage(STAGE, "kept"),
         ) | "Tallies" >> beam.Flatten()
         return StageOutput(rows.rows, dead, counts)
+
+
+class PrepareAndGrade(beam.PTransform):
+    """PBegin -> `StageOutput(RL rows, dead letters, tallies)` of the stages read .. grade, for one build config.
+
+    The config's source entries fall into two parts (`BuildConfig.tool_parts`): graded with the clip tool (an
+    entry's `tools: true`, or the grade block's `tools` when the entry does not say) or without. Each part is
+    prepared (`PrepareSamples`) and graded (`Grade`) on its own branch with `settings` whose `tools` is the part's,
+    so its rows carry `tools` (the RL mix's `tool/...` keys) and its results have their own cache keys (`tools` is
+    in the config hash). Dedup runs within a part: a sample listed in both parts is graded both ways and gives one
+    row in each. The parts' tallies and dead letters are summed, so the accounting table stays one table.
+    """
+
+    def __init__(
+        self,
+        config: BuildConfig,
+        settings: GradingSettings,
+        *,
+        out_dir: str | None = None,
+        engine_factory: Callable[[EngineSpec], Engine] = build_engine,
+    ) -> None:
+        super().__init__()
+        self.config, self.settings = config, settings
+        self.out_dir, self.engine_factory = out_dir, engine_factory
+
+    def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+        parts = self.config.tool_parts(self.settings.tools)
+        rows, dead, counts = [], [], []
+        for tools, part in parts.items():
+            name = "" if len(parts) == 1 else ("Tools" if tools else "Text")
+            prepared = pbegin | f"Prepare{name}" >> PrepareSamples(part)
+            settings = dataclasses.replace(self.settings, tools=tools)
+            grade = Grade(settings, part.video_roots, out_dir=self.out_dir, engine_factory=self.engine_factory)
+            graded = prepared.kept | f"Grade{name}" >> grade
+            rows.append(graded.kept)
+            dead += [prepared.dead_letters, graded.dead_letters]
+            counts += [prepared.counts, graded.counts]
+        return StageOutput(
+            tuple(rows) | "Rows" >> beam.Flatten(),
+            tuple(dead) | "DeadLetters" >> beam.Flatten(),
+            tuple(counts) | "Tallies" >> beam.Flatten(),
+        )

@@ -79,7 +79,7 @@ def test_accounting_chain_sums_and_builds_keep_their_own_records(built):
     check_accounting(read_accounting(out), chain=RL_CHAIN)
     assert _shard_bytes(out, "rl") == built["rl_shards"]
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["cot"]["accounting"] == table and "grading" in stats  # build-rl's keys stay
+    assert stats["cot"]["accounting"] == table and stats["rl"]["accounting"] == read_accounting(out)  # both kept
 
 
 def test_rows_are_verified_chains_and_load(built, tmp_path, monkeypatch):
@@ -116,7 +116,12 @@ def test_card_lists_both_configs(built):
     card = DatasetCard.load(built["out"] / "README.md")
     assert [c["config_name"] for c in card.data.configs] == ["cot", "rl"]
     text = (built["out"] / "README.md").read_text()
-    assert "Balance of `cot`" in text and "Balance of `rl`" in text and "teacher engine | oracle" in text
+    assert "Balance of `cot`" in text and "Balance of `rl`" in text
+    assert "| setting | `cot` build | `rl` build |" in text
+    assert "| teacher engine | oracle | - |" in text  # build-rl has no teacher
+    tool_sources = "['longvideo_reason', 'vidchapters']"
+    assert f"| grader tool_sources | {tool_sources} | {tool_sources} |" in text
+    assert any(line.startswith("- text/nextgqa: ") for line in text.splitlines())  # build-rl's deviations stay
 
 
 def test_rerun_makes_no_teacher_calls_and_writes_the_same_shards(built, monkeypatch):
@@ -209,3 +214,36 @@ def test_oracle_engine_protocol():
     (short,) = asyncio.run(engine.generate([GenerationRequest(sample_prompt, SamplingSettings(max_new_tokens=3))]))
     assert short[0].finish_reason == "length" and len(short[0].text.split()) == 3
     assert engine.calls == 2
+
+
+def test_build_rl_after_build_cot_keeps_the_cot_facts(built):
+    """The other order: build-rl rerun into the folder build-cot wrote last (its grading all cached)."""
+    from huggingface_hub import DatasetCard
+
+    out = built["out"]
+    rl_config = built["config"].with_name("build_rl.yaml")
+    assert main(["build-rl", str(rl_config), "--runner=DirectRunner"]) == 0
+    card = DatasetCard.load(out / "README.md")
+    assert [c["config_name"] for c in card.data.configs] == ["cot", "rl"]
+    text = (out / "README.md").read_text()
+    assert "| teacher engine | oracle | - |" in text and "teacher model | oracle-demo" in text
+    assert "Balance of `cot`" in text and "Balance of `rl`" in text and "DEMO BUILD" in text
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["cot"]["accounting"] == read_cot_accounting(out) and stats["cot"]["teacher"]["engine"] == "oracle"
+    assert stats["rl"]["accounting"] == read_accounting(out)
+    assert _shard_bytes(out, "cot") == built["shards"] and _shard_bytes(out, "rl") == built["rl_shards"]
+
+
+def test_build_cot_refuses_one_file_in_both_tool_parts(built):
+    import yaml
+
+    from pipelines.build_cot import cot_settings
+    from pipelines.config import BuildConfig, ConfigError
+
+    settings = yaml.safe_load(built["config"].read_text())
+    (entry,) = [e for e in settings["sources"] if e["source"] == "vidchapters"]
+    settings["sources"].append({**entry, "tools": False})
+    with pytest.raises(ConfigError, match="vidchapters"):
+        cot_settings(BuildConfig.from_dict(settings))
+    settings["sources"].pop()
+    cot_settings(BuildConfig.from_dict(settings))  # one entry per file: fine

@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from model.tiny_checkpoint import build_tiny_checkpoint
+from mtvr_data.parquet_io import read_parquet
 from pipelines.accounting import check_accounting, read_accounting
 from pipelines.build_rl import CHAIN
 from pipelines.cli import main
 from pipelines.demo import demo_build_config
+
+TOOL_SOURCES = {"vidchapters", "longvideo_reason"}
 
 
 def _shard_bytes(out: Path) -> dict[str, bytes]:
@@ -39,7 +42,50 @@ def test_accounting_chain_and_planted_faults(built):
     reasons = {(e["stage"], e["reason"]) for e in rejected}
     for fault in built["manifest"]["broken"]:
         assert ("probe", fault["reason"]) in reasons
-    assert ("balance", "not_in_mix") in reasons  # LongVideo-Reason has only a tool part in the RL mix
+    assert ("balance", "not_in_mix") not in reasons  # LongVideo-Reason is graded with tools: its tool/ cell
+
+
+def test_tool_entries_give_tool_rows_in_the_same_build(built):
+    """configs/demo_rl.yaml marks LongVideo-Reason and VidChapters `tools: true`: one build writes both parts."""
+    from mtvr_data.mixing import mix_key
+
+    rows = [r for p in sorted((built["out"] / "rl").glob("*.parquet")) for r in read_parquet(p, "rl")]
+    by_part = {(r.sample.source, r.tools) for r in rows}
+    assert {s for s, tools in by_part if tools} == TOOL_SOURCES
+    assert {s for s, tools in by_part if not tools} == {"charades_sta", "nextgqa", "video_r1", "activitynet_captions"}
+    assert {mix_key(r) for r in rows if r.tools} == {"tool/vidchapters", "tool/longvideo_reason"}
+    # Graded with tools means a different result-cache key: one entry per graded sample, two config hashes.
+    entries = [json.loads(p.read_text())["key"] for p in (built["out"] / "cache" / "grade").rglob("*.json")]
+    hashes = {e["config_hash"] for e in entries}
+    assert len(hashes) == 2 and len(entries) == len({e["sample_id"] for e in entries})
+    grading = json.loads((built["out"] / "stats.json").read_text())["rl"]["grading"]
+    assert grading["tools"] == "per source" and grading["tool_sources"] == sorted(TOOL_SOURCES)
+    assert "grader tool_sources | ['longvideo_reason', 'vidchapters']" in (built["out"] / "README.md").read_text()
+
+
+def test_a_sample_in_both_parts_is_graded_both_ways_under_separate_cache_keys(built, tmp_path):
+    """VidChapters listed with and without tools (as configs/paper_rl.yaml does): two rows per sample, no collision."""
+    import yaml
+
+    settings = yaml.safe_load(built["config"].read_text())
+    (entry,) = [e for e in settings["sources"] if e["source"] == "vidchapters"]
+    settings["sources"] = [{**entry, "tools": False}, {**entry, "tools": True}]
+    settings["out"] = str(tmp_path / "both")
+    config = tmp_path / "both.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    assert main(["build-rl", str(config), "--runner=DirectRunner"]) == 0
+    out = tmp_path / "both"
+    check_accounting(read_accounting(out), chain=CHAIN)
+    rows = [r for p in sorted((out / "rl").glob("*.parquet")) for r in read_parquet(p, "rl")]
+    text = {r.sample.id for r in rows if not r.tools}
+    tool = {r.sample.id for r in rows if r.tools}
+    assert text and text == tool and len(rows) == 2 * len(text)
+    entries = [json.loads(p.read_text())["key"] for p in (out / "cache" / "grade").rglob("*.json")]
+    assert len(entries) == 2 * len(text)
+    per_sample: dict[str, set[str]] = {}
+    for e in entries:
+        per_sample.setdefault(e["sample_id"], set()).add(e["config_hash"])
+    assert set(per_sample) == text and all(len(h) == 2 for h in per_sample.values())
 
 
 def test_shards_and_card_load(built, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from pipelines.dataset_writer import (
     shard_files,
     summarize_output,
     write_card,
+    write_card_and_stats,
     write_dataset,
     write_stats,
 )
@@ -205,3 +207,54 @@ def test_beam_helper_writes_the_same_files(tmp_path: Path) -> None:
         )
     write_dataset(tmp_path / "plain", "rl", rows, validation_fraction=0.2)
     assert digests(tmp_path / "beam") == digests(tmp_path / "plain")
+
+
+RL_FACTS = CardFacts(scale=0.001, seed=0, grader={"model": "rl-grader", "tools": "per source"}, deviations=["rl only"])
+COT_FACTS = CardFacts(
+    scale=0.002, seed=0, grader={"model": "cot-grader"}, teacher={"engine": "oracle"}, deviations=["cot only"]
+)
+
+
+def _write_build(out: Path, config: str) -> None:
+    make, facts = (make_rl, RL_FACTS) if config == "rl" else (make_cot, COT_FACTS)
+    write_dataset(out, config, [make(i) for i in range(30)], validation_fraction=0.2, seed=0)
+    write_card_and_stats(out, config, facts, {"scale": facts.scale, "built": config})
+
+
+@pytest.mark.parametrize("order", [("rl", "cot"), ("cot", "rl")])
+def test_card_and_stats_describe_both_builds_in_either_order(tmp_path: Path, hf_offline: None, order) -> None:
+    from huggingface_hub import DatasetCard
+
+    out = tmp_path / "out"
+    for config in order:
+        _write_build(out, config)
+    card = DatasetCard.load(out / "README.md")
+    assert [c["config_name"] for c in card.data.to_dict()["configs"]] == ["cot", "rl"]
+    text = (out / "README.md").read_text()
+    assert "| setting | `cot` build | `rl` build |" in text
+    assert "| grader model | cot-grader | rl-grader |" in text and "| teacher engine | oracle | - |" in text
+    assert "| scale of the paper's mix | 0.002 | 0.001 |" in text
+    assert "- rl only" in text and "- cot only" in text
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats == {"cot": {"scale": 0.002, "built": "cot"}, "rl": {"scale": 0.001, "built": "rl"}}
+    # The order the builds ran in does not show: same card and stats bytes as the other order.
+    other = tmp_path / "other"
+    for config in reversed(order):
+        _write_build(other, config)
+    assert (other / "README.md").read_bytes() == (out / "README.md").read_bytes()
+    assert (other / "stats.json").read_bytes() == (out / "stats.json").read_bytes()
+
+
+def test_one_build_alone_and_a_record_without_shards(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _write_build(out, "rl")
+    text = (out / "README.md").read_text()
+    assert "| grader model | rl-grader |" in text and "`rl` build" not in text and "teacher engine" not in text
+    _write_build(out, "cot")
+    for stale in shard_files(out, "cot", "train") + shard_files(out, "cot", "validation"):
+        stale.unlink()  # cot's shards gone: its record no longer describes the folder
+    write_card_and_stats(out, "rl", RL_FACTS, {"scale": 0.001, "built": "rl"})
+    assert json.loads((out / "stats.json").read_text()) == {"rl": {"scale": 0.001, "built": "rl"}}
+    assert "cot-grader" not in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="config_name"):
+        write_card_and_stats(out, "sft", RL_FACTS, {})

@@ -226,6 +226,7 @@ def test_config_resolves_paths_and_keeps_unknown_keys(setup):
         ({"out": "o", "sources": [{"source": "nope", "annotations": "a"}]}, "unknown source 'nope'"),
         ({"out": "o", "sources": [{"source": "nextqa", "annotations": "a", "cap": -1}]}, "'cap' must be"),
         ({"out": "o", "sources": [{"source": "nextqa", "annotations": "a", "ext": 1}]}, "go under 'options'"),
+        ({"out": "o", "sources": [{"source": "nextqa", "annotations": "a", "tools": "yes"}]}, "'tools' must be true"),
         ({"out": "o", "sources": [{"source": "nextqa", "annotations": "a"}], "contamination": 5}, "'contamination'"),
         (
             {"out": "o", "sources": [{"source": "nextqa", "annotations": a, "videos": a} for a in ("x", "y")]},
@@ -236,6 +237,24 @@ def test_config_resolves_paths_and_keeps_unknown_keys(setup):
 def test_config_errors_say_what_to_fix(data, message):
     with pytest.raises(ConfigError, match=message):
         BuildConfig.from_dict(data, base_dir="/tmp")
+
+
+def test_source_entries_choose_their_tool_part():
+    entries = [
+        {"source": "nextqa", "annotations": "a"},
+        {"source": "vidchapters", "annotations": "b", "tools": True},
+        {"source": "charades_sta", "annotations": "c", "tools": False},
+    ]
+    config = BuildConfig.from_dict({"out": "o", "sources": entries, "grade": {"tools": False}}, base_dir="/tmp")
+    assert [s.tools for s in config.sources] == [None, True, False]
+    parts = config.tool_parts(default=False)
+    assert list(parts) == [False, True]
+    assert [s.source for s in parts[False].sources] == ["nextqa", "charades_sta"]
+    assert [s.source for s in parts[True].sources] == ["vidchapters"]
+    assert parts[True].out == config.out and parts[True].extra == config.extra
+    # An entry without `tools` follows the default (the grade block's `tools`).
+    assert [s.source for s in config.tool_parts(default=True)[True].sources] == ["nextqa", "vidchapters"]
+    assert list(BuildConfig.from_dict({"out": "o", "sources": entries[:1]}).tool_parts(True)) == [True]
 
 
 def test_normalisation_and_contamination_list_format(tmp_path):
