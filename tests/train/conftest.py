@@ -1,0 +1,69 @@
+"""Fixtures of the training tests: the demo's built shards (the real pipelines on the demo corpus) and a scripted
+policy engine for the tests of DGRPO's pipeline logic (the real policy engine is exercised in test_dgrpo too)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from model.engine_api import Completion, GenerationRequest, cut_at_stop
+
+GOOD = "<think>The answer is clear.</think><answer>{answer}</answer>"
+CALL = (
+    '<think>Look closer.</think><tool_call>{{"name": "get_video_clip_frame", "arguments": '
+    '{{"start_time": {s}, "end_time": {e}}}}}</tool_call>'
+)
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`mtvr demo` output (corpus, samples, tiny checkpoint, build/ with both configs), built once per session."""
+    from pipelines.demo import run_demo
+
+    out = tmp_path_factory.mktemp("train_demo")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_demo(out) == 0
+    assert (out / "build" / "cot").is_dir() and (out / "build" / "rl").is_dir()
+    return out
+
+
+class ScriptedPolicy:
+    """Completions alternating a well-formed answer and an untagged one, so every group has reward spread;
+    video rows with tools first call the clip tool on [0, 2] s. Counts its calls."""
+
+    name = "scripted"
+    model = "scripted"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
+        self.calls += 1
+        out = []
+        for request in requests:
+            first_turn = request.messages[-1]["role"] == "user"
+            group = []
+            for i in range(request.settings.n):
+                # Later turns are requested one rollout at a time; their key says which: <id>/<rollout>/t<turn>.
+                index = i if first_turn else int(request.key.split("/")[-2])
+                if request.tools and first_turn:
+                    text = CALL.format(s=0.0, e=2.0)
+                elif index % 2 == 0:
+                    text = GOOD.format(answer="A")
+                else:
+                    text = "I am not sure."
+                text, stop = cut_at_stop(text, request.settings.stop)
+                group.append(Completion(text, "stop", 10, len(text.split()), stop_string=stop))
+            out.append(group)
+        return out
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def scripted_policy() -> ScriptedPolicy:
+    return ScriptedPolicy()

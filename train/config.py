@@ -1,0 +1,223 @@
+"""Training configs: one YAML file per run (SFT or DGRPO) or per recipe, with VITAL's defaults (PAPERS.md).
+
+    kind: sft                       # sft | dgrpo
+    model: Qwen/Qwen2.5-VL-7B-Instruct   # Hub id or local folder (a previous stage's output)
+    data: your-org/mtvr             # a built dataset folder or a Hub dataset id
+    video_root: /data/videos        # the folder the rows' video paths are relative to
+    output_dir: runs/sft-text
+    tools: false                    # which part: false = text rows, true = tool rows, null = both
+    sources: []                     # restrict to these sources (empty: all)
+    freeze_vision: true
+    global_batch_size: 256          # per_device x processes x accumulation; accumulation is derived
+    frames: {max_frames: 128}       # the whole video's frame budget (mtvr_data.frames.FrameBudget fields)
+    args: {learning_rate: 1.0e-5}   # passed to TRL's SFTConfig / GRPOConfig (any of their fields)
+    # dgrpo only:
+    advantage: dgrpo                # dgrpo | grpo (w = 1)
+    rollout: {max_tool_calls: 2, max_new_tokens: 1024, max_total_tokens: 7168}
+
+Relative paths (model, data, video_root, output_dir) resolve against the YAML file's folder when they exist
+there or are output paths, so a config means the same thing from any working directory. `--set key=value`
+overrides on the command line use dotted keys (`args.max_steps=2`).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtvr_data.frames import FrameBudget
+
+#: VITAL's SFT settings (PAPERS.md: lr 1e-5, batch 256, one epoch); bf16 and checkpointing are the GPU defaults.
+SFT_ARGS: dict[str, Any] = {
+    "learning_rate": 1e-5,
+    "num_train_epochs": 1,
+    "per_device_train_batch_size": 1,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.03,  # a float below 1 is a ratio of the total steps
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "logging_steps": 1,
+    "save_steps": 200,
+    "save_total_limit": 2,
+    "report_to": ["tensorboard"],
+    "gradient_checkpointing": True,
+    "bf16": True,
+}
+
+#: VITAL's RL settings (PAPERS.md): G = 8, 64 prompts per step, one update per step, lr 1e-6, clip 0.2,
+#: token-mean loss, grad clip 1.0, KL 0.01 (TRL's KL is the k3 estimator), temperature 1.0, repetition 1.05.
+DGRPO_ARGS: dict[str, Any] = {
+    "learning_rate": 1e-6,
+    "num_train_epochs": 1,
+    "per_device_train_batch_size": 8,
+    "num_generations": 8,
+    "num_iterations": 1,
+    "epsilon": 0.2,
+    "beta": 0.01,
+    "loss_type": "dapo",
+    "max_grad_norm": 1.0,
+    "temperature": 1.0,
+    "repetition_penalty": 1.05,
+    "max_completion_length": 7168,
+    "scale_rewards": "group",
+    "lr_scheduler_type": "constant",
+    "logging_steps": 1,
+    "save_steps": 50,
+    "save_total_limit": 2,
+    "report_to": ["tensorboard"],
+    "gradient_checkpointing": True,
+    "bf16": True,
+}
+
+SFT_FRAMES: dict[str, Any] = {"max_frames": 128}
+RL_FRAMES: dict[str, Any] = {"max_frames": 64}
+
+
+class TrainConfigError(ValueError):
+    """A training config that cannot be used; the message names the key."""
+
+
+@dataclass
+class RolloutSettings:
+    """The DGRPO rollout loop (PAPERS.md): at most 2 tool calls, 1024 new tokens per turn, 7168 in all."""
+
+    max_tool_calls: int = 2
+    max_new_tokens: int = 1024
+    max_total_tokens: int = 7168
+    tool_timeout_s: float = 60.0
+
+
+@dataclass
+class TrainConfig:
+    """One SFT or DGRPO run. `args` holds TRL/transformers trainer arguments over the defaults of `kind`."""
+
+    kind: str
+    model: str
+    data: str
+    output_dir: str
+    video_root: str | None = None
+    tools: bool | None = None
+    sources: list[str] = field(default_factory=list)
+    split: str = "train"
+    freeze_vision: bool = True
+    global_batch_size: int | None = None
+    max_length: int | None = None
+    frames: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)
+    advantage: str = "dgrpo"
+    loss: str = "grpo"
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
+    iou_scale: dict[str, list[float]] = field(default_factory=dict)
+    attn_implementation: str | None = "sdpa"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sft", "dgrpo"):
+            raise TrainConfigError(f"kind must be 'sft' or 'dgrpo', got {self.kind!r}")
+        if self.advantage not in ("dgrpo", "grpo"):
+            raise TrainConfigError(f"advantage must be 'dgrpo' or 'grpo', got {self.advantage!r}")
+        if self.global_batch_size is not None and self.global_batch_size < 1:
+            raise TrainConfigError(f"global_batch_size must be >= 1, got {self.global_batch_size}")
+        if isinstance(self.rollout, dict):
+            unknown = set(self.rollout) - {f.name for f in dataclasses.fields(RolloutSettings)}
+            if unknown:
+                raise TrainConfigError(f"rollout: unknown keys {sorted(unknown)}")
+            self.rollout = RolloutSettings(**self.rollout)
+        try:
+            self.frame_budget()
+        except (TypeError, ValueError) as exc:
+            raise TrainConfigError(f"frames: {exc}") from exc
+
+    def trainer_args(self) -> dict[str, Any]:
+        """The defaults of `kind` with this config's `args` on top."""
+        base = SFT_ARGS if self.kind == "sft" else DGRPO_ARGS
+        return {**copy.deepcopy(base), **self.args, "output_dir": self.output_dir}
+
+    def frame_budget(self) -> FrameBudget:
+        base = SFT_FRAMES if self.kind == "sft" else RL_FRAMES
+        return FrameBudget(**{**base, **self.frames})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """What the run was asked to do, for the run's own record (`mtvr_train.json`)."""
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise TrainConfigError(f"--set {dotted}: {key} is not a mapping")
+    node[keys[-1]] = value
+
+
+def _scalar(raw: str) -> Any:
+    """A `--set` value as YAML, except that `1e-5` is a number (PyYAML's YAML 1.1 reads it as a string)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`key.sub=value` strings (values parsed as YAML) applied to a config tree."""
+    tree = copy.deepcopy(tree)
+    for item in overrides:
+        if "=" not in item:
+            raise TrainConfigError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), _scalar(raw))
+    return tree
+
+
+def _resolve_paths(tree: dict[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(tree)
+    for key in ("model", "data", "video_root", "output_dir"):
+        value = out.get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        candidate = Path(value).expanduser()
+        if candidate.is_absolute():
+            continue
+        local = base / candidate
+        # A Hub id ("org/name") stays as written unless a folder of that name exists next to the config.
+        if key == "output_dir" or local.exists() or value.startswith("."):
+            out[key] = str(local)
+    return out
+
+
+def config_from_dict(tree: dict[str, Any], base: Path | None = None) -> TrainConfig:
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(tree) - known
+    if unknown:
+        raise TrainConfigError(f"unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    missing = [k for k in ("kind", "model", "data", "output_dir") if not tree.get(k)]
+    if missing:
+        raise TrainConfigError(f"missing keys {missing}")
+    if base is not None:
+        tree = _resolve_paths(tree, base)
+    return TrainConfig(**tree)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(tree, dict):
+        raise TrainConfigError(f"{path}: expected a mapping at the top level")
+    return tree
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    tree = apply_overrides(read_yaml(path), overrides or [])
+    return config_from_dict(tree, Path(path).resolve().parent)

@@ -1,0 +1,173 @@
+"""The curated shards as training inputs: load them, turn rows into prompts and encoded conversations, batch them.
+
+Rows come from a built dataset folder or a Hub dataset id through `datasets.load_dataset` (the same call users
+make), and are turned back into the project's records (`CotRow`, `RlRow`) by `mtvr_data.parquet_io`, so a row
+means what it meant when it was built. Prompts come from the shared prompt builder and frame sampler
+(`model.prompts`); a CoT row's tool turns are re-rendered from their clip spans by the same sampler the tool uses.
+
+Frames are decoded by `SftTransform` when a row is read, which happens in the DataLoader's worker processes
+(`dataloader_num_workers`), never in the training step; the collator only pads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.prompts import PromptConfig, build_messages, load_media, replay_conversation
+from mtvr_data.frames import FrameBudget
+from mtvr_data.normalize import resolve_media
+from mtvr_data.parquet_io import row_to_record
+from mtvr_data.schema import CotRow, RlRow
+from train.encoding import Encoded, EncodingError, concat_media, encode_conversation, mm_token_type_ids
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+#: Frame budgets of the whole video (PAPERS.md): 128 frames for SFT, 64 for RL rollouts.
+SFT_BUDGET = FrameBudget(max_frames=128)
+RL_BUDGET = FrameBudget(max_frames=64)
+
+
+def load_rows(data: str, config: str, split: str = "train", *, revision: str | None = None) -> Any:
+    """A `datasets.Dataset` of one config ("cot" or "rl") of a built folder or a Hub dataset id.
+
+    A local folder is read through its dataset card's `configs:` YAML, exactly as the Hub would read it.
+    """
+    from datasets import load_dataset
+
+    if config not in ("cot", "rl"):
+        raise ValueError(f"config must be 'cot' or 'rl', got {config!r}")
+    local = Path(data).exists()
+    source = str(Path(data).resolve()) if local else data
+    # A local folder is re-read every time: `datasets` keys its cache of a folder by names, not content, so a
+    # rebuilt folder (or another folder of the same name) would otherwise load the previous rows.
+    mode = "force_redownload" if local else None
+    checks = "no_checks" if local else None  # the stale cache's split sizes are not the folder's
+    dataset = load_dataset(
+        source, config, split=split, revision=revision, download_mode=mode, verification_mode=checks
+    )
+    log.info("loaded %s/%s[%s]: %d rows", data, config, split, len(dataset))
+    return dataset
+
+
+def select_rows(dataset: Any, *, tools: bool | None = None, sources: Sequence[str] | None = None) -> Any:
+    """Rows with the given `tools` flag and sources (None keeps all): how the recipe's stages pick their part.
+
+    Selected by index from the columns (not `Dataset.filter`, whose cache fingerprint of a closure can hand back
+    an earlier selection).
+    """
+    keep = range(len(dataset))
+    if tools is not None:
+        flags = dataset["tools"]
+        keep = [i for i in keep if bool(flags[i]) == tools]
+    if sources:
+        wanted = set(sources)
+        names = dataset["source"]
+        keep = [i for i in keep if names[i] in wanted]
+    return dataset if len(keep) == len(dataset) else dataset.select(list(keep))
+
+
+def cot_record(row: dict[str, Any]) -> CotRow:
+    record = row_to_record("cot", row)
+    assert isinstance(record, CotRow)
+    return record
+
+
+def rl_record(row: dict[str, Any]) -> RlRow:
+    record = row_to_record("rl", row)
+    assert isinstance(record, RlRow)
+    return record
+
+
+def sft_messages(row: CotRow, video_root: str | Path | None, budget: FrameBudget = SFT_BUDGET) -> list[dict[str, Any]]:
+    """The full SFT conversation of a CoT row: the shared prompt, then its recorded turns with clips re-rendered."""
+    sample = row.sample
+    path = str(resolve_media(video_root, sample.video))
+    prompt = PromptConfig(tools=row.tools, budget=budget)
+    media = load_media(sample, path, prompt)
+    messages, _ = build_messages(sample, media, prompt)
+    return messages + replay_conversation(sample, path, row.messages)
+
+
+class SftTransform:
+    """Encodes CoT rows for SFT on access (`datasets.Dataset.with_transform`), so frames are decoded lazily in the
+    DataLoader's workers, and truncates to `max_length`.
+
+    A row whose media cannot be read or that cannot be encoded raises: SFT data was verified when it was built,
+    so a failure here is a broken installation or video root, which must stop the run, not thin the data.
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        *,
+        video_root: str | Path | None,
+        budget: FrameBudget = SFT_BUDGET,
+        max_length: int | None = None,
+    ) -> None:
+        self.processor = processor
+        self.video_root = video_root
+        self.budget = budget
+        self.max_length = max_length
+
+    def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        size = len(batch["id"])
+        features = []
+        for i in range(size):
+            row = cot_record({name: values[i] for name, values in batch.items()})
+            try:
+                encoded = encode_conversation(self.processor, sft_messages(row, self.video_root, self.budget))
+            except EncodingError as exc:
+                raise EncodingError(f"row {row.sample.id}: {exc}") from exc
+            features.append(sft_features(encoded, self.processor, self.max_length))
+        keys = sorted({k for f in features for k in f})
+        return {k: [f.get(k) for f in features] for k in keys}
+
+
+def sft_dataset(rows: Any, processor: Any, **settings: Any) -> Any:
+    """The rows with `SftTransform` attached: indexing yields input_ids, labels and media tensors."""
+    return rows.with_transform(SftTransform(processor, **settings))
+
+
+def sft_features(encoded: Encoded, processor: Any, max_length: int | None = None) -> dict[str, Any]:
+    """input_ids and labels (trainable tokens only) of one conversation, plus its media tensors.
+
+    Truncation keeps the media whole: a cut through a video's placeholder tokens would leave the model with
+    fewer placeholders than features, so it is refused with a clear message instead.
+    """
+    ids = torch.tensor(encoded.input_ids, dtype=torch.long)
+    labels = ids.masked_fill(torch.tensor(encoded.trainable) == 0, IGNORE_INDEX)
+    if max_length is not None and len(ids) > max_length:
+        if bool((mm_token_type_ids(ids[max_length:], processor) != 0).any()):
+            raise EncodingError(f"max_length {max_length} would cut media tokens (conversation has {len(ids)})")
+        ids, labels = ids[:max_length], labels[:max_length]
+    return {"input_ids": ids, "labels": labels, **encoded.media}
+
+
+class SftCollator:
+    """Right-pads a list of `sft_features` into one batch with attention mask, media and `mm_token_type_ids`."""
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+        tokenizer = processor.tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n], labels[i, :n], mask[i, :n] = f["input_ids"], f["labels"], 1
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        media = [{k: v for k, v in f.items() if k not in ("input_ids", "labels") and v is not None} for f in features]
+        batch.update(concat_media(media))
+        batch["mm_token_type_ids"] = mm_token_type_ids(ids, self.processor)
+        return batch

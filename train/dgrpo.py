@@ -1,0 +1,327 @@
+"""`mtvr train dgrpo`: difficulty-aware GRPO on MTVR-RL, as a small subclass of TRL's GRPOTrainer.
+
+TRL keeps: the training loop, accelerate/FSDP/DeepSpeed, the repeat sampler (G rollouts per prompt), reward
+aggregation and group normalisation, the reference model and KL, the clipped token-level loss (`_compute_loss`,
+untouched: with the `grpo` rule the loss is TRL's GRPO exactly, which a test checks), checkpoints and logging.
+
+The subclass changes four things, each because TRL cannot do it for VITAL (DESIGN.md, "TRL's video gap"):
+1. `_generate` runs the project's tool loop (`train.rollouts`): video prompts, clip tool turns returning videos.
+2. Per-sample video tensors travel with the batch (`mtvr_media`, a list TRL shuffles and splits with the rows),
+   and `_get_per_token_logps_and_entropies` forwards them (plus `mm_token_type_ids`) for the policy, old-policy
+   and reference passes. TRL's version forwards image fields only.
+3. After TRL's advantages, the advantage rule (`train.advantages`) rescales each group: DGRPO's w(D).
+4. Metrics for TensorBoard: reward by task, tool-call rate, pass rate, mean advantage weight.
+
+`loss` is pluggable the same way (`LOSSES`): "grpo" is TRL's `_compute_loss`; the next method registers its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+from model.engine_api import SamplingSettings
+from mtvr_data.rewards import format_reward_fn, make_task_reward_fn, tool_bonus_fn
+from train.advantages import AdvantageRule, apply_rule, make_rule
+from train.config import TrainConfig
+from train.data import load_rows, select_rows
+from train.encoding import concat_media, mm_token_type_ids
+from train.modeling import freeze_vision, load_model, load_processor, world_size
+from train.rollouts import PolicyRollouts, RolloutBatch, scorable_only
+from train.sft import cpu_safe, last_checkpoint, write_done
+
+log = logging.getLogger(__name__)
+
+MEDIA_KEY = "mtvr_media"
+
+#: Loss functions by name: (trainer, model, inputs) -> loss. "grpo" is TRL's clipped surrogate with KL.
+LOSSES: dict[str, Callable[[Any, Any, dict[str, Any]], torch.Tensor]] = {}
+
+
+def register_loss(name: str) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    def add(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        LOSSES[name] = fn
+        return fn
+
+    return add
+
+
+def _trl_grpo_trainer() -> type:
+    from trl import GRPOTrainer
+
+    return GRPOTrainer
+
+
+def reward_functions(config: TrainConfig) -> list[Callable[..., list[float | None]]]:
+    """Format + tool bonus + task reward (PAPERS.md), each unscorable on machinery failures."""
+    iou = {k: (float(v[0]), float(v[1])) for k, v in config.iou_scale.items()} or None
+    return [scorable_only(f) for f in (format_reward_fn, tool_bonus_fn, make_task_reward_fn(iou_scale=iou))]
+
+
+def make_dgrpo_trainer_class() -> type:
+    """The subclass, built on first use so importing this module does not import TRL."""
+    base = _trl_grpo_trainer()
+
+    class DGRPOTrainer(base):  # type: ignore[misc, valid-type]
+        """GRPOTrainer with the project's video tool rollouts, video log-probs and a pluggable advantage rule."""
+
+        def __init__(
+            self,
+            *args: Any,
+            rollouts: PolicyRollouts,
+            advantage_rule: AdvantageRule,
+            loss: str = "grpo",
+            engine_factory: Callable[[Any], Any] | None = None,
+            **kwargs: Any,
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            if loss != "grpo" and loss not in LOSSES:
+                raise ValueError(f"unknown loss {loss!r}; known: {['grpo', *sorted(LOSSES)]}")
+            self.rollouts = rollouts
+            self.advantage_rule = advantage_rule
+            self.loss_name = loss
+            self.engine_factory = engine_factory
+            self._engine: Any = None
+            self._media: list[dict[str, torch.Tensor]] | None = None
+            self._rows: list[dict[str, Any]] | None = None
+            self._rollout_batch: RolloutBatch | None = None
+            self._gathered_rewards: torch.Tensor | None = None
+
+        # --- rollouts ---------------------------------------------------------------------------------------
+
+        def _policy_engine(self) -> Any:
+            """The engine that generates with the current weights (the policy module itself by default)."""
+            if self.engine_factory is not None:
+                return self.engine_factory(self)
+            from model.engines.transformers_engine import TransformersEngine
+
+            model = self.accelerator.unwrap_model(self.model)
+            if self._engine is None or self._engine.hf_model is not model:
+                self._engine = TransformersEngine(
+                    getattr(model, "name_or_path", "policy"),
+                    model=model,
+                    processor=self.processing_class,
+                    device=str(self.accelerator.device),
+                    batch_size=max(1, self.args.per_device_train_batch_size),
+                )
+            return self._engine
+
+        @contextmanager
+        def _generation_mode(self) -> Any:
+            model = self.accelerator.unwrap_model(self.model)
+            was_training = model.training
+            model.eval()
+            try:
+                yield
+            finally:
+                model.train(was_training)
+
+        def _generate(self, prompts: list[Any]) -> tuple[Any, ...]:
+            rows = self._rows
+            if rows is None or len(rows) != len(prompts):
+                raise RuntimeError("DGRPOTrainer._generate needs the batch rows; call _generate_and_score_completions")
+            started = time.perf_counter()
+            with self._generation_mode():
+                batch = self.rollouts(rows, self._policy_engine())
+            self._rollout_batch = batch
+            self._media = batch.media
+            self._log_rollouts(batch, time.perf_counter() - started)
+            return (
+                batch.prompt_ids,
+                batch.completion_ids,
+                batch.tool_mask,
+                batch.completions,
+                None,  # no sampling log-probs: the loss uses the trainer's own old-policy pass
+                batch.extra_fields(),
+                None,
+                [],
+            )
+
+        def _log_rollouts(self, batch: RolloutBatch, seconds: float) -> None:
+            mode = "train" if self.model.training else "eval"
+            trajectories = [t for t in batch.trajectories if t is not None]
+            ok = [t for t in trajectories if t.reward is not None]
+            metrics = self._metrics[mode]
+            metrics["rollouts/seconds"].append(seconds)
+            metrics["rollouts/failed_rate"].append(1 - len(ok) / max(1, len(trajectories)))
+            metrics["tools/call_rate"].append(
+                sum(t.num_tool_calls > 0 for t in trajectories) / max(1, len(trajectories))
+            )
+            metrics["pass_rate"].append(sum(t.passed for t in trajectories) / max(1, len(trajectories)))
+            by_task: dict[str, list[float]] = defaultdict(list)
+            for task, t in zip(batch.tasks, batch.trajectories, strict=True):
+                if t is not None and t.reward is not None:
+                    by_task[task].append(t.reward.total)
+            for task, values in by_task.items():
+                metrics[f"rewards_by_task/{task}"].append(sum(values) / len(values))
+
+        # --- advantages -------------------------------------------------------------------------------------
+
+        def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
+            rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            self._gathered_rewards = rewards_per_func
+            return rewards_per_func
+
+        def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+            self._rows = inputs
+            self._media = None
+            try:
+                output = super()._generate_and_score_completions(inputs)
+            finally:
+                self._rows = None
+            mode = "train" if self.model.training else "eval"
+            rewards_per_func = self._gathered_rewards
+            assert rewards_per_func is not None
+            totals = (rewards_per_func * self.reward_weights.to(rewards_per_func.device).unsqueeze(0)).nansum(dim=1)
+            totals[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+            group = self.num_generations if mode == "train" else self.num_generations_eval
+            local = slice(
+                self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs)
+            )
+            output["advantages"], weights = apply_rule(self.advantage_rule, totals, output["advantages"], group, local)
+            self._metrics[mode]["advantage_weight/mean"].append(weights.mean().item())
+            output[MEDIA_KEY] = self._media if self._media is not None else [{} for _ in inputs]
+            self._media = None
+            return output
+
+        # --- video-aware log-probs -------------------------------------------------------------------------
+
+        def _get_per_token_logps_and_entropies(
+            self,
+            model: Any,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            logits_to_keep: int,
+            batch_size: int | None = None,
+            compute_entropy: bool = False,
+            compute_aux_loss: bool = False,
+            **image_fields: Any,
+        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+            media = self._media
+            if media is None or not any(media):
+                return super()._get_per_token_logps_and_entropies(
+                    model,
+                    input_ids,
+                    attention_mask,
+                    logits_to_keep,
+                    batch_size=batch_size,
+                    compute_entropy=compute_entropy,
+                    compute_aux_loss=compute_aux_loss,
+                    **image_fields,
+                )
+            if len(media) != input_ids.size(0):
+                raise RuntimeError(f"{len(media)} media entries for a batch of {input_ids.size(0)}")
+            batch_size = batch_size or input_ids.size(0)
+            logps, entropies = [], []
+            for start in range(0, input_ids.size(0), batch_size):
+                end = min(start + batch_size, input_ids.size(0))
+                ids = input_ids[start:end]
+                mask = attention_mask[start:end]
+                inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+                inputs.update({k: v.to(ids.device) for k, v in concat_media(media[start:end]).items()})
+                inputs["mm_token_type_ids"] = mm_token_type_ids(ids, self.processing_class)
+                labels = ids.masked_fill(mask == 0, -100)
+                labels[:, :-logits_to_keep] = -100
+                with self.accelerator.autocast():
+                    outputs = model(**inputs, labels=labels, fused_lm_head=True)
+                logps.append(outputs.log_probs[:, -logits_to_keep:])
+                if compute_entropy:
+                    entropies.append(outputs.entropy[:, -logits_to_keep:])
+            return (
+                torch.cat(logps, dim=0),
+                torch.cat(entropies, dim=0) if compute_entropy else None,
+                None,
+            )
+
+        def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+            self._media = inputs.get(MEDIA_KEY)
+            try:
+                if self.loss_name == "grpo":
+                    return super()._compute_loss(model, inputs)
+                return LOSSES[self.loss_name](self, model, inputs)
+            finally:
+                self._media = None
+
+    return DGRPOTrainer
+
+
+def rl_dataset(config: TrainConfig) -> Any:
+    """The config's MTVR-RL rows, with the `prompt` column TRL requires (used only for its logs)."""
+    rows = select_rows(load_rows(config.data, "rl", config.split), tools=config.tools, sources=config.sources)
+    if len(rows) == 0:
+        raise ValueError(f"no RL rows in {config.data} with tools={config.tools} sources={config.sources or 'all'}")
+    return rows.map(lambda row: {"prompt": [{"role": "user", "content": row["question"]}]})
+
+
+def build_dgrpo_trainer(
+    config: TrainConfig, *, model: Any = None, processor: Any = None, train_dataset: Any = None
+) -> Any:
+    """A DGRPO trainer over the config's RL rows (exposed so tests, the bench and the recipe can drive it)."""
+    from trl import GRPOConfig
+
+    processor = processor if processor is not None else load_processor(config.model)
+    model = model if model is not None else load_model(config.model, attn_implementation=config.attn_implementation)
+    if config.freeze_vision:
+        freeze_vision(model)
+    args = cpu_safe(config.trainer_args())
+    if config.global_batch_size is not None:
+        # DGRPO's global batch counts completions: prompts per step x G.
+        per_step = int(args["per_device_train_batch_size"]) * world_size()
+        if config.global_batch_size % per_step:
+            raise ValueError(f"global_batch_size {config.global_batch_size} is not a multiple of {per_step}")
+        args["steps_per_generation"] = config.global_batch_size // per_step
+        args["gradient_accumulation_steps"] = args["steps_per_generation"]
+    grpo_args = GRPOConfig(**args)
+    roll = config.rollout
+    sampling = SamplingSettings(
+        temperature=grpo_args.temperature,
+        top_p=grpo_args.top_p,
+        max_new_tokens=roll.max_new_tokens,
+        repetition_penalty=grpo_args.repetition_penalty,
+    )
+    rollouts = PolicyRollouts(
+        processor,
+        video_root=config.video_root,
+        budget=config.frame_budget(),
+        sampling=sampling,
+        max_tool_calls=roll.max_tool_calls,
+        max_total_tokens=roll.max_total_tokens,
+        tool_timeout_s=roll.tool_timeout_s,
+    )
+    trainer_class = make_dgrpo_trainer_class()
+    dataset = train_dataset if train_dataset is not None else rl_dataset(config)
+    log.info(
+        "DGRPO: %d rows, rule %s, loss %s, G %d, lr %g", len(dataset), config.advantage, config.loss,
+        grpo_args.num_generations, grpo_args.learning_rate,
+    )  # fmt: skip
+    return trainer_class(
+        model=model,
+        reward_funcs=reward_functions(config),
+        args=grpo_args,
+        train_dataset=dataset,
+        processing_class=processor,
+        rollouts=rollouts,
+        advantage_rule=make_rule(config.advantage),
+        loss=config.loss,
+    )
+
+
+def run_dgrpo(config: TrainConfig) -> dict[str, Any]:
+    """Train, resuming from the run's last checkpoint if there is one; save a `from_pretrained` folder."""
+    started = time.monotonic()
+    trainer = build_dgrpo_trainer(config)
+    resume = last_checkpoint(config.output_dir)
+    if resume:
+        log.info("resuming DGRPO from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(config.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(config.output_dir)
+        write_done(config, dict(result.metrics), time.monotonic() - started)
+    return dict(result.metrics)

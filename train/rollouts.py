@@ -1,0 +1,202 @@
+"""DGRPO's rollouts: the shared tool loop (`model.rollout`) run on the policy, turned into token sequences.
+
+Why the shared loop and not TRL's: TRL's generation takes images only, its tool responses can add images but not
+videos, and its log-prob pass forwards image fields only (DESIGN.md). VITAL's prompt is a video and its tool
+returns a video clip, so the rollout must be the project's loop: the same prompt builder, frame sampler, tool
+executor, parser and rewards as the grader that built MTVR-RL.
+
+Each trajectory is re-encoded as a conversation by `train.encoding.encode_conversation` (the same function SFT
+uses): prompt ids up to the first assistant token, completion ids after it, and a mask that is 1 on tokens the
+policy wrote and 0 on tool turns (their text and the clip's vision tokens) and turn headers, which TRL takes as
+its `tool_mask`. Re-encoding the text rather than keeping the sampled ids can differ from the sampled token
+sequence where the tokenizer would merge differently; the rollout engine decodes and re-encodes with the same
+tokenizer, and the loss is computed on the re-encoded ids under the current policy, so the update stays on-policy
+for what is trained (documented in docs/training.md).
+
+A trajectory that failed for machinery reasons (media, engine, tool timeout, internal) is kept in the batch as a
+one-token completion with mask 0 and `rollout_ok = False`, which the reward wrappers turn into "unscorable" (TRL
+gives it advantage 0): the batch keeps its shape and nothing is trained on a failure that was not the model's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.engine_api import Engine, SamplingSettings
+from model.prompts import PromptConfig, build_messages, load_media, replay_conversation
+from model.rollout import RolloutConfig, RolloutRunner
+from model.trajectory import MODEL_OUTCOMES, TOKEN_BUDGET, Trajectory, to_messages
+from mtvr_data.frames import FrameBudget, FrameCache
+from mtvr_data.normalize import resolve_media
+from mtvr_data.parquet_io import row_to_record
+from mtvr_data.schema import RlRow, Sample
+from train.encoding import Encoded, EncodingError, encode_conversation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class RolloutBatch:
+    """What TRL's `_generate` returns, per row of the generation batch, plus the media and reward columns."""
+
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    completion_ids: list[list[int]] = field(default_factory=list)
+    tool_mask: list[list[int]] = field(default_factory=list)
+    completions: list[list[dict[str, Any]]] = field(default_factory=list)
+    media: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    trajectories: list[Trajectory | None] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+
+    def extra_fields(self) -> dict[str, list[Any]]:
+        """Columns the reward functions read (merged into TRL's inputs)."""
+        return {
+            "num_successful_tool_calls": [t.num_successful_tool_calls if t else 0 for t in self.trajectories],
+            "tools": [bool(t.tools) if t else False for t in self.trajectories],
+            "rollout_ok": [t is not None and t.finish_reason in MODEL_OUTCOMES for t in self.trajectories],
+        }
+
+
+def runs_of_same_id(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
+    """(start, length) of the runs of consecutive rows with the same sample id (TRL repeats each prompt G times)."""
+    runs: list[tuple[int, int]] = []
+    for i, row in enumerate(rows):
+        if runs and rows[runs[-1][0]]["id"] == row["id"]:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs
+
+
+def completion_messages(trajectory: Trajectory) -> list[dict[str, Any]]:
+    """The trajectory's turns as chat messages for the reward functions (`rewards.completion_text` joins them)."""
+    return [{"role": m.role, "content": m.content} for m in to_messages(trajectory)]
+
+
+class PolicyRollouts:
+    """Runs the shared rollout loop for a generation batch and encodes the results for TRL.
+
+    Each row's `tools` column decides whether its rollouts get the clip tool (MTVR-RL marks its tool rows).
+
+    The engine is passed per call, so the trainer hands over the current policy each time (the policy itself
+    through `TransformersEngine`, or a vLLM engine whose weights the trainer keeps in sync).
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        *,
+        video_root: str | Path | None,
+        budget: FrameBudget,
+        sampling: SamplingSettings,
+        max_tool_calls: int = 2,
+        max_total_tokens: int = 7168,
+        tool_timeout_s: float = 60.0,
+        max_engine_calls: int | None = 1,
+        cache: FrameCache | None = None,
+    ) -> None:
+        self.processor = processor
+        self.video_root = video_root
+        self.budget = budget
+        self.cache = cache if cache is not None else FrameCache(max_bytes=2 << 30)
+        self.config = RolloutConfig(
+            tools=False,
+            max_tool_calls=max_tool_calls,
+            max_turns=max_tool_calls + 1,
+            sampling=sampling,
+            max_total_tokens=max_total_tokens,
+            tool_timeout_s=tool_timeout_s,
+            prompt=PromptConfig(tools=False, budget=budget),
+            max_engine_calls=max_engine_calls,
+        )
+
+    def __call__(self, rows: list[dict[str, Any]], engine: Engine) -> RolloutBatch:
+        records = [_rl_record(row) for row in rows]
+        samples = [r.sample for r in records]
+        trajectories: list[Trajectory | None] = [None] * len(rows)
+        # One runner call per (tools flag, group size): a row's own `tools` column says whether it has the tool.
+        calls: dict[tuple[bool, int], list[int]] = {}
+        for start, length in runs_of_same_id(rows):
+            calls.setdefault((bool(records[start].tools), length), []).append(start)
+        for (tools, k), starts in calls.items():
+            config = dataclasses.replace(self.config, tools=tools)
+            runner = RolloutRunner(engine, config, video_root=self.video_root, cache=self.cache)
+            groups = asyncio.run(runner.run([samples[s] for s in starts], k=k))
+            for start, group in zip(starts, groups, strict=True):
+                for j, trajectory in enumerate(group):
+                    trajectories[start + j] = trajectory
+        batch = RolloutBatch()
+        for sample, trajectory in zip(samples, trajectories, strict=True):
+            assert trajectory is not None
+            self._append(batch, sample, trajectory)
+        return batch
+
+    def _append(self, batch: RolloutBatch, sample: Sample, trajectory: Trajectory) -> None:
+        encoded: Encoded | None = None
+        if trajectory.turns:
+            try:
+                encoded = self.encode(sample, trajectory)
+            except (EncodingError, OSError, ValueError) as exc:
+                log.warning("sample %s rollout %d: not encodable (%s)", sample.id, trajectory.index, exc)
+                trajectory.finish_reason, trajectory.error = "internal_error", f"encoding: {exc}"
+        if encoded is None or encoded.first_trainable() >= len(encoded):
+            self._append_failed(batch, sample, trajectory)
+            return
+        cut = encoded.first_trainable()
+        last = max(i for i, t in enumerate(encoded.trainable) if t) + 1  # drop the newline after the last <|im_end|>
+        if trajectory.finish_reason == TOKEN_BUDGET:
+            last -= 1  # the template's <|im_end|> after a cut-off turn was not written by the policy
+        batch.prompt_ids.append(encoded.input_ids[:cut])
+        batch.completion_ids.append(encoded.input_ids[cut:last])
+        batch.tool_mask.append(encoded.trainable[cut:last])
+        batch.completions.append(completion_messages(trajectory))
+        batch.media.append(encoded.media)
+        batch.trajectories.append(trajectory)
+        batch.tasks.append(sample.task)
+
+    def encode(self, sample: Sample, trajectory: Trajectory) -> Encoded:
+        """The trajectory as the policy saw it: prompt (video re-sampled, cached) and turns with clips re-rendered."""
+        path = str(resolve_media(self.video_root, sample.video))
+        prompt = dataclasses.replace(self.config.prompt, tools=trajectory.tools)
+        media = load_media(sample, path, prompt, self.cache)
+        messages, _ = build_messages(sample, media, prompt, registry=self.config.registry)
+        messages += replay_conversation(sample, path, to_messages(trajectory), self.cache)
+        return encode_conversation(self.processor, messages)
+
+    def _append_failed(self, batch: RolloutBatch, sample: Sample, trajectory: Trajectory) -> None:
+        """A placeholder row for a failed rollout: text-only prompt, one masked token, never trained on."""
+        tokenizer = self.processor.tokenizer
+        ids = tokenizer(f"<|im_start|>user\n{sample.question}<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
+        batch.prompt_ids.append(list(ids))
+        batch.completion_ids.append([tokenizer.convert_tokens_to_ids("<|im_end|>")])
+        batch.tool_mask.append([0])
+        batch.completions.append([{"role": "assistant", "content": ""}])
+        batch.media.append({})
+        batch.trajectories.append(trajectory)
+        batch.tasks.append(sample.task)
+
+
+def _rl_record(row: dict[str, Any]) -> RlRow:
+    record = row_to_record("rl", row)
+    assert isinstance(record, RlRow)
+    return record
+
+
+def scorable_only(fn: Callable[..., list[float | None]]) -> Callable[..., list[float | None]]:
+    """A TRL reward function that returns None (unscorable) for rows whose rollout failed for machinery reasons."""
+
+    def wrapped(completions: list[Any], rollout_ok: list[bool] | None = None, **columns: Any) -> list[float | None]:
+        values = fn(completions, **columns)
+        if rollout_ok is None:
+            return values
+        return [v if ok else None for v, ok in zip(values, rollout_ok, strict=True)]
+
+    wrapped.__name__ = getattr(fn, "__name__", "reward")
+    return wrapped

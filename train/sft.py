@@ -1,0 +1,111 @@
+"""`mtvr train sft`: supervised fine-tuning on MTVR-CoT with TRL's SFTTrainer.
+
+What TRL does: the training loop, accelerate/FSDP/DeepSpeed, checkpoints, resume, logging. What this module adds:
+the rows become conversations through the shared prompt builder and frame sampler, tool turns are re-rendered
+from their clip spans, and the labels keep assistant tokens only (`train.encoding`). TRL's own dataset
+preparation is skipped (`skip_prepare_dataset`): it would apply the chat template without our media and without
+masking the tool turns' vision tokens, and its assistant-only mask needs `{% generation %}` markers the
+Qwen2.5-VL template does not have.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from train.config import TrainConfig
+from train.data import SftCollator, load_rows, select_rows, sft_dataset
+from train.modeling import accumulation_steps, freeze_vision, load_model, load_processor, world_size
+
+log = logging.getLogger(__name__)
+
+#: Written into a run's output_dir when it finished: the recipe skips a stage that has it.
+DONE_FILE = "mtvr_train.json"
+
+
+def cpu_safe(args: dict[str, Any]) -> dict[str, Any]:
+    """Without a GPU: no bf16 (CPU autocast in bf16 is slow and lossy for the tiny model's tests)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return args
+    return {**args, "bf16": False, "fp16": False}
+
+
+def resolved_args(config: TrainConfig) -> dict[str, Any]:
+    """Trainer arguments: defaults, the config's `args`, and accumulation derived from `global_batch_size`."""
+    args = cpu_safe(config.trainer_args())
+    if config.global_batch_size is not None:
+        args["gradient_accumulation_steps"] = accumulation_steps(
+            config.global_batch_size, int(args.get("per_device_train_batch_size", 1)), world_size()
+        )
+    return args
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` folder of a run, to resume from; None for a fresh run."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+
+
+def write_done(config: TrainConfig, metrics: dict[str, Any], seconds: float) -> None:
+    record = {"config": config.to_dict(), "metrics": metrics, "seconds": round(seconds, 1)}
+    Path(config.output_dir, DONE_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def build_sft_trainer(config: TrainConfig, *, model: Any = None, processor: Any = None, rows: Any = None) -> Any:
+    """A TRL SFTTrainer over the config's CoT rows, or over `rows` (a `datasets.Dataset` of CoT rows) if given."""
+    from trl import SFTConfig, SFTTrainer
+
+    processor = processor if processor is not None else load_processor(config.model)
+    model = model if model is not None else load_model(config.model, attn_implementation=config.attn_implementation)
+    if config.freeze_vision:
+        freeze_vision(model)
+    if rows is None:
+        rows = select_rows(load_rows(config.data, "cot", config.split), tools=config.tools, sources=config.sources)
+    if len(rows) == 0:
+        raise ValueError(f"no CoT rows in {config.data} with tools={config.tools} sources={config.sources or 'all'}")
+    dataset = sft_dataset(
+        rows, processor, video_root=config.video_root, budget=config.frame_budget(), max_length=config.max_length
+    )
+    args = resolved_args(config)
+    args.update(
+        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+        max_length=None,
+    )
+    sft_args = SFTConfig(**args)
+    log.info(
+        "SFT: %d rows, lr %g, per-device batch %d x accumulation %d x %d processes",
+        len(rows),
+        sft_args.learning_rate,
+        sft_args.per_device_train_batch_size,
+        sft_args.gradient_accumulation_steps,
+        world_size(),
+    )
+    return SFTTrainer(
+        model=model,
+        args=sft_args,
+        train_dataset=dataset,
+        data_collator=SftCollator(processor),
+        processing_class=processor,
+    )
+
+
+def run_sft(config: TrainConfig) -> dict[str, Any]:
+    """Train, resuming from the run's last checkpoint if there is one; save a `from_pretrained` folder."""
+    started = time.monotonic()
+    trainer = build_sft_trainer(config)
+    resume = last_checkpoint(config.output_dir)
+    if resume:
+        log.info("resuming SFT from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(config.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(config.output_dir)
+        write_done(config, dict(result.metrics), time.monotonic() - started)
+    return dict(result.metrics)
