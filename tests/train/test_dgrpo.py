@@ -125,13 +125,16 @@ def test_w1_loss_equals_trl_plain_grpo_and_dgrpo_scales_it(demo_dir, tmp_path, r
         train_dataset=rl_dataset(config),
         processing_class=processor,
     )
-    texts = [
-        "<think>a</think><answer>A</answer>",
-        "nothing",
-        "<think>b</think><answer>B</answer>",
-        "<think>c</think><answer>A</answer>",
-    ]
     rows = _text_rows(ours, 4)
+    first, second = rows[0], rows[2]
+    wrong = next(letter for letter in "ABCDE" if letter != second["answer"])
+    # Group 1: right + untagged (D = 1, w = 1); group 2: right + wrong, both well formed (D = 1.5, w = 0.75).
+    texts = [
+        f"<think>a</think><answer>{first['answer']}</answer>",
+        "nothing",
+        f"<think>b</think><answer>{second['answer']}</answer>",
+        f"<think>c</think><answer>{wrong}</answer>",
+    ]
     for trainer in (ours, plain):
         _fixed_generation(trainer, processor, texts)
     out_ours = ours._generate_and_score_completions([dict(r) for r in rows])
@@ -148,7 +151,8 @@ def test_w1_loss_equals_trl_plain_grpo_and_dgrpo_scales_it(demo_dir, tmp_path, r
         totals = ours._gathered_rewards.nansum(dim=1).view(-1, 2)
         w = torch.tensor([dgrpo_weight(d) for d in totals.mean(dim=1).tolist()]).repeat_interleave(2)
         assert torch.allclose(adv_ours, adv_plain * w)
-        assert (w < 1).any()  # the hand-picked groups are not all hard
+        assert w.tolist() == [1.0, 1.0, 0.75, 0.75]
+        assert adv_ours[2:].abs().sum() > 0
 
 
 def test_policy_rollouts_give_video_logps_equal_to_a_plain_forward(demo_dir, tmp_path, scripted_policy):
