@@ -23,8 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from train.config import config_from_dict  # noqa: E402
-from train.dgrpo import build_dgrpo_trainer, reward_functions, rl_dataset  # noqa: E402
-from train.modeling import freeze_vision, load_model  # noqa: E402
+from train.dgrpo import build_dgrpo_trainer, build_plain_grpo_trainer  # noqa: E402
 
 TEXTS = [
     "<think>The clip shows it.</think><answer>A</answer>",
@@ -72,7 +71,6 @@ def main() -> None:
     if not (demo / "build" / "rl").is_dir():
         sys.exit(f"{demo}/build/rl not found: run `make demo` first")
     from transformers import AutoProcessor
-    from trl import GRPOConfig, GRPOTrainer
 
     config = config_from_dict(
         {
@@ -94,15 +92,7 @@ def main() -> None:
     )
     processor = AutoProcessor.from_pretrained(demo / "tiny")
     ours = build_dgrpo_trainer(config, processor=processor)
-    model = load_model(str(demo / "tiny"))
-    freeze_vision(model)
-    plain = GRPOTrainer(
-        model=model,
-        reward_funcs=reward_functions(config),
-        args=GRPOConfig(**{**config.trainer_args(), "bf16": False}),
-        train_dataset=rl_dataset(config),
-        processing_class=processor,
-    )
+    plain = build_plain_grpo_trainer(config, processor=processor)
     for trainer in (ours, plain):
         fixed_generation(trainer, processor)
         trainer.model.train()

@@ -110,12 +110,11 @@ def check_loads(build: Path) -> dict[str, int]:
     before = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        from datasets import load_dataset
+        from mtvr_data.dataset_loading import load_built
 
         counts = {}
         for config in ("cot", "rl"):
-            # force_redownload: `datasets` caches a local folder by its name, so a rebuilt demo would load stale rows.
-            loaded = load_dataset(str(build), config, download_mode="force_redownload", verification_mode="no_checks")
+            loaded = load_built(str(build), config)
             counts[config] = sum(len(split) for split in loaded.values())
         return counts
     finally:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from model.prompts import PromptConfig, build_messages, load_media, replay_conversation
+from mtvr_data.dataset_loading import load_built
 from mtvr_data.frames import FrameBudget
 from mtvr_data.normalize import resolve_media
 from mtvr_data.parquet_io import row_to_record
@@ -37,21 +38,12 @@ RL_BUDGET = FrameBudget(max_frames=64)
 def load_rows(data: str, config: str, split: str = "train", *, revision: str | None = None) -> Any:
     """A `datasets.Dataset` of one config ("cot" or "rl") of a built folder or a Hub dataset id.
 
-    A local folder is read through its dataset card's `configs:` YAML, exactly as the Hub would read it.
+    A local folder is read through its dataset card's `configs:` YAML, exactly as the Hub would read it (and
+    re-read on every call: `mtvr_data.dataset_loading`).
     """
-    from datasets import load_dataset
-
     if config not in ("cot", "rl"):
         raise ValueError(f"config must be 'cot' or 'rl', got {config!r}")
-    local = Path(data).exists()
-    source = str(Path(data).resolve()) if local else data
-    # A local folder is re-read every time: `datasets` keys its cache of a folder by names, not content, so a
-    # rebuilt folder (or another folder of the same name) would otherwise load the previous rows.
-    mode = "force_redownload" if local else None
-    checks = "no_checks" if local else None  # the stale cache's split sizes are not the folder's
-    dataset = load_dataset(
-        source, config, split=split, revision=revision, download_mode=mode, verification_mode=checks
-    )
+    dataset = load_built(data, config, split=split, revision=revision)
     log.info("loaded %s/%s[%s]: %d rows", data, config, split, len(dataset))
     return dataset
 

@@ -34,7 +34,7 @@ from train.data import load_rows, select_rows
 from train.encoding import concat_media, mm_token_type_ids
 from train.modeling import freeze_vision, load_model, load_processor, world_size
 from train.rollouts import PolicyRollouts, RolloutBatch, scorable_only
-from train.sft import cpu_safe, last_checkpoint, write_done
+from train.runs import cpu_safe, train_and_save
 
 log = logging.getLogger(__name__)
 
@@ -312,16 +312,24 @@ def build_dgrpo_trainer(
     )
 
 
+def build_plain_grpo_trainer(config: TrainConfig, *, processor: Any = None) -> Any:
+    """TRL's own GRPOTrainer on the same model, rows, rewards and arguments: the baseline DGRPO is checked and
+    benchmarked against (it cannot roll out videos or tools, so callers supply its generations)."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    processor = processor if processor is not None else load_processor(config.model)
+    model = load_model(config.model, attn_implementation=config.attn_implementation)
+    if config.freeze_vision:
+        freeze_vision(model)
+    return GRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions(config),
+        args=GRPOConfig(**cpu_safe(config.trainer_args())),
+        train_dataset=rl_dataset(config),
+        processing_class=processor,
+    )
+
+
 def run_dgrpo(config: TrainConfig) -> dict[str, Any]:
-    """Train, resuming from the run's last checkpoint if there is one; save a `from_pretrained` folder."""
-    started = time.monotonic()
-    trainer = build_dgrpo_trainer(config)
-    resume = last_checkpoint(config.output_dir)
-    if resume:
-        log.info("resuming DGRPO from %s", resume)
-    result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(config.output_dir)
-    if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(config.output_dir)
-        write_done(config, dict(result.metrics), time.monotonic() - started)
-    return dict(result.metrics)
+    """Train (resuming from the run's last checkpoint, if any) and save a `from_pretrained` folder."""
+    return train_and_save(config, build_dgrpo_trainer)

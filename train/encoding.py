@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from model.engines.media import frame_array, iter_media, sample_fps, template_messages
+from model.engines.media import processor_media, template_messages
 
 #: Per-sample media fields of a Qwen2.5-VL batch, and the tensor dimension that concatenates them.
 MEDIA_FIELDS: tuple[str, ...] = (
@@ -97,16 +97,7 @@ def _segments(processor: Any, messages: list[dict[str, Any]]) -> list[tuple[str,
 
 
 def _segment_inputs(processor: Any, text: str, owners: list[dict[str, Any]]) -> dict[str, Any]:
-    images: list[Any] = []
-    videos: list[Any] = []
-    metadata: list[dict[str, float]] = []
-    for kind, frames in iter_media(owners):
-        array = frame_array(frames)
-        if kind == "image":
-            images.append(array[0])
-        else:
-            videos.append(array)
-            metadata.append({"fps": sample_fps(frames), "total_num_frames": int(array.shape[0])})
+    images, videos, metadata = processor_media(owners)
     kwargs: dict[str, Any] = {}
     if videos:
         kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)

@@ -32,7 +32,7 @@ from train.config import (
     config_from_dict,
     read_yaml,
 )
-from train.sft import DONE_FILE
+from train.runs import DONE_FILE
 
 log = logging.getLogger(__name__)
 

@@ -10,29 +10,17 @@ Qwen2.5-VL template does not have.
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from pathlib import Path
 from typing import Any
 
 from train.config import TrainConfig
 from train.data import SftCollator, load_rows, select_rows, sft_dataset
 from train.modeling import accumulation_steps, freeze_vision, load_model, load_processor, world_size
+from train.runs import DONE_FILE, cpu_safe, train_and_save
+
+__all__ = ["DONE_FILE", "build_sft_trainer", "resolved_args", "run_sft"]
 
 log = logging.getLogger(__name__)
-
-#: Written into a run's output_dir when it finished: the recipe skips a stage that has it.
-DONE_FILE = "mtvr_train.json"
-
-
-def cpu_safe(args: dict[str, Any]) -> dict[str, Any]:
-    """Without a GPU: no bf16 (CPU autocast in bf16 is slow and lossy for the tiny model's tests)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return args
-    return {**args, "bf16": False, "fp16": False}
 
 
 def resolved_args(config: TrainConfig) -> dict[str, Any]:
@@ -43,18 +31,6 @@ def resolved_args(config: TrainConfig) -> dict[str, Any]:
             config.global_batch_size, int(args.get("per_device_train_batch_size", 1)), world_size()
         )
     return args
-
-
-def last_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` folder of a run, to resume from; None for a fresh run."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
-
-
-def write_done(config: TrainConfig, metrics: dict[str, Any], seconds: float) -> None:
-    record = {"config": config.to_dict(), "metrics": metrics, "seconds": round(seconds, 1)}
-    Path(config.output_dir, DONE_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def build_sft_trainer(config: TrainConfig, *, model: Any = None, processor: Any = None, rows: Any = None) -> Any:
@@ -97,15 +73,5 @@ def build_sft_trainer(config: TrainConfig, *, model: Any = None, processor: Any 
 
 
 def run_sft(config: TrainConfig) -> dict[str, Any]:
-    """Train, resuming from the run's last checkpoint if there is one; save a `from_pretrained` folder."""
-    started = time.monotonic()
-    trainer = build_sft_trainer(config)
-    resume = last_checkpoint(config.output_dir)
-    if resume:
-        log.info("resuming SFT from %s", resume)
-    result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(config.output_dir)
-    if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(config.output_dir)
-        write_done(config, dict(result.metrics), time.monotonic() - started)
-    return dict(result.metrics)
+    """Train (resuming from the run's last checkpoint, if any) and save a `from_pretrained` folder."""
+    return train_and_save(config, build_sft_trainer)

@@ -77,6 +77,28 @@ def sample_fps(frames: FramesLike) -> float:
     return fps
 
 
+def processor_media(
+    messages: list[dict[str, Any]],
+) -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, float]]]:
+    """(images, videos, video metadata) of the messages, in placeholder order, as a Qwen2.5-VL processor takes them.
+
+    Videos go in as the sampled arrays with their sampling rate (`fps`) so that, with `do_sample_frames=False`,
+    the processor neither resamples them nor misplaces their temporal positions. Shared by the engines and the
+    trainers, so a prompt is turned into model inputs the same way when it is generated from and trained on.
+    """
+    images: list[np.ndarray] = []
+    videos: list[np.ndarray] = []
+    metadata: list[dict[str, float]] = []
+    for kind, frames in iter_media(messages):
+        array = frame_array(frames)
+        if kind == "image":
+            images.append(array[0])
+        else:
+            videos.append(array)
+            metadata.append({"fps": sample_fps(frames), "total_num_frames": int(array.shape[0])})
+    return images, videos, metadata
+
+
 def encode_frame(frame: np.ndarray, image_format: str = "JPEG", quality: int = 90) -> str:
     """One [H, W, 3] uint8 frame as base64 JPEG or PNG (PNG is lossless, JPEG is what vLLM's video loader reads)."""
     from PIL import Image

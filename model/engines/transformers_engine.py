@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from model.engine_api import Completion, GenerationRequest, SamplingSettings, cut_at_stop
-from model.engines.media import frame_array, iter_media, sample_fps, template_messages
+from model.engines.media import processor_media, template_messages
 
 logger = logging.getLogger(__name__)
 
@@ -183,16 +183,7 @@ class TransformersEngine:
         text = self.processor.apply_chat_template(
             template_messages(request.messages), add_generation_prompt=True, tokenize=False
         )
-        images: list[Any] = []
-        videos: list[Any] = []
-        metadata: list[dict[str, float]] = []
-        for kind, frames in iter_media(request.messages):
-            array = frame_array(frames)
-            if kind == "image":
-                images.append(array[0])
-            else:
-                videos.append(array)
-                metadata.append({"fps": sample_fps(frames), "total_num_frames": int(array.shape[0])})
+        images, videos, metadata = processor_media(request.messages)
         return _Row(index=index, k=0, text=text, images=images, videos=videos, video_metadata=metadata)
 
     def _run_rows(self, rows: list[_Row], settings: SamplingSettings) -> list[Completion]:

@@ -258,3 +258,17 @@ def test_one_build_alone_and_a_record_without_shards(tmp_path: Path) -> None:
     assert "cot-grader" not in (out / "README.md").read_text()
     with pytest.raises(ValueError, match="config_name"):
         write_card_and_stats(out, "sft", RL_FACTS, {})
+
+
+def test_load_built_reads_a_rebuilt_folder_of_the_same_name_afresh(tmp_path: Path, hf_offline: None) -> None:
+    """`datasets` caches a local folder by name: two different builds named `build` must not share rows."""
+    from mtvr_data.dataset_loading import load_built
+
+    build(tmp_path / "a" / "build", n=12)
+    build(tmp_path / "b" / "build", n=30)
+    first = load_built(str(tmp_path / "a" / "build"), "rl")
+    second = load_built(str(tmp_path / "b" / "build"), "rl")
+    assert sum(len(s) for s in first.values()) == 12
+    assert sum(len(s) for s in second.values()) == 30
+    build(tmp_path / "a" / "build", n=20)  # rebuilt in place
+    assert sum(len(s) for s in load_built(str(tmp_path / "a" / "build"), "rl").values()) == 20

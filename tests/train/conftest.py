@@ -30,6 +30,15 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def demo_paths(demo_dir: Path) -> dict[str, str]:
+    """The config keys that point a training run at the demo build: model, data and video root."""
+    return {
+        "model": str(demo_dir / "tiny"),
+        "data": str(demo_dir / "build"),
+        "video_root": str(demo_dir / "corpus" / "videos"),
+    }
+
+
 class ScriptedPolicy:
     """Completions alternating a well-formed answer and an untagged one, so every group has reward spread;
     video rows with tools first call the clip tool on [0, 2] s. Counts its calls."""

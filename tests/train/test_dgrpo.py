@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mtvr_data.rewards import dgrpo_weight
+from tests.train.conftest import demo_paths
 from train.advantages import DgrpoRule, GrpoRule, apply_rule
 from train.config import config_from_dict
 from train.dgrpo import build_dgrpo_trainer, rl_dataset
@@ -54,9 +55,7 @@ def test_group_size_must_divide_the_rewards():
 def _config(demo_dir: Path, out: Path, **over):
     tree = {
         "kind": "dgrpo",
-        "model": str(demo_dir / "tiny"),
-        "data": str(demo_dir / "build"),
-        "video_root": str(demo_dir / "corpus" / "videos"),
+        **demo_paths(demo_dir),
         "output_dir": str(out),
         "tools": None,
         "frames": {"max_frames": 4},
@@ -108,23 +107,13 @@ def _text_rows(trainer, n):
 @pytest.mark.parametrize("rule", ["grpo", "dgrpo"])
 def test_w1_loss_equals_trl_plain_grpo_and_dgrpo_scales_it(demo_dir, tmp_path, rule):
     from transformers import AutoProcessor
-    from trl import GRPOConfig, GRPOTrainer
 
-    from train.dgrpo import reward_functions
-    from train.modeling import freeze_vision, load_model
+    from train.dgrpo import build_plain_grpo_trainer
 
     config = _config(demo_dir, tmp_path / rule, advantage=rule)
     processor = AutoProcessor.from_pretrained(demo_dir / "tiny")
     ours = build_dgrpo_trainer(config, processor=processor)
-    base_model = load_model(str(demo_dir / "tiny"))
-    freeze_vision(base_model)
-    plain = GRPOTrainer(
-        model=base_model,
-        reward_funcs=reward_functions(config),
-        args=GRPOConfig(**{**config.trainer_args(), "bf16": False}),
-        train_dataset=rl_dataset(config),
-        processing_class=processor,
-    )
+    plain = build_plain_grpo_trainer(config, processor=processor)
     rows = _text_rows(ours, 4)
     first, second = rows[0], rows[2]
     wrong = next(letter for letter in "ABCDE" if letter != second["answer"])

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from tests.train.conftest import demo_paths
+
 
 def _launch(config: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     accelerate = Path(sys.executable).parent / "accelerate"
@@ -40,9 +42,7 @@ def test_two_cpu_processes_train_and_a_rerun_resumes_at_the_right_step(demo_dir,
         yaml.safe_dump(
             {
                 "kind": "sft",
-                "model": str(demo_dir / "tiny"),
-                "data": str(demo_dir / "build"),
-                "video_root": str(demo_dir / "corpus" / "videos"),
+                **demo_paths(demo_dir),
                 "output_dir": str(out),
                 "tools": False,
                 "frames": {"max_frames": 4},

@@ -9,23 +9,16 @@ import pytest
 import yaml
 
 from pipelines.cli import main
+from tests.train.conftest import demo_paths
 from train.config import TrainConfigError, apply_overrides, load_config
 from train.recipe import VITAL_STAGES, load_recipe, run_recipe
-from train.sft import DONE_FILE
+from train.runs import DONE_FILE
 
 SMALL = {
     "frames": {"max_frames": 4},
     "rollout": {"max_new_tokens": 12, "max_total_tokens": 40},
     "args": {"max_steps": 1, "save_strategy": "no", "gradient_checkpointing": False, "report_to": []},
 }
-
-
-def _paths(demo_dir: Path) -> dict[str, str]:
-    return {
-        "model": str(demo_dir / "tiny"),
-        "data": str(demo_dir / "build"),
-        "video_root": str(demo_dir / "corpus" / "videos"),
-    }
 
 
 def test_recipe_chains_four_stages_and_a_rerun_skips_the_finished_ones(demo_dir, tmp_path):
@@ -36,7 +29,7 @@ def test_recipe_chains_four_stages_and_a_rerun_skips_the_finished_ones(demo_dir,
         else {**s, "args": {"per_device_train_batch_size": 2}}
         for s in VITAL_STAGES
     ]
-    path.write_text(yaml.safe_dump({**_paths(demo_dir), "output_dir": "runs", "common": SMALL, "stages": stages}))
+    path.write_text(yaml.safe_dump({**demo_paths(demo_dir), "output_dir": "runs", "common": SMALL, "stages": stages}))
     recipe = load_recipe(path)
     assert [Path(s.output_dir).name for s in recipe.stages] == ["sft-text", "dgrpo-text", "sft-tool", "dgrpo-tool"]
     assert recipe.stages[0].model == str(demo_dir / "tiny")
@@ -62,7 +55,9 @@ def test_cli_trains_sft_and_dgrpo_from_config_files(demo_dir, tmp_path, capsys):
         args = {**SMALL["args"], "per_device_train_batch_size": 2}
         if kind == "dgrpo":
             args.update(per_device_train_batch_size=4, num_generations=2)
-        path.write_text(yaml.safe_dump({**_paths(demo_dir), **SMALL, "kind": kind, "output_dir": kind, "args": args}))
+        path.write_text(
+            yaml.safe_dump({**demo_paths(demo_dir), **SMALL, "kind": kind, "output_dir": kind, "args": args})
+        )
         assert main(["train", kind, str(path), "--set", "args.max_steps=1"]) == 0
         out = capsys.readouterr().out  # the trainer's progress logs, then the final metrics as indented JSON
         metrics = json.loads(out[out.rfind("{\n") :])
@@ -72,10 +67,10 @@ def test_cli_trains_sft_and_dgrpo_from_config_files(demo_dir, tmp_path, capsys):
 
 def test_config_errors_name_the_key(demo_dir, tmp_path, capsys):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({**_paths(demo_dir), "kind": "sft", "output_dir": "x", "learning_rate": 1}))
+    path.write_text(yaml.safe_dump({**demo_paths(demo_dir), "kind": "sft", "output_dir": "x", "learning_rate": 1}))
     assert main(["train", "sft", str(path)]) == 2
     assert "learning_rate" in capsys.readouterr().out
-    path.write_text(yaml.safe_dump({**_paths(demo_dir), "kind": "dgrpo", "output_dir": "x"}))
+    path.write_text(yaml.safe_dump({**demo_paths(demo_dir), "kind": "dgrpo", "output_dir": "x"}))
     assert main(["train", "sft", str(path)]) == 2
     with pytest.raises(TrainConfigError, match="advantage"):
         load_config(path, ["advantage=ppo"])

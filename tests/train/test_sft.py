@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.train.conftest import demo_paths
 from train.config import config_from_dict
-from train.sft import DONE_FILE, build_sft_trainer, run_sft
+from train.runs import DONE_FILE
+from train.sft import build_sft_trainer, run_sft
 
 
 def _config(demo_dir: Path, out: Path, **over):
     tree = {
         "kind": "sft",
-        "model": str(demo_dir / "tiny"),
-        "data": str(demo_dir / "build"),
-        "video_root": str(demo_dir / "corpus" / "videos"),
+        **demo_paths(demo_dir),
         "output_dir": str(out),
         "tools": None,
         "frames": {"max_frames": 4},
