@@ -99,3 +99,16 @@ def test_unknown_role_and_bad_media_raise_encoding_error(processor):
     bad = Frames(np.zeros((2, 28, 28), dtype=np.uint8), [0.0, 0.5], 2.0, 0.0, 1.0, "x.mp4")
     with pytest.raises(ValueError):
         encode_conversation(processor, [{"role": "user", "content": [{"type": "video", "video": bad}]}])
+
+
+@pytest.mark.parametrize("video", ["broken_truncated.mp4", "no/such/video.mp4"])
+def test_sft_rows_with_a_corrupt_or_missing_video_stop_with_the_reason(processor, cot_rows, demo_dir, video):
+    """SFT data was verified when built: a video that cannot be read now is a broken setup and must stop the run."""
+    from mtvr_data.frame_decode import FrameError
+    from train.data import SftTransform
+
+    row = dict(next(r for r in cot_rows if r["modality"] == "video"))
+    batch = {k: [v] for k, v in {**row, "video": video}.items()}
+    transform = SftTransform(processor, video_root=demo_dir / "corpus" / "videos")
+    with pytest.raises(FrameError, match="video_truncated|video_unreadable|video_missing"):
+        transform(batch)
