@@ -1,16 +1,21 @@
-"""DGRPO step time against TRL's plain GRPOTrainer on the same model and the same batch.
+"""DGRPO and Reg-GRPO step time against TRL's plain GRPOTrainer on the same model and the same batch.
 
 Both trainers are built on the tiny Qwen2.5-VL checkpoint from the same demo shards with the same arguments;
 generation is replaced in both by the same fixed completions (text prompts, so TRL's own path can score them), so
 a step is: rewards, advantages (plus DGRPO's weight), the old/ref log-prob passes TRL needs, the loss, backward.
-The ratio printed is plain step time / DGRPO step time (>= 1.0: DGRPO is no slower), the median of interleaved
-pairs (a shared 2-core machine drifts; pairs see the same drift). Run from the repository root after `make demo`:
+The ratios printed are plain step time / DGRPO step time (>= 1.0: DGRPO is no slower) and plain / Reg-GRPO, the
+medians of interleaved rounds (a shared 2-core machine drifts; a round's steps see the same drift). Reg-GRPO runs
+with its own defaults (2 inner updates per batch), so its step includes the old-policy log-prob pass TRL makes
+when a batch is reused: that pass is part of what Reg-GRPO costs (in training it is made once per rollout batch,
+so once per 2 updates; here every step regenerates). A fourth trainer, Reg-GRPO with 1 inner update, isolates the
+cost of the loss itself (it has the same passes as plain GRPO). Run from the repository root after `make demo`:
     .venv/bin/python bench/train_step.py [--demo demo] [--steps 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import statistics
 import sys
@@ -93,25 +98,32 @@ def main() -> None:
     processor = AutoProcessor.from_pretrained(demo / "tiny")
     ours = build_dgrpo_trainer(config, processor=processor)
     plain = build_plain_grpo_trainer(config, processor=processor)
-    for trainer in (ours, plain):
+    reg = build_dgrpo_trainer(dataclasses.replace(config, loss="reg_grpo"), processor=processor)
+    one_update = {**config.args, "num_iterations": 1}
+    reg1 = build_dgrpo_trainer(dataclasses.replace(config, loss="reg_grpo", args=one_update), processor=processor)
+    for trainer in (ours, plain, reg, reg1):
         fixed_generation(trainer, processor)
         trainer.model.train()
         trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps  # set by train()
     data = [dict(ours.train_dataset[i]) for i in range(2)]
     rows = [r for r in data for _ in range(4)]
-    for trainer in (ours, plain):  # warm-up
+    for trainer in (ours, plain, reg, reg1):  # warm-up
         step(trainer, rows)
-    ratios, t_ours, t_plain = [], [], []
+    named = {"dgrpo": ours, "plain": plain, "reg": reg, "reg1": reg1}
+    times: dict[str, list[float]] = {name: [] for name in named}
     for i in range(args.steps):
-        order = (ours, plain) if i % 2 == 0 else (plain, ours)
-        times = {id(t): step(t, rows) for t in order}
-        t_ours.append(times[id(ours)])
-        t_plain.append(times[id(plain)])
-        ratios.append(t_plain[-1] / t_ours[-1])
-    ms_ours, ms_plain = statistics.median(t_ours) * 1000, statistics.median(t_plain) * 1000
-    print(f"DGRPO step (median) {ms_ours:.1f} ms, TRL GRPO {ms_plain:.1f} ms")
-    ratio = statistics.median(ratios)
-    print(f"speed ratio TRL-GRPO time / DGRPO time: {ratio:.3f} (median of {args.steps} pairs; target >= 1.0)")
+        order = list(named)[i % 4 :] + list(named)[: i % 4]  # rotate who goes first
+        for name in order:
+            times[name].append(step(named[name], rows))
+    ms = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    print(
+        f"step (median): DGRPO {ms['dgrpo']:.1f} ms, Reg-GRPO {ms['reg']:.1f} ms, Reg-GRPO 1 update "
+        f"{ms['reg1']:.1f} ms, TRL GRPO {ms['plain']:.1f} ms"
+    )
+    labels = (("dgrpo", "DGRPO"), ("reg", "Reg-GRPO (2 inner updates)"), ("reg1", "Reg-GRPO loss alone (1 update)"))
+    for name, label in labels:
+        ratio = statistics.median(p / t for p, t in zip(times["plain"], times[name], strict=True))
+        print(f"speed ratio TRL-GRPO time / {label} time: {ratio:.3f} (median of {args.steps} rounds)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtvr_data.frames import FrameBudget, FrameCache, Frames, load_image, sample_frames
+from mtvr_data.frames import FrameBudget, FrameCache, FramePerturbation, Frames, load_image, sample_frames
 from mtvr_data.schema import OPTION_LETTERS, Message, Sample
 from mtvr_data.tools import CLIP_BUDGET, ToolRegistry, clip_caption, default_tools
 
@@ -57,11 +57,13 @@ class PromptConfig:
     """What a prompt holds: tools on or off, the frame budget of the whole video, the system text.
 
     RL rollouts use at most 64 frames, SFT 128 (PAPERS.md); clips always use the clip tool's budget.
+    `perturbation` (DeepVideo-R1's DA-Aug, per sample) changes the prompt's frames, never the tool's clips.
     """
 
     tools: bool = False
     budget: FrameBudget = field(default_factory=FrameBudget)
     system: str = DEFAULT_SYSTEM
+    perturbation: FramePerturbation | None = None
 
 
 def system_text(config: PromptConfig, tool_schemas: list[dict[str, Any]] | None) -> str:
@@ -96,8 +98,8 @@ def user_text(sample: Sample, *, tools: bool) -> str:
 def load_media(sample: Sample, path: str, config: PromptConfig, cache: FrameCache | None = None) -> Frames:
     """The frames the model sees of a sample's media, from the shared sampler."""
     if sample.modality == "image":
-        return load_image(path, budget=config.budget)
-    return sample_frames(path, budget=config.budget, cache=cache)
+        return load_image(path, budget=config.budget, perturbation=config.perturbation)
+    return sample_frames(path, budget=config.budget, cache=cache, perturbation=config.perturbation)
 
 
 def build_messages(
@@ -107,11 +109,14 @@ def build_messages(
     *,
     history: list[dict[str, Any]] | None = None,
     registry: ToolRegistry | None = None,
+    hint: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """(messages, tool schemas) for a sample: system, user (media + words), then `history` turns if any.
 
     Tools are offered only on video rows and only when `config.tools`; image rows never get them. The
     schemas come from `registry` (VITAL's toolbox by default), the same registry that runs the calls.
+    `hint` (the teacher's answer note, DA-Aug's partial trace) goes on a new line after the question, so the
+    system prompt stays byte-identical with and without it.
     """
     tools = config.tools and sample.modality == "video"
     schemas = (registry or default_tools()).schemas() if tools else None
@@ -120,6 +125,8 @@ def build_messages(
         {"role": "system", "content": [{"type": "text", "text": system_text(config, schemas)}]},
         {"role": "user", "content": [part, {"type": "text", "text": user_text(sample, tools=tools)}]},
     ]
+    if hint:
+        messages[1]["content"][-1]["text"] += f"\n{hint}"
     messages.extend(history or [])
     return messages, schemas
 

@@ -57,7 +57,7 @@ from model.trajectory import (
     Trajectory,
     Turn,
 )
-from mtvr_data.frames import FrameCache, FrameError, Frames
+from mtvr_data.frames import FrameCache, FrameError, FramePerturbation, Frames
 from mtvr_data.normalize import resolve_media
 from mtvr_data.parsing import extract_answer, parse_blocks, parse_tool_call
 from mtvr_data.rewards import DEFAULT_PASS_RULE, PassRule, total_reward
@@ -149,9 +149,15 @@ class RolloutRunner:
         self._dispatcher = _Dispatcher(engine, self.config.max_engine_calls)
 
     async def run(
-        self, samples: Sequence[Sample], *, k: int, hints: Mapping[str, str] | None = None
+        self,
+        samples: Sequence[Sample],
+        *,
+        k: int,
+        hints: Mapping[str, str] | None = None,
+        perturbations: Mapping[str, FramePerturbation] | None = None,
     ) -> list[list[Trajectory]]:
-        """K trajectories per sample, in input order. `hints` (by sample id) are appended to the user turn."""
+        """K trajectories per sample, in input order. `hints` (by sample id) are appended to the user turn;
+        `perturbations` (by sample id) change the prompt video's frames (DA-Aug)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if self._pool is not None:
@@ -159,7 +165,10 @@ class RolloutRunner:
         gate = asyncio.Semaphore(self.config.max_concurrent_samples)
         self._pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="mtvr-rollout")
         try:
-            results = await asyncio.gather(*(self._sample(s, k, (hints or {}).get(s.id), gate) for s in samples))
+            hints, perturbations = hints or {}, perturbations or {}
+            results = await asyncio.gather(
+                *(self._sample(s, k, hints.get(s.id), perturbations.get(s.id), gate) for s in samples)
+            )
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)  # abandoned tool threads finish on their own
             self._pool = None
@@ -169,11 +178,18 @@ class RolloutRunner:
 
     # --- one sample --------------------------------------------------------------------------------------------
 
-    async def _sample(self, sample: Sample, k: int, hint: str | None, gate: asyncio.Semaphore) -> list[Trajectory]:
+    async def _sample(
+        self,
+        sample: Sample,
+        k: int,
+        hint: str | None,
+        perturbation: FramePerturbation | None,
+        gate: asyncio.Semaphore,
+    ) -> list[Trajectory]:
         async with gate:
             tools = self.config.tools and sample.modality == "video"
             try:
-                prepared = await self._prepare(sample, hint, tools)
+                prepared = await self._prepare(sample, hint, perturbation, tools)
             except Exception as exc:  # any failure before the first turn is this sample's alone
                 detail = (
                     f"{exc.reason}: {exc.detail}" if isinstance(exc, FrameError) else f"{type(exc).__name__}: {exc}"
@@ -189,9 +205,11 @@ class RolloutRunner:
             )
             return trajectories
 
-    async def _prepare(self, sample: Sample, hint: str | None, tools: bool) -> _Prepared:
+    async def _prepare(
+        self, sample: Sample, hint: str | None, perturbation: FramePerturbation | None, tools: bool
+    ) -> _Prepared:
         path = str(resolve_media(self.video_root, sample.video))
-        prompt = dataclasses.replace(self.config.prompt, tools=tools)
+        prompt = dataclasses.replace(self.config.prompt, tools=tools, perturbation=perturbation)
         loop = asyncio.get_running_loop()
         try:
             media: Frames = await asyncio.wait_for(
@@ -200,9 +218,7 @@ class RolloutRunner:
             )
         except TimeoutError as exc:
             raise FrameError("timeout", f"media not loaded in {self.config.media_timeout_s:g} s", path) from exc
-        messages, schemas = build_messages(sample, media, prompt, registry=self.config.registry)
-        if hint:
-            messages[1] = _with_hint(messages[1], hint)
+        messages, schemas = build_messages(sample, media, prompt, registry=self.config.registry, hint=hint)
         bound = None
         if tools:
             duration = sample.duration if sample.duration is not None else media.end
@@ -387,14 +403,6 @@ class _Dispatcher:
             self.slots.release()
 
 
-def _with_hint(user: dict[str, Any], hint: str) -> dict[str, Any]:
-    """The user turn with `hint` appended to its words (a copy: the sample's prompt stays unchanged)."""
-    content = list(user["content"])
-    last = content[-1]
-    content[-1] = {**last, "text": f"{last['text']}\n{hint}"}
-    return {**user, "content": content}
-
-
 async def rollout(
     samples: Sequence[Sample],
     engine: Engine,
@@ -404,7 +412,8 @@ async def rollout(
     video_root: str | Path | None = None,
     cache: FrameCache | None = None,
     hints: Mapping[str, str] | None = None,
+    perturbations: Mapping[str, FramePerturbation] | None = None,
 ) -> list[list[Trajectory]]:
     """K rollouts of each sample (see `RolloutRunner`); one list of K trajectories per sample, in order."""
     runner = RolloutRunner(engine, config, video_root=video_root, cache=cache)
-    return await runner.run(samples, k=k, hints=hints)
+    return await runner.run(samples, k=k, hints=hints, perturbations=perturbations)

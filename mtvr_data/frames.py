@@ -61,9 +61,11 @@ __all__ = [
     "FrameBudget",
     "FrameCache",
     "FrameError",
+    "FramePerturbation",
     "Frames",
     "draw_timestamp",
     "load_image",
+    "perturb_frames",
     "plan_frames",
     "sample_frames",
     "smart_nframes",
@@ -122,6 +124,56 @@ class Frames:
     @property
     def nbytes(self) -> int:
         return int(self.frames.nbytes)
+
+
+PERTURBATIONS = ("noise", "mask")
+
+
+@dataclass(frozen=True, slots=True)
+class FramePerturbation:
+    """A deterministic change to sampled frames (DeepVideo-R1's "harder" sample: train/augment.py).
+
+    `noise`: i.i.d. Gaussian noise on every pixel of every frame, `strength` = its standard deviation in 8-bit
+    pixel levels (0-255), clipped back into range. `mask`: `strength` = the fraction of frames blacked out
+    (at least one), chosen at random. `seed` fixes the draw, so the rollout and the training forward of one
+    augmented sample see the same frames. Applied after the cache: cached frames are never perturbed.
+    """
+
+    kind: str
+    strength: float
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in PERTURBATIONS:
+            raise ValueError(f"perturbation kind must be one of {PERTURBATIONS}, not {self.kind!r}")
+        if not (math.isfinite(self.strength) and self.strength >= 0):
+            raise ValueError(f"perturbation strength must be a finite number >= 0, not {self.strength}")
+        if self.kind == "mask" and self.strength > 1:
+            raise ValueError(f"a mask strength is a fraction of frames in [0, 1], not {self.strength}")
+
+
+def perturb_frames(frames: Frames, perturbation: FramePerturbation | None) -> Frames:
+    """`frames` with the perturbation applied to a copy of the pixels (times, window and path unchanged)."""
+    if perturbation is None or perturbation.strength == 0:
+        return frames
+    rng = np.random.default_rng(perturbation.seed)
+    pixels = frames.frames
+    if perturbation.kind == "noise":
+        noisy = pixels.astype(np.float32) + rng.normal(0.0, perturbation.strength, size=pixels.shape)
+        out = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    else:
+        count = len(pixels)
+        masked = min(count, max(1, round(perturbation.strength * count)))
+        out = pixels.copy()
+        out[rng.choice(count, size=masked, replace=False)] = 0
+    return Frames(
+        frames=out,
+        times=list(frames.times),
+        sample_fps=frames.sample_fps,
+        start=frames.start,
+        end=frames.end,
+        path=frames.path,
+    )
 
 
 # --- the rules ------------------------------------------------------------------------------------------------
@@ -269,13 +321,16 @@ def sample_frames(
     end: float | None = None,
     budget: FrameBudget = FrameBudget(),
     cache: FrameCache | None = None,
+    perturbation: FramePerturbation | None = None,
 ) -> Frames:
     """The frames a model sees of a video, or of its window [start, end] seconds (see the module docstring).
 
     Raises FrameError: the probe's reason codes for a bad file, `bad_window` for a window outside the video.
     With a `cache`, a file is opened once for all its windows and a repeated request is not decoded again.
+    `perturbation` (DA-Aug's harder samples) changes a copy of the result, never the cached frames.
     """
-    return sample_frames_with(path, start=start, end=end, budget=budget, cache=cache)
+    frames = sample_frames_with(path, start=start, end=end, budget=budget, cache=cache)
+    return perturb_frames(frames, perturbation)
 
 
 def sample_frames_with(
@@ -364,10 +419,16 @@ def _sample(
 # --- images ---------------------------------------------------------------------------------------------------
 
 
-def load_image(path: str | os.PathLike[str], *, budget: FrameBudget = FrameBudget()) -> Frames:
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    budget: FrameBudget = FrameBudget(),
+    perturbation: FramePerturbation | None = None,
+) -> Frames:
     """An image (Video-R1's image rows) through the same pixel rule: T = 1, times [0.0], no overlay.
 
     Resized like qwen-vl-utils' `fetch_image` (RGBA on white, bicubic). sample_fps is 0.0: an image has none.
+    `perturbation` applies as to a one-frame video.
     """
     p = Path(path)
     try:
@@ -385,7 +446,8 @@ def load_image(path: str | os.PathLike[str], *, budget: FrameBudget = FrameBudge
     if (w_bar, h_bar) != (width, height):
         image = image.resize((w_bar, h_bar), resample=Image.Resampling.BICUBIC)
     array = np.asarray(image, dtype=np.uint8)[None].copy()
-    return Frames(frames=array, times=[0.0], sample_fps=0.0, start=0.0, end=0.0, path=str(p))
+    frames = Frames(frames=array, times=[0.0], sample_fps=0.0, start=0.0, end=0.0, path=str(p))
+    return perturb_frames(frames, perturbation)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -24,9 +24,11 @@ from mtvr_data.frames import (
     FrameBudget,
     FrameCache,
     FrameError,
+    FramePerturbation,
     Frames,
     draw_timestamp,
     load_image,
+    perturb_frames,
     plan_frames,
     sample_frames,
     sample_frames_with,
@@ -606,3 +608,46 @@ def test_broken_images(demo_corpus: Path, tmp_path: Path) -> None:
         with pytest.raises(FrameError) as caught:
             load_image(path)
         assert caught.value.reason == reason, path
+
+
+# --- perturbations (DA-Aug's harder samples) ---------------------------------------------------------------------
+
+
+def test_noise_is_seeded_never_touches_the_cache_and_has_the_asked_std(demo_corpus: Path) -> None:
+    path = _video(demo_corpus, demo_media.CHARADES_A)
+    cache = FrameCache(max_bytes=1 << 28)
+    clean = sample_frames(path, budget=PLAIN, cache=cache)
+    before = clean.frames.copy()
+    noise = FramePerturbation("noise", 8.0, seed=3)
+    a = sample_frames(path, budget=PLAIN, cache=cache, perturbation=noise)
+    b = sample_frames(path, budget=PLAIN, cache=cache, perturbation=noise)
+    assert np.array_equal(a.frames, b.frames)  # same seed, same pixels: the rollout and the loss agree
+    assert not np.array_equal(a.frames, clean.frames)
+    assert np.array_equal(sample_frames(path, budget=PLAIN, cache=cache).frames, before)  # cache stays clean
+    assert (a.times, a.start, a.end, a.frames.shape) == (clean.times, clean.start, clean.end, clean.frames.shape)
+    # Away from the clipping at 0 and 255, the difference is the asked std in 8-bit levels.
+    mid = (clean.frames > 40) & (clean.frames < 215)
+    diff = a.frames.astype(np.float64)[mid] - clean.frames.astype(np.float64)[mid]
+    assert diff.std() == pytest.approx(8.0, rel=0.05)
+    other = sample_frames(path, budget=PLAIN, cache=cache, perturbation=FramePerturbation("noise", 8.0, seed=4))
+    assert not np.array_equal(other.frames, a.frames)
+
+
+def test_mask_blacks_out_the_asked_share_of_frames_and_nothing_else(demo_corpus: Path) -> None:
+    clean = sample_frames(_video(demo_corpus, demo_media.CHARADES_A), budget=PLAIN)
+    n = len(clean.frames)
+    masked = perturb_frames(clean, FramePerturbation("mask", 0.25, seed=1))
+    black = [i for i in range(n) if not masked.frames[i].any()]
+    assert len(black) == max(1, round(0.25 * n))
+    kept = [i for i in range(n) if i not in black]
+    assert np.array_equal(masked.frames[kept], clean.frames[kept])
+    assert perturb_frames(clean, None) is clean and perturb_frames(clean, FramePerturbation("noise", 0.0)) is clean
+
+
+def test_perturbation_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        FramePerturbation("blur", 1.0)
+    with pytest.raises(ValueError, match="strength"):
+        FramePerturbation("noise", -1.0)
+    with pytest.raises(ValueError, match="fraction"):
+        FramePerturbation("mask", 1.5)

@@ -71,3 +71,15 @@ def apply_rule(
     weights = rule.weights(rewards.view(-1, group_size))
     per_row = weights.repeat_interleave(group_size)[local].to(advantages.device, advantages.dtype)
     return advantages * per_row, weights
+
+
+def zero_variance_share(rewards: torch.Tensor) -> float:
+    """Share of groups ([groups, G] totals, NaN = unscorable) whose scorable rewards are all equal: their GRPO
+    advantages vanish (DeepVideo-R1's "vanishing advantage" ratio)."""
+    if rewards.numel() == 0:
+        return 0.0
+    flat = []
+    for row in rewards.float().tolist():
+        values = [v for v in row if not math.isnan(v)]
+        flat.append(len(values) < 2 or max(values) - min(values) < 1e-9)
+    return sum(flat) / len(flat)

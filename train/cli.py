@@ -29,7 +29,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.train_command == "recipe":
             result: Any = run_recipe(load_recipe(args.config, args.set))
         else:
-            config = load_config(args.config, args.set)
+            overrides = list(args.set)
+            if getattr(args, "loss", None):
+                overrides.append(f"loss={args.loss}")
+            if getattr(args, "augment", False):
+                overrides.append("augment=true")
+            config = load_config(args.config, overrides)
             if config.kind != args.train_command:
                 raise TrainConfigError(f"{args.config} is a {config.kind!r} config, not {args.train_command!r}")
             if config.kind == "sft":
@@ -65,4 +70,15 @@ def add_train_parser(sub: Any) -> None:
             metavar="KEY=VALUE",
             help="override a config key, e.g. args.max_steps=2",
         )
+        if name == "dgrpo":
+            q.add_argument(
+                "--loss",
+                choices=["grpo", "reg_grpo"],
+                help="TRL's clipped GRPO (default) or DeepVideo-R1's Reg-GRPO (same as --set loss=...)",
+            )
+            q.add_argument(
+                "--augment",
+                action="store_true",
+                help="DeepVideo-R1's difficulty-aware augmentation, default settings (same as --set augment=true)",
+            )
         q.set_defaults(func=cmd_train)

@@ -13,6 +13,9 @@
     args: {learning_rate: 1.0e-5}   # passed to TRL's SFTConfig / GRPOConfig (any of their fields)
     # dgrpo only:
     advantage: dgrpo                # dgrpo | grpo (w = 1)
+    loss: grpo                      # grpo (TRL's clipped surrogate) | reg_grpo (DeepVideo-R1)
+    reg_grpo: {logp: sum, eps: 1.0e-4, detach_std: false}   # Reg-GRPO's open choices (train.reg_grpo)
+    augment: false                  # true or a mapping of train.augment.AugmentSettings: DeepVideo-R1's DA-Aug
     rollout: {max_tool_calls: 2, max_new_tokens: 1024, max_total_tokens: 7168}
 
 Relative paths (model, data, video_root, output_dir) resolve against the YAML file's folder when they exist
@@ -75,6 +78,11 @@ DGRPO_ARGS: dict[str, Any] = {
     "bf16": True,
 }
 
+#: With `loss: reg_grpo`, DeepVideo-R1's settings over DGRPO_ARGS (PAPERS.md: beta 0.1, G 8) and 2 inner updates
+#: per rollout batch, since with one every log-ratio is 0 (train.reg_grpo). A run's own `args` still win.
+REG_GRPO_ARGS: dict[str, Any] = {"beta": 0.1, "num_generations": 8, "num_iterations": 2}
+LOSS_NAMES = ("grpo", "reg_grpo")
+
 SFT_FRAMES: dict[str, Any] = {"max_frames": 128}
 RL_FRAMES: dict[str, Any] = {"max_frames": 64}
 
@@ -112,6 +120,8 @@ class TrainConfig:
     args: dict[str, Any] = field(default_factory=dict)
     advantage: str = "dgrpo"
     loss: str = "grpo"
+    reg_grpo: dict[str, Any] = field(default_factory=dict)
+    augment: bool | dict[str, Any] = False
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     iou_scale: dict[str, list[float]] = field(default_factory=dict)
     attn_implementation: str | None = "sdpa"
@@ -121,6 +131,15 @@ class TrainConfig:
             raise TrainConfigError(f"kind must be 'sft' or 'dgrpo', got {self.kind!r}")
         if self.advantage not in ("dgrpo", "grpo"):
             raise TrainConfigError(f"advantage must be 'dgrpo' or 'grpo', got {self.advantage!r}")
+        if self.loss not in LOSS_NAMES:
+            raise TrainConfigError(f"loss must be one of {LOSS_NAMES}, got {self.loss!r}")
+        if not isinstance(self.augment, bool | dict):
+            raise TrainConfigError(f"augment must be true/false or a mapping of settings, got {self.augment!r}")
+        try:
+            self.reg_grpo_settings()
+            self.augment_settings()
+        except (TypeError, ValueError) as exc:
+            raise TrainConfigError(str(exc)) from exc
         if self.global_batch_size is not None and self.global_batch_size < 1:
             raise TrainConfigError(f"global_batch_size must be >= 1, got {self.global_batch_size}")
         if isinstance(self.rollout, dict):
@@ -136,7 +155,21 @@ class TrainConfig:
     def trainer_args(self) -> dict[str, Any]:
         """The defaults of `kind` with this config's `args` on top."""
         base = SFT_ARGS if self.kind == "sft" else DGRPO_ARGS
-        return {**copy.deepcopy(base), **self.args, "output_dir": self.output_dir}
+        extra = REG_GRPO_ARGS if self.kind == "dgrpo" and self.loss == "reg_grpo" else {}
+        return {**copy.deepcopy(base), **extra, **self.args, "output_dir": self.output_dir}
+
+    def reg_grpo_settings(self) -> Any:
+        from train.reg_grpo import RegGrpoSettings
+
+        return RegGrpoSettings(**self.reg_grpo)
+
+    def augment_settings(self) -> Any:
+        """DA-Aug's settings, or None when it is off."""
+        from train.augment import AugmentSettings
+
+        if self.augment is False:
+            return None
+        return AugmentSettings(**(self.augment if isinstance(self.augment, dict) else {}))
 
     def frame_budget(self) -> FrameBudget:
         base = SFT_FRAMES if self.kind == "sft" else RL_FRAMES

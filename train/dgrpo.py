@@ -12,7 +12,10 @@ The subclass changes four things, each because TRL cannot do it for VITAL (DESIG
 3. After TRL's advantages, the advantage rule (`train.advantages`) rescales each group: DGRPO's w(D).
 4. Metrics for TensorBoard: reward by task, tool-call rate, pass rate, mean advantage weight.
 
-`loss` is pluggable the same way (`LOSSES`): "grpo" is TRL's `_compute_loss`; the next method registers its own.
+`loss` is pluggable the same way (`LOSSES`): "grpo" is TRL's `_compute_loss`; "reg_grpo" is DeepVideo-R1's
+Reg-GRPO (`train.reg_grpo`), for which generation batches are split into micro-batches of whole groups. An
+optional `augmenter` (`train.augment`, DeepVideo-R1's DA-Aug) rewrites hard and easy groups after the rollouts
+and before the rewards, so either loss and either advantage rule can run with it.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ import torch
 
 from model.engine_api import SamplingSettings
 from mtvr_data.rewards import format_reward_fn, make_task_reward_fn, tool_bonus_fn
-from train.advantages import AdvantageRule, apply_rule, make_rule
+from train.advantages import AdvantageRule, apply_rule, make_rule, zero_variance_share
+from train.augment import AugmentReport, DifficultyAugmenter
 from train.config import TrainConfig
 from train.data import load_rows, select_rows
 from train.encoding import concat_media, mm_token_type_ids
 from train.modeling import freeze_vision, load_model, load_processor, world_size
+from train.reg_grpo import GROUP_KEY, RegGrpoSettings, check_reg_grpo_args, regrpo_loss_for_trainer, split_by_group
 from train.rollouts import PolicyRollouts, RolloutBatch, scorable_only
 from train.runs import cpu_safe, train_and_save
 
@@ -50,6 +55,11 @@ def register_loss(name: str) -> Callable[[Callable[..., torch.Tensor]], Callable
         return fn
 
     return add
+
+
+LOSSES["reg_grpo"] = regrpo_loss_for_trainer
+#: Losses that normalise within a group and so need micro-batches of whole groups.
+GROUPED_LOSSES = {"reg_grpo"}
 
 
 def _trl_grpo_trainer() -> type:
@@ -77,6 +87,8 @@ def make_dgrpo_trainer_class() -> type:
             rollouts: PolicyRollouts,
             advantage_rule: AdvantageRule,
             loss: str = "grpo",
+            reg_grpo: RegGrpoSettings | None = None,
+            augmenter: DifficultyAugmenter | None = None,
             engine_factory: Callable[[Any], Any] | None = None,
             **kwargs: Any,
         ) -> None:
@@ -86,7 +98,10 @@ def make_dgrpo_trainer_class() -> type:
             self.rollouts = rollouts
             self.advantage_rule = advantage_rule
             self.loss_name = loss
+            self.reg_grpo = reg_grpo or RegGrpoSettings()
+            self.augmenter = augmenter
             self.engine_factory = engine_factory
+            self.last_augment: AugmentReport | None = None
             self._engine: Any = None
             self._media: list[dict[str, torch.Tensor]] | None = None
             self._rows: list[dict[str, Any]] | None = None
@@ -127,8 +142,13 @@ def make_dgrpo_trainer_class() -> type:
             if rows is None or len(rows) != len(prompts):
                 raise RuntimeError("DGRPOTrainer._generate needs the batch rows; call _generate_and_score_completions")
             started = time.perf_counter()
+            training = self.model.training
             with self._generation_mode():
-                batch = self.rollouts(rows, self._policy_engine())
+                engine = self._policy_engine()
+                batch = self.rollouts(rows, engine)
+                if self.augmenter is not None and training:
+                    batch, report = self.augmenter(rows, batch, engine, self.rollouts, step=self.state.global_step)
+                    self._log_augment(report)
             self._rollout_batch = batch
             self._media = batch.media
             self._log_rollouts(batch, time.perf_counter() - started)
@@ -161,6 +181,42 @@ def make_dgrpo_trainer_class() -> type:
             for task, values in by_task.items():
                 metrics[f"rewards_by_task/{task}"].append(sum(values) / len(values))
 
+        def _log_augment(self, report: AugmentReport) -> None:
+            self.last_augment = report
+            metrics = self._metrics["train"]
+            groups = max(1, len(report.decisions))
+            metrics["augment/zero_variance_before"].append(report.zero_variance_before)
+            metrics["augment/hint_count"].append(report.hints)
+            metrics["augment/hint_failed"].append(report.hint_failed)
+            metrics["augment/perturb_count"].append(report.perturbed)
+            metrics["augment/augmented_share"].append((report.hints + report.perturbed) / groups)
+            if report.all_deltas:
+                metrics["augment/delta_r_mean"].append(sum(report.all_deltas) / len(report.all_deltas))
+            writer = self._tensorboard_writer()
+            if writer is not None and report.all_deltas:
+                writer.add_histogram("train/augment/delta_r", torch.tensor(report.all_deltas), self.state.global_step)
+
+        def _tensorboard_writer(self) -> Any:
+            """TensorBoard's writer when the run reports to it (main process only), for the Delta_R histogram."""
+            for callback in self.callback_handler.callbacks:
+                writer = getattr(callback, "tb_writer", None)
+                if type(callback).__name__ == "TensorBoardCallback" and writer is not None:
+                    return writer
+            return None
+
+        # --- micro-batches of whole groups (Reg-GRPO) --------------------------------------------------------
+
+        def _prepare_inputs(self, generation_batch: Any) -> dict[str, Any]:
+            """TRL's buffering of one generation batch over `steps_per_generation x num_iterations` steps, with
+            whole groups per micro-batch for the losses that need them (TRL shuffles single rows)."""
+            if self.loss_name not in GROUPED_LOSSES or not self.model.training:
+                return super()._prepare_inputs(generation_batch)
+            generate_every = self.args.steps_per_generation * self.num_iterations
+            if self._step % generate_every == 0 or self._buffered_inputs is None:
+                batch = self._generate_and_score_completions(generation_batch)
+                self._buffered_inputs = split_by_group(batch, self.args.steps_per_generation, self.num_generations)
+            return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
         # --- advantages -------------------------------------------------------------------------------------
 
         def _calculate_rewards(self, inputs: Any, prompts: Any, completions: Any, completion_ids_list: Any) -> Any:
@@ -186,6 +242,8 @@ def make_dgrpo_trainer_class() -> type:
             )
             output["advantages"], weights = apply_rule(self.advantage_rule, totals, output["advantages"], group, local)
             self._metrics[mode]["advantage_weight/mean"].append(weights.mean().item())
+            self._metrics[mode]["advantage/zero_variance_share"].append(zero_variance_share(totals.view(-1, group)))
+            output[GROUP_KEY] = torch.arange(len(inputs), device=output["advantages"].device) // group
             output[MEDIA_KEY] = self._media if self._media is not None else [{} for _ in inputs]
             self._media = None
             return output
@@ -277,7 +335,10 @@ def build_dgrpo_trainer(
             raise ValueError(f"global_batch_size {config.global_batch_size} is not a multiple of {per_step}")
         args["steps_per_generation"] = config.global_batch_size // per_step
         args["gradient_accumulation_steps"] = args["steps_per_generation"]
+    if config.loss in GROUPED_LOSSES:
+        check_reg_grpo_args(args)
     grpo_args = GRPOConfig(**args)
+    _check_group_layout(config, grpo_args)
     roll = config.rollout
     sampling = SamplingSettings(
         temperature=grpo_args.temperature,
@@ -296,11 +357,13 @@ def build_dgrpo_trainer(
     )
     trainer_class = make_dgrpo_trainer_class()
     dataset = train_dataset if train_dataset is not None else rl_dataset(config)
+    augment = config.augment_settings()
     log.info(
-        "DGRPO: %d rows, rule %s, loss %s, G %d, lr %g", len(dataset), config.advantage, config.loss,
-        grpo_args.num_generations, grpo_args.learning_rate,
+        "DGRPO: %d rows, rule %s, loss %s, augment %s, G %d, inner updates %d, beta %g, lr %g", len(dataset),
+        config.advantage, config.loss, "on" if augment else "off", grpo_args.num_generations,
+        grpo_args.num_iterations, grpo_args.beta, grpo_args.learning_rate,
     )  # fmt: skip
-    return trainer_class(
+    trainer = trainer_class(
         model=model,
         reward_funcs=reward_functions(config),
         args=grpo_args,
@@ -309,7 +372,32 @@ def build_dgrpo_trainer(
         rollouts=rollouts,
         advantage_rule=make_rule(config.advantage),
         loss=config.loss,
+        reg_grpo=config.reg_grpo_settings(),
     )
+    if augment is not None:
+        accelerator = trainer.accelerator
+
+        def gather(values: list[float]) -> list[float]:
+            return accelerator.gather(torch.tensor(values, device=accelerator.device)).tolist()
+
+        trainer.augmenter = DifficultyAugmenter(augment, grpo_args.num_generations, gather=gather)
+    return trainer
+
+
+def _check_group_layout(config: TrainConfig, args: Any) -> None:
+    """Reg-GRPO needs whole groups per micro-batch, DA-Aug whole groups per process: say so before training."""
+    G = args.num_generations
+    if config.loss in GROUPED_LOSSES and args.per_device_train_batch_size % G:
+        raise ValueError(
+            f"loss {config.loss} normalises within a group, so per_device_train_batch_size "
+            f"({args.per_device_train_batch_size}) must be a multiple of num_generations ({G})"
+        )
+    if config.augment is not False and (args.per_device_train_batch_size * args.steps_per_generation) % G:
+        raise ValueError(
+            f"augment needs whole groups on each process: per_device_train_batch_size x steps_per_generation "
+            f"({args.per_device_train_batch_size} x {args.steps_per_generation}) must be a multiple of "
+            f"num_generations ({G})"
+        )
 
 
 def build_plain_grpo_trainer(config: TrainConfig, *, processor: Any = None) -> Any:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from model.engine_api import Engine, SamplingSettings
 from model.prompts import PromptConfig, build_messages, load_media, replay_conversation
 from model.rollout import RolloutConfig, RolloutRunner
 from model.trajectory import MODEL_OUTCOMES, TOKEN_BUDGET, Trajectory, to_messages
-from mtvr_data.frames import FrameBudget, FrameCache
+from mtvr_data.frames import FrameBudget, FrameCache, FramePerturbation
 from mtvr_data.normalize import resolve_media
 from mtvr_data.parquet_io import row_to_record
 from mtvr_data.schema import RlRow, Sample
@@ -54,6 +54,18 @@ class RolloutBatch:
     media: list[dict[str, torch.Tensor]] = field(default_factory=list)
     trajectories: list[Trajectory | None] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+    @classmethod
+    def pick(cls, rows: list[tuple[RolloutBatch, int]]) -> RolloutBatch:
+        """A batch made of the given (batch, row) pairs, in order (DA-Aug swaps augmented groups in)."""
+        out = cls()
+        for batch, i in rows:
+            for f in dataclasses.fields(cls):
+                getattr(out, f.name).append(getattr(batch, f.name)[i])
+        return out
 
     def extra_fields(self) -> dict[str, list[Any]]:
         """Columns the reward functions read (merged into TRL's inputs)."""
@@ -117,7 +129,32 @@ class PolicyRollouts:
             max_engine_calls=max_engine_calls,
         )
 
-    def __call__(self, rows: list[dict[str, Any]], engine: Engine) -> RolloutBatch:
+    def __call__(
+        self,
+        rows: list[dict[str, Any]],
+        engine: Engine,
+        *,
+        hints: Mapping[str, str] | None = None,
+        perturbations: Mapping[str, FramePerturbation] | None = None,
+    ) -> RolloutBatch:
+        """Roll out and encode a generation batch. `hints`/`perturbations` (by sample id, DA-Aug) change the
+        prompt of those samples, in the rollout and in the encoding the loss is computed on alike."""
+        samples = [_rl_record(row).sample for row in rows]
+        trajectories = self.trajectories(rows, engine, hints=hints, perturbations=perturbations)
+        batch = RolloutBatch()
+        for sample, trajectory in zip(samples, trajectories, strict=True):
+            self._append(batch, sample, trajectory, (hints or {}).get(sample.id), (perturbations or {}).get(sample.id))
+        return batch
+
+    def trajectories(
+        self,
+        rows: list[dict[str, Any]],
+        engine: Engine,
+        *,
+        hints: Mapping[str, str] | None = None,
+        perturbations: Mapping[str, FramePerturbation] | None = None,
+    ) -> list[Trajectory]:
+        """One trajectory per row, in row order; each run of rows with the same id is one group of the loop."""
         records = [_rl_record(row) for row in rows]
         samples = [r.sample for r in records]
         trajectories: list[Trajectory | None] = [None] * len(rows)
@@ -128,21 +165,27 @@ class PolicyRollouts:
         for (tools, k), starts in calls.items():
             config = dataclasses.replace(self.config, tools=tools)
             runner = RolloutRunner(engine, config, video_root=self.video_root, cache=self.cache)
-            groups = asyncio.run(runner.run([samples[s] for s in starts], k=k))
+            groups = asyncio.run(
+                runner.run([samples[s] for s in starts], k=k, hints=hints, perturbations=perturbations)
+            )
             for start, group in zip(starts, groups, strict=True):
                 for j, trajectory in enumerate(group):
                     trajectories[start + j] = trajectory
-        batch = RolloutBatch()
-        for sample, trajectory in zip(samples, trajectories, strict=True):
-            assert trajectory is not None
-            self._append(batch, sample, trajectory)
-        return batch
+        assert all(t is not None for t in trajectories)
+        return trajectories  # type: ignore[return-value]
 
-    def _append(self, batch: RolloutBatch, sample: Sample, trajectory: Trajectory) -> None:
+    def _append(
+        self,
+        batch: RolloutBatch,
+        sample: Sample,
+        trajectory: Trajectory,
+        hint: str | None = None,
+        perturbation: FramePerturbation | None = None,
+    ) -> None:
         encoded: Encoded | None = None
         if trajectory.turns:
             try:
-                encoded = self.encode(sample, trajectory)
+                encoded = self.encode(sample, trajectory, hint=hint, perturbation=perturbation)
             except (EncodingError, OSError, ValueError) as exc:
                 log.warning("sample %s rollout %d: not encodable (%s)", sample.id, trajectory.index, exc)
                 trajectory.finish_reason, trajectory.error = "internal_error", f"encoding: {exc}"
@@ -161,12 +204,20 @@ class PolicyRollouts:
         batch.trajectories.append(trajectory)
         batch.tasks.append(sample.task)
 
-    def encode(self, sample: Sample, trajectory: Trajectory) -> Encoded:
-        """The trajectory as the policy saw it: prompt (video re-sampled, cached) and turns with clips re-rendered."""
+    def encode(
+        self,
+        sample: Sample,
+        trajectory: Trajectory,
+        *,
+        hint: str | None = None,
+        perturbation: FramePerturbation | None = None,
+    ) -> Encoded:
+        """The trajectory as the policy saw it: prompt (video re-sampled, cached; hint and perturbation as in the
+        rollout) and turns with clips re-rendered."""
         path = str(resolve_media(self.video_root, sample.video))
-        prompt = dataclasses.replace(self.config.prompt, tools=trajectory.tools)
+        prompt = dataclasses.replace(self.config.prompt, tools=trajectory.tools, perturbation=perturbation)
         media = load_media(sample, path, prompt, self.cache)
-        messages, _ = build_messages(sample, media, prompt, registry=self.config.registry)
+        messages, _ = build_messages(sample, media, prompt, registry=self.config.registry, hint=hint)
         messages += replay_conversation(sample, path, to_messages(trajectory), self.cache)
         return encode_conversation(self.processor, messages)
 
