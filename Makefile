@@ -8,7 +8,7 @@ STAMP := $(VENV)/.mtvr-installed
 TORCH_PAIR ?= torch==2.14.1 torchvision==0.29.1
 DEMO ?= demo
 
-.PHONY: venv test demo lint clean
+.PHONY: venv test demo eval-demo lint clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mtvr demo --out $(DEMO)
+
+# The evaluation harness on the demo benchmark (needs `make demo` first: demo/corpus and demo/tiny).
+eval-demo: $(STAMP)
+	$(BIN)/mtvr eval configs/eval_demo.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

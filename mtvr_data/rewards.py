@@ -24,7 +24,7 @@ from typing import Any
 
 from mtvr_data.parsing import check_format, extract_answer, parse_grounded, parse_letter, parse_number, parse_span
 from mtvr_data.schema import Sample
-from mtvr_data.temporal_iou import IOU_SCALE, NO_SCALE, best_iou, iou_scale_for, scale_iou, temporal_iou
+from mtvr_data.temporal_iou import IOU_SCALE, NO_SCALE, best_iou, format_window, iou_scale_for, scale_iou, temporal_iou
 from mtvr_data.text_metrics import rouge_l_f1, rouge_n_f1, tokenize, word_error_rate
 
 __all__ = [
@@ -226,10 +226,6 @@ class TaskReward:
     reason: str | None = None
 
 
-def _fmt_span(span: Span) -> str:
-    return f"{span[0]:.2f}-{span[1]:.2f}"
-
-
 def _truth_number(sample: Sample) -> float:
     value = parse_number(sample.answer)
     if value is None:
@@ -295,7 +291,7 @@ def task_reward(
         ok = passed("tg", value=value, iou=iou, answer_score=None, rule=rule)
         if span is None:
             return TaskReward(0.0, ok, iou=0.0, span_score=0.0, reason="unparseable")
-        return TaskReward(value, ok, iou=iou, span_score=value, parsed=_fmt_span(span))
+        return TaskReward(value, ok, iou=iou, span_score=value, parsed=format_window(span))
 
     if sample.task == "gqa":
         span, rest = parse_grounded(answer)
@@ -311,7 +307,7 @@ def task_reward(
             reason = "no_span"
         elif parsed_answer is None:
             reason = "unparseable_answer"
-        parsed = f"{_fmt_span(span) if span else '?'}; {parsed_answer if parsed_answer is not None else '?'}"
+        parsed = f"{format_window(span) if span else '?'}; {parsed_answer if parsed_answer is not None else '?'}"
         return TaskReward(
             value, ok, iou=iou, answer_score=answer_score, span_score=span_score, parsed=parsed, reason=reason
         )

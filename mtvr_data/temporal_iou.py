@@ -20,6 +20,10 @@ IOU_SCALE: dict[str, tuple[float, float]] = {
     # grounded QA: the scale applies to the span term
     "nextgqa": (0.2, 0.8),
     "rextime": (0.2, 0.8),
+    # benchmark rows (`mtvr_data.benchmarks`) carry the benchmark's name as source; the ones whose name differs
+    # from their training source's get its scale too, so a reward on a test row means what it means in training
+    "charades-sta": (0.2, 0.8),
+    "activitynet-mr": (0.2, 0.8),
 }
 
 
@@ -54,6 +58,36 @@ def temporal_iou(pred: Sequence[float] | None, gt: Sequence[float] | None) -> fl
 def best_iou(pred: Sequence[float] | None, windows: Sequence[Sequence[float]]) -> float:
     """The highest `temporal_iou` of `pred` with any ground-truth window (several are valid); 0.0 if none."""
     return max((temporal_iou(pred, w) for w in windows), default=0.0)
+
+
+def temporal_iop(pred: Sequence[float] | None, gt: Sequence[float]) -> float:
+    """Intersection over the PREDICTED window's length (NExT-GQA's IoP): how much of the evidence lies in the truth.
+
+    As the official NExT-GQA evaluation defines it, a zero-length prediction (a point) has IoP 1.0 when the point
+    lies inside the truth (ends included) and 0.0 otherwise. None, non-finite or reversed windows score 0.0.
+
+    >>> temporal_iop((2, 4), (0, 10)), temporal_iop((8, 12), (0, 10)), temporal_iop((5, 5), (0, 10))
+    (1.0, 0.5, 1.0)
+    """
+    if pred is None or len(pred) != 2 or len(gt) != 2:
+        return 0.0
+    p0, p1, g0, g1 = (float(t) for t in (*pred, *gt))
+    if not all(math.isfinite(t) for t in (p0, p1, g0, g1)) or p1 < p0 or g1 < g0:
+        return 0.0
+    if p1 == p0:
+        return 1.0 if g0 <= p0 <= g1 else 0.0
+    inter = min(p1, g1) - max(p0, g0)
+    return max(0.0, min(1.0, inter / (p1 - p0)))
+
+
+def best_iop(pred: Sequence[float] | None, windows: Sequence[Sequence[float]]) -> float:
+    """The highest IoP of `pred` over the ground-truth windows (taken independently of the best IoU)."""
+    return max((temporal_iop(pred, w) for w in windows), default=0.0)
+
+
+def format_window(span: Sequence[float]) -> str:
+    """A window as rewards and evaluation report what was read: "12.50-18.00"."""
+    return f"{span[0]:.2f}-{span[1]:.2f}"
 
 
 def scale_iou(iou: float, a: float, b: float) -> float:

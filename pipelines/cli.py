@@ -99,6 +99,92 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """`mtvr eval [CONFIG] [flags]` runs an evaluation; `mtvr eval diff A B` compares two results files/folders."""
+    if args.target == "diff":
+        return _eval_diff(args.paths)
+    if args.paths:
+        raise SystemExit(f"mtvr eval: unexpected arguments {args.paths} (did you mean `mtvr eval diff A B`?)")
+    from pipelines.evaluate import config_from_args, evaluate, load_eval_config
+
+    logging.getLogger("pipelines.evaluate").setLevel(logging.INFO)  # progress of a long run
+    if args.target is not None:
+        config = load_eval_config(args.target)
+        for name in ("tools", "max_frames", "out"):
+            if getattr(args, name) is not None:
+                setattr(config, name, getattr(args, name))
+        if args.model is not None or args.engine is not None:
+            settings = {**config.engine.settings, **({"model": args.model} if args.model else {})}
+            settings.update(_parse_options(args.engine_option))
+            config.engine = type(config.engine)(args.engine or config.engine.kind, settings)
+        type(config).__post_init__(config)  # re-validate what the flags changed
+    else:
+        if not (args.model and args.benchmark and args.out):
+            raise SystemExit("mtvr eval: give a CONFIG, or --model, --benchmark/--annotations and --out")
+        if len(args.annotations) != len(args.benchmark):
+            raise SystemExit("mtvr eval: give one --annotations per --benchmark, in the same order")
+        videos = args.videos or [None]
+        if len(videos) not in (1, len(args.benchmark)):
+            raise SystemExit("mtvr eval: give one --videos for all benchmarks, or one per --benchmark")
+        videos = videos * len(args.benchmark) if len(videos) == 1 else videos
+        generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
+        config = config_from_args(
+            model=args.model,
+            engine=args.engine or "transformers",
+            benchmarks=list(zip(args.benchmark, args.annotations, videos, strict=True)),
+            out=args.out,
+            tools=args.tools or "both",
+            max_frames=args.max_frames or 64,
+            engine_settings=_parse_options(args.engine_option),
+            generation=generation,
+            cap=args.cap,
+        )
+    evaluate(config, args.beam_option)
+    out = Path(config.out)
+    print((out / "table.md").read_text(encoding="utf-8"))
+    print(f"results, dead letters, table.json and plot.svg in {out}")
+    return 0
+
+
+def _eval_diff(paths: list[str]) -> int:
+    """Rows whose correctness or IoU changed between two results files (or same-named files of two folders)."""
+    from mtvr_data.eval_metrics import diff_results, read_results, render_diff
+
+    if len(paths) != 2:
+        raise SystemExit("mtvr eval diff: expects two results files (or two eval output folders)")
+    a, b = Path(paths[0]), Path(paths[1])
+    if a.is_dir() and b.is_dir():
+        pairs = [(f, b / f.name) for f in sorted(a.glob("results_*.jsonl")) if (b / f.name).exists()]
+    else:
+        pairs = [(a, b)]
+    changed = 0
+    for fa, fb in pairs:
+        diffs = diff_results(read_results(fa), read_results(fb))
+        changed += len(diffs)
+        print(f"== {fa} -> {fb}\n{render_diff(diffs)}")
+    return 1 if changed else 0
+
+
+def cmd_contamination(args: argparse.Namespace) -> int:
+    """`mtvr contamination --benchmark NAME=PATH ... --out FILE`: the benchmarks' contamination list."""
+    from mtvr_data.benchmarks import UnknownBenchmarkError
+    from mtvr_data.benchmarks.contamination import export_contamination
+
+    pairs = []
+    for item in args.benchmark:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--benchmark expects NAME=PATH, got {item!r}")
+        pairs.append((name, path))
+    try:
+        summary = export_contamination(pairs, args.out, **_parse_options(args.option))
+    except (UnknownBenchmarkError, ValueError) as exc:
+        print(f"mtvr: error: {exc}", file=sys.stderr)
+        return 2
+    print(summary.render())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtvr", description="Build and curate multi-task video-reasoning data.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
@@ -154,6 +240,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list what would be uploaded; no network call")
     p.add_argument("--large", action="store_true", help="use the library's large-folder upload")
     p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a model on benchmarks, tool on/off, beside VITAL-7B's numbers; `eval diff A B` compares runs",
+    )
+    p.add_argument("target", nargs="?", help="an eval config YAML (see configs/eval_demo.yaml), or 'diff'")
+    p.add_argument("paths", nargs="*", help="with 'diff': two results files, or two eval output folders")
+    p.add_argument("--model", help="checkpoint path or Hub id")
+    p.add_argument("--engine", choices=["transformers", "openai", "vllm", "oracle"], help="default: transformers")
+    p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE", help="engine setting")
+    p.add_argument("--benchmark", action="append", default=[], help="benchmark name (repeatable)")
+    p.add_argument("--annotations", action="append", default=[], help="its annotation file (one per --benchmark)")
+    p.add_argument("--videos", action="append", default=[], help="video root (one for all, or one per benchmark)")
+    p.add_argument("--tools", choices=["on", "off", "both"], help="settings to run (default: both)")
+    p.add_argument("--max-frames", type=int, help="frame budget of the whole video (default: 64)")
+    p.add_argument("--max-new-tokens", type=int, help="per-turn generation budget (default: 1024)")
+    p.add_argument("--cap", type=int, help="evaluate only the first N samples of each benchmark")
+    p.add_argument("--out", help="output folder")
+    p.add_argument(
+        "--beam-option",
+        action="append",
+        default=[],
+        help="a Beam pipeline option, e.g. --beam-option=--direct_num_workers=2",
+    )
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("contamination", help="write the benchmarks' videos and questions as a contamination list")
+    p.add_argument(
+        "--benchmark",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help="benchmark name and its annotation file or folder (repeatable; see docs/benchmarks.md)",
+    )
+    p.add_argument("--out", required=True, help="output JSON-lines file (e.g. configs/contamination/benchmarks.jsonl)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option (repeatable)")
+    p.set_defaults(func=cmd_contamination)
 
     from train.cli import add_train_parser
 

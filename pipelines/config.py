@@ -3,7 +3,8 @@
 One YAML file drives `mtvr build-rl` and `mtvr build-cot`:
 
     out: ../build/demo                    # output directory
-    contamination: [lists/eval.jsonl]     # JSON lines {"video": ..., "question": ...}; see mtvr_data.dedup
+    contamination: [lists/eval.jsonl]     # JSON lines {"video": ..., "question": ...}; see mtvr_data.dedup;
+                                          # left out: DEFAULT_CONTAMINATION; `[]` turns the filter off
     sources:
       - source: charades_sta              # adapter name (`mtvr sources` lists them)
         annotations: annotations/charades_sta/charades_sta_train.txt
@@ -28,6 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: The benchmark list a build filters against when its config names none (`mtvr contamination` writes it;
+#: docs/benchmarks.md). Left out of a config means "use this"; `contamination: []` means "no filter".
+DEFAULT_CONTAMINATION = Path(__file__).resolve().parents[1] / "configs" / "contamination" / "benchmarks.jsonl"
 #: Adapter options whose values are file paths (resolved against the YAML folder like the other paths).
 PATH_OPTIONS = frozenset({"durations", "gsub", "vid_map"})
 KNOWN_KEYS = frozenset({"sources", "out", "contamination"})
@@ -90,6 +94,8 @@ class BuildConfig:
     out: str
     contamination: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: True when `contamination` is DEFAULT_CONTAMINATION because the config named no list (logged by the build).
+    contamination_default: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.sources, list) or not self.sources:
@@ -137,7 +143,10 @@ class BuildConfig:
             raise ConfigError(f"'sources' must be a list, got {type(raw_sources).__name__}")
         if not isinstance(out, str):
             raise ConfigError(f"'out' must be a path string, got {type(out).__name__}")
-        contamination = data.get("contamination") or []
+        contamination = data.get("contamination")
+        default = contamination is None  # left out (or null): the shipped benchmark list, if present
+        if default:
+            contamination = [str(DEFAULT_CONTAMINATION)] if DEFAULT_CONTAMINATION.exists() else []
         if isinstance(contamination, str):
             contamination = [contamination]
         if not isinstance(contamination, list) or not all(isinstance(p, str) for p in contamination):
@@ -148,6 +157,7 @@ class BuildConfig:
             out=_resolve(base, out),
             contamination=[_resolve(base, p) for p in contamination],
             extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
+            contamination_default=default,
         )
 
     @staticmethod

@@ -400,18 +400,24 @@ class GradingHandler(ModelHandler[Sample, GradeResult, Any]):
             client = self._local.client = OpenAIEngine(**model.recipe())
         return client
 
+    def rollout_groups(self, samples: list[Sample], model: Any) -> list[list[Trajectory] | BaseException]:
+        """The K trajectories of each sample through the shared loop. A batch that raises (a bug, or an engine
+        that raised through the loop) is retried sample by sample, so an exception is one sample's alone. Used by
+        grading and by evaluation (`pipelines.evaluate`)."""
+        engine = self._engine(model)
+        try:
+            return list(asyncio.run(self._rollout(samples, engine)))
+        except Exception as exc:
+            log.warning("batch of %d failed (%s); retrying sample by sample", len(samples), exc)
+            Metrics.counter(self.get_metrics_namespace(), "batch_retried_per_sample").inc()
+            return [self._one(sample, engine) for sample in samples]
+
     def run_inference(
         self, batch: Sequence[Sample], model: Any, inference_args: dict[str, Any] | None = None
     ) -> Iterable[GradeResult]:
-        engine = self._engine(model)
         samples = list(batch)
         grader = self.settings.engine.grader
-        try:
-            groups: list[list[Trajectory] | BaseException] = list(asyncio.run(self._rollout(samples, engine)))
-        except Exception as exc:  # a bug or an engine that raised through the loop: find the sample(s) it was
-            log.warning("grading batch of %d failed (%s); retrying sample by sample", len(samples), exc)
-            Metrics.counter(METRICS_NAMESPACE, "batch_retried_per_sample").inc()
-            groups = [self._one(sample, engine) for sample in samples]
+        groups = self.rollout_groups(samples, model)
         results = []
         for sample, group in zip(samples, groups, strict=True):
             if isinstance(group, BaseException):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from mtvr_data.dedup import ContaminationList, load_contamination, normalise_que
 from mtvr_data.normalize import ProbeCache, apply_probe, resolve_media
 from mtvr_data.schema import Sample, SampleError, validate_sample
 from pipelines.config import BuildConfig, SourceConfig
+
+log = logging.getLogger(__name__)
 
 DEAD = "dead_letters"
 COUNTS = "counts"
@@ -338,7 +341,15 @@ class PrepareSamples(beam.PTransform):
         read = pbegin | "ReadSources" >> ReadSources(self.config)
         probed = read.kept | "ProbeAndValidate" >> ProbeAndValidate(self.config.video_roots)
         deduped = probed.kept | "Dedup" >> Dedup()
-        clean = deduped.kept | "Contamination" >> ContaminationFilter(self.config.contamination)
+        contamination = ContaminationFilter(self.config.contamination)
+        log.info(
+            "contamination filter: %s (%d videos, %d questions)%s",
+            ", ".join(self.config.contamination) or "no list",
+            len(contamination.lists.videos),
+            len(contamination.lists.questions),
+            " [default list; set `contamination: []` to turn it off]" if self.config.contamination_default else "",
+        )
+        clean = deduped.kept | "Contamination" >> contamination
         stages = (read, probed, deduped, clean)
         dead = tuple(s.dead_letters for s in stages) | "DeadLetters" >> beam.Flatten()
         counts = tuple(s.counts for s in stages) | "Tallies" >> beam.Flatten()

@@ -1,0 +1,471 @@
+"""Benchmark metrics: one model output scored against one `Sample`, and the per-benchmark aggregates.
+
+Why this module exists apart from `rewards`: a reward is a training signal (scaled IoU, ROUGE, partial credit), a
+benchmark metric is what a paper reports (R@0.5 counts a hit or not, NExT-GQA's Acc@GQA needs the answer AND the
+evidence). Both read the model's text through the same functions (`mtvr_data.parsing`: only the last `<answer>`
+block, `parse_letter`, `parse_span`, `parse_grounded`; `mtvr_data.temporal_iou` for IoU), so an output reads the
+same when it is trained on and when it is evaluated; only what is counted differs.
+
+Definitions (sources in `docs/evaluation.md`), all reported in percent:
+
+- accuracy: mean per-sample score; a letter / number / text answer scores 1 or 0, a `regression` answer scores
+  VSI-Bench's mean relative accuracy (MRA). Also per category (the benchmark's own, from `meta["category"]`).
+- grounding (Charades-STA, ActivityNet, VidChapters): mIoU and R@{0.3, 0.5, 0.7} = share of samples with
+  IoU >= threshold (an IoU exactly at the threshold is a hit, as in the standard moment-retrieval evaluation).
+  With several ground-truth windows the best IoU counts.
+- grounded QA, NExT-GQA (the official `eval_ground.py`): per ground-truth segment IoU and IoP (intersection over
+  the PREDICTED length); with several segments the max IoU and the max IoP are taken independently. Acc@QA,
+  Acc@GQA = right answer AND max IoP >= 0.5, mIoP, IoP@{0.3, 0.5}, mIoU, IoU@{0.3, 0.5}.
+- grounded QA, ReXTime (the official `rextime_eval.py`): best IoU over windows, mIoU, R@{0.3, 0.5}, Acc, and
+  Acc@IoU>=0.5 (right answer AND IoU >= 0.5).
+
+Failed samples (unreadable video, engine error) stay in every denominator as wrong with IoU 0, and are counted
+apart (`n_failed`, by reason), so a crash can never raise a score. (Both official scripts skip questions without
+a prediction; we do not: a benchmark number must cover the whole benchmark.)
+
+Per-sample results are written as JSON lines sorted by id, so two runs diff row by row (`diff_results`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtvr_data.parsing import extract_answer, parse_grounded, parse_letter, parse_number, parse_span
+from mtvr_data.rewards import numeric_reward
+from mtvr_data.schema import Sample
+from mtvr_data.temporal_iou import best_iop, best_iou, format_window, temporal_iop
+from mtvr_data.text_metrics import tokenize
+
+__all__ = [
+    "FAILED",
+    "GROUNDING_THRESHOLDS",
+    "METRIC_KINDS",
+    "NO_ANSWER",
+    "OK",
+    "BenchmarkSummary",
+    "RowDiff",
+    "SampleResult",
+    "best_iop",
+    "diff_results",
+    "failed_result",
+    "mean_relative_accuracy",
+    "metric_kind",
+    "read_results",
+    "render_diff",
+    "score_sample",
+    "summarize",
+    "temporal_iop",
+    "write_results",
+]
+
+#: Status of a per-sample result: an answer was read / the model gave none / the machinery failed.
+OK, NO_ANSWER, FAILED = "ok", "no_answer", "failed"
+STATUSES = (OK, NO_ANSWER, FAILED)
+METRIC_KINDS = ("accuracy", "grounding", "grounded_qa")
+GROUNDING_THRESHOLDS = (0.3, 0.5, 0.7)
+#: VSI-Bench's MRA confidence thresholds 0.50, 0.55, ..., 0.95.
+MRA_THRESHOLDS = tuple(0.5 + 0.05 * i for i in range(10))
+
+
+def metric_kind(task: str) -> str:
+    """The metric family of a task, for benchmarks whose spec does not say: tg -> grounding, gqa -> grounded_qa."""
+    return {"tg": "grounding", "gqa": "grounded_qa"}.get(task, "accuracy")
+
+
+# --- per-sample geometry ---------------------------------------------------------------------------------------------
+
+
+def mean_relative_accuracy(pred: float | None, truth: float) -> float:
+    """VSI-Bench's MRA: the share of thresholds t in {0.50, 0.55, ..., 0.95} with |pred - truth| / |truth| < 1 - t.
+
+    A truth of 0 has no relative error: only an exact 0 scores (1.0). None / non-finite predictions score 0.0.
+
+    >>> mean_relative_accuracy(9.0, 10.0), mean_relative_accuracy(20.0, 10.0)
+    (0.8, 0.0)
+    """
+    if pred is None or not math.isfinite(pred) or not math.isfinite(truth):
+        return 0.0
+    if truth == 0:
+        return 1.0 if pred == 0 else 0.0
+    rel = abs(pred - truth) / abs(truth)
+    return sum(1 for t in MRA_THRESHOLDS if rel < 1.0 - t - 1e-12) / len(MRA_THRESHOLDS)
+
+
+# --- per-sample results ----------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SampleResult:
+    """One benchmark question, answered (or not) in one setting: what was asked, what came back, how it scored.
+
+    `correct`: the answer term (tg: IoU >= 0.5, so a diff of two runs shows grounding flips too). `score`: 1/0,
+    or MRA in [0, 1] for regression answers. `iou` (tg, gqa) is the best IoU over the ground-truth windows, `iop`
+    (gqa) the best IoP; both are 0.0 for a sample without a readable span and None where they do not apply.
+    `status`: ok (an answer was read), no_answer (the model wrote no `<answer>`), failed (`error` says why).
+    """
+
+    id: str
+    benchmark: str
+    setting: str
+    task: str
+    category: str
+    gold: str
+    prediction: str | None
+    parsed: str | None
+    correct: bool
+    score: float
+    iou: float | None = None
+    iop: float | None = None
+    windows: list[list[float]] = field(default_factory=list)
+    tool_calls: int = 0
+    status: str = OK
+    finish_reason: str = ""
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, row: Mapping[str, Any]) -> SampleResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+
+def _windows(sample: Sample) -> list[list[float]]:
+    if sample.windows:
+        return [list(w) for w in sample.windows]
+    return [list(sample.span)] if sample.span is not None else []
+
+
+def _gold(sample: Sample) -> str:
+    spans = "; ".join(format_window(w) for w in _windows(sample))
+    if sample.task == "tg":
+        return spans
+    if sample.task == "gqa":
+        return f"{sample.answer} @ {spans}"
+    return sample.answer
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(tokenize(text))
+
+
+def _answer_score(sample: Sample, text: str) -> tuple[float, str | None]:
+    """(score in [0, 1], what was read or None) of an answer text, by the sample's answer type."""
+    kind = sample.answer_type
+    if kind == "letter" or (sample.options and kind not in ("number", "regression")):
+        letter = parse_letter(text, len(sample.options) or None)
+        return (1.0 if letter is not None and letter == sample.answer.strip().upper() else 0.0), letter
+    if kind in ("number", "regression"):
+        value, truth = parse_number(text), parse_number(sample.answer)
+        if truth is None:
+            raise ValueError(f"sample {sample.id}: {kind} answer {sample.answer!r} is not a number")
+        read = None if value is None else f"{value:g}"
+        if kind == "regression":
+            return mean_relative_accuracy(value, truth), read
+        return (1.0 if numeric_reward(value, truth) == 1.0 else 0.0), read
+    # free text (text, ocr): normalised exact match; benchmarks that judge free text with a model are not matched
+    norm = _norm_text(text)
+    return (1.0 if norm and norm == _norm_text(sample.answer) else 0.0), (norm or None)
+
+
+def score_sample(
+    sample: Sample,
+    text: str,
+    *,
+    benchmark: str,
+    setting: str,
+    tool_calls: int = 0,
+    finish_reason: str = "",
+) -> SampleResult:
+    """Score the model's assistant text (every turn joined) for `sample`; only the last `<answer>` block counts.
+
+    - mcq / open: the answer term (`_answer_score`).
+    - tg: the last valid span of the answer (`parse_span`), best IoU over the windows; correct = IoU >= 0.5.
+    - gqa: "From S to E, <answer>" (`parse_grounded`): best IoU and best IoP of the span, and the answer term of
+      the rest; correct = the answer term (Acc@QA), the span is judged by the aggregates.
+    A sample whose own truth cannot be scored (a number answer that is not a number) raises `ValueError`.
+    """
+    windows = _windows(sample)
+    base = {
+        "id": sample.id,
+        "benchmark": benchmark,
+        "setting": setting,
+        "task": sample.task,
+        "category": str(sample.meta_dict.get("category", "") or ""),
+        "gold": _gold(sample),
+        "windows": windows,
+        "tool_calls": tool_calls,
+        "finish_reason": finish_reason,
+    }
+    grounded = sample.task in ("tg", "gqa")
+    answer = extract_answer(text)
+    if not answer:
+        return SampleResult(
+            **base,
+            prediction=answer,
+            parsed=None,
+            correct=False,
+            score=0.0,
+            iou=0.0 if grounded else None,
+            iop=0.0 if sample.task == "gqa" else None,
+            status=NO_ANSWER,
+        )
+    if sample.task == "tg":
+        span = parse_span(answer)
+        iou = best_iou(span, windows)
+        return SampleResult(
+            **base,
+            prediction=answer,
+            parsed=format_window(span) if span else None,
+            correct=iou >= 0.5,
+            score=iou,
+            iou=iou,
+        )
+    if sample.task == "gqa":
+        span, rest = parse_grounded(answer)
+        score, read = _answer_score(sample, rest)
+        parsed = f"{format_window(span) if span else '?'}; {read if read is not None else '?'}"
+        return SampleResult(
+            **base,
+            prediction=answer,
+            parsed=parsed,
+            correct=score >= 1.0,
+            score=score,
+            iou=best_iou(span, windows),
+            iop=best_iop(span, windows),
+        )
+    score, read = _answer_score(sample, answer)
+    return SampleResult(**base, prediction=answer, parsed=read, correct=score >= 1.0, score=score)
+
+
+def failed_result(sample: Sample, *, benchmark: str, setting: str, reason: str, detail: str = "") -> SampleResult:
+    """A sample the machinery could not answer (dead letter, engine error): wrong, IoU 0, with the reason kept."""
+    grounded = sample.task in ("tg", "gqa")
+    return SampleResult(
+        id=sample.id,
+        benchmark=benchmark,
+        setting=setting,
+        task=sample.task,
+        category=str(sample.meta_dict.get("category", "") or ""),
+        gold=_gold(sample),
+        prediction=None,
+        parsed=None,
+        correct=False,
+        score=0.0,
+        iou=0.0 if grounded else None,
+        iop=0.0 if sample.task == "gqa" else None,
+        windows=_windows(sample),
+        status=FAILED,
+        finish_reason=reason,
+        error=f"{reason}: {detail}" if detail else reason,
+    )
+
+
+# --- aggregation -----------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BenchmarkSummary:
+    """The aggregate numbers of one benchmark in one setting (percent), and how many samples they cover.
+
+    `n` counts every result (failed ones included: they are in every denominator); `failed_reasons` says why the
+    failed ones failed. `by_category` maps each of the benchmark's categories to {"n", "accuracy"}.
+    """
+
+    benchmark: str
+    setting: str
+    metric: str
+    n: int
+    n_ok: int
+    n_no_answer: int
+    n_failed: int
+    failed_reasons: dict[str, int]
+    metrics: dict[str, float | None]
+    by_category: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _pct(values: Iterable[float], n: int) -> float | None:
+    return 100.0 * sum(values) / n if n else None
+
+
+def _rate(flags: Iterable[bool], n: int) -> float | None:
+    return _pct((1.0 if f else 0.0 for f in flags), n)
+
+
+def _iou(r: SampleResult) -> float:
+    return r.iou or 0.0
+
+
+def _iop(r: SampleResult) -> float:
+    return r.iop or 0.0
+
+
+def _accuracy_metrics(results: Sequence[SampleResult]) -> dict[str, float | None]:
+    return {"Acc": _pct((r.score for r in results), len(results))}
+
+
+def _grounding_metrics(results: Sequence[SampleResult]) -> dict[str, float | None]:
+    n = len(results)
+    out: dict[str, float | None] = {"mIoU": _pct((_iou(r) for r in results), n)}
+    for t in GROUNDING_THRESHOLDS:
+        out[f"R@{t}"] = _rate((_iou(r) >= t for r in results), n)
+    return out
+
+
+def _nextgqa_metrics(results: Sequence[SampleResult]) -> dict[str, float | None]:
+    n = len(results)
+    return {
+        "Acc@QA": _rate((r.correct for r in results), n),
+        "Acc@GQA": _rate((r.correct and _iop(r) >= 0.5 for r in results), n),
+        "mIoP": _pct((_iop(r) for r in results), n),
+        "IoP@0.3": _rate((_iop(r) >= 0.3 for r in results), n),
+        "IoP@0.5": _rate((_iop(r) >= 0.5 for r in results), n),
+        "mIoU": _pct((_iou(r) for r in results), n),
+        "IoU@0.3": _rate((_iou(r) >= 0.3 for r in results), n),
+        "IoU@0.5": _rate((_iou(r) >= 0.5 for r in results), n),
+    }
+
+
+def _rextime_metrics(results: Sequence[SampleResult]) -> dict[str, float | None]:
+    n = len(results)
+    return {
+        "mIoU": _pct((_iou(r) for r in results), n),
+        "R@0.3": _rate((_iou(r) >= 0.3 for r in results), n),
+        "R@0.5": _rate((_iou(r) >= 0.5 for r in results), n),
+        "Acc": _rate((r.correct for r in results), n),
+        "Acc@IoU>=0.5": _rate((r.correct and _iou(r) >= 0.5 for r in results), n),
+    }
+
+
+def summarize(benchmark: str, setting: str, metric: str, results: Sequence[SampleResult]) -> BenchmarkSummary:
+    """The benchmark's numbers over `results` (one benchmark, one setting), by its metric family.
+
+    grounded_qa uses ReXTime's definitions for `benchmark == "rextime"` and NExT-GQA's for any other.
+    """
+    if metric not in METRIC_KINDS:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {METRIC_KINDS}")
+    results = sorted(results, key=lambda r: r.id)
+    if metric == "accuracy":
+        metrics = _accuracy_metrics(results)
+    elif metric == "grounding":
+        metrics = _grounding_metrics(results)
+    elif benchmark == "rextime":
+        metrics = _rextime_metrics(results)
+    else:
+        metrics = _nextgqa_metrics(results)
+    statuses = Counter(r.status for r in results)
+    failed = Counter((r.finish_reason or "failed") for r in results if r.status == FAILED)
+    by_category: dict[str, dict[str, float | int | None]] = {}
+    if any(r.category for r in results):
+        groups: dict[str, list[SampleResult]] = {}
+        for r in results:
+            groups.setdefault(r.category or "(none)", []).append(r)
+        for name in sorted(groups):
+            group = groups[name]
+            # accuracy benchmarks average the score (MRA is partial); the others count right answers
+            value = _pct((r.score for r in group), len(group)) if metric == "accuracy" else None
+            if value is None:
+                value = _rate((r.correct for r in group), len(group))
+            by_category[name] = {"n": len(group), "accuracy": value}
+    return BenchmarkSummary(
+        benchmark=benchmark,
+        setting=setting,
+        metric=metric,
+        n=len(results),
+        n_ok=statuses[OK],
+        n_no_answer=statuses[NO_ANSWER],
+        n_failed=statuses[FAILED],
+        failed_reasons=dict(sorted(failed.items())),
+        metrics=metrics,
+        by_category=by_category,
+    )
+
+
+# --- results files and their diff ------------------------------------------------------------------------------------
+
+
+def write_results(path: str | Path, results: Iterable[SampleResult]) -> Path:
+    """JSON lines, one result per line, sorted by id, keys sorted: the same results give the same bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = sorted(results, key=lambda r: r.id)
+    text = "".join(json.dumps(r.to_dict(), sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def read_results(path: str | Path) -> list[SampleResult]:
+    """A results file back as `SampleResult`s (blank lines skipped)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [SampleResult.from_dict(json.loads(line)) for line in lines if line.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class RowDiff:
+    """A sample whose outcome differs between two runs: `kind` is changed, only_a or only_b."""
+
+    id: str
+    kind: str
+    correct_a: bool | None = None
+    correct_b: bool | None = None
+    iou_a: float | None = None
+    iou_b: float | None = None
+    status_a: str | None = None
+    status_b: str | None = None
+
+
+def _iou_changed(a: float | None, b: float | None, tol: float) -> bool:
+    if a is None or b is None:
+        return (a is None) != (b is None)
+    return abs(a - b) > tol
+
+
+def diff_results(a: Iterable[SampleResult], b: Iterable[SampleResult], *, iou_tol: float = 1e-9) -> list[RowDiff]:
+    """Rows (by id) whose correctness or IoU changed from `a` to `b`, and rows present in only one; sorted by id."""
+    left, right = {r.id: r for r in a}, {r.id: r for r in b}
+    out: list[RowDiff] = []
+    for key in sorted(set(left) | set(right)):
+        ra, rb = left.get(key), right.get(key)
+        if ra is None or rb is None:
+            r = ra or rb
+            assert r is not None
+            kind = "only_a" if rb is None else "only_b"
+            side = {"correct_a": r.correct, "iou_a": r.iou, "status_a": r.status}
+            if kind == "only_b":
+                side = {"correct_b": r.correct, "iou_b": r.iou, "status_b": r.status}
+            out.append(RowDiff(key, kind, **side))
+        elif ra.correct != rb.correct or _iou_changed(ra.iou, rb.iou, iou_tol):
+            out.append(RowDiff(key, "changed", ra.correct, rb.correct, ra.iou, rb.iou, ra.status, rb.status))
+    return out
+
+
+def render_diff(diffs: Sequence[RowDiff]) -> str:
+    """The diff as a fixed-width table a person reads (and a line saying there is none)."""
+    if not diffs:
+        return "no differences in correctness or IoU"
+
+    def iou(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    def ok(v: bool | None) -> str:
+        return "-" if v is None else ("yes" if v else "no")
+
+    lines = [f"{'id':<36} {'kind':<8} {'correct A':>9} {'correct B':>9} {'IoU A':>7} {'IoU B':>7}"]
+    for d in diffs:
+        lines.append(
+            f"{d.id:<36} {d.kind:<8} {ok(d.correct_a):>9} {ok(d.correct_b):>9} {iou(d.iou_a):>7} {iou(d.iou_b):>7}"
+        )
+    changed = Counter(d.kind for d in diffs)
+    lines.append(f"{len(diffs)} rows differ: " + ", ".join(f"{k} {v}" for k, v in sorted(changed.items())))
+    return "\n".join(lines)

@@ -1,0 +1,213 @@
+"""`mtvr eval` on the demo benchmark: the real Beam pipeline with a scripted engine (pipeline logic: settings,
+resume, dead letters, the table), and once with the tiny checkpoint through the transformers engine and the CLI.
+
+The scripted engine is built in `load_model` from an `EngineSpec(kind="scripted")` through the injected factory, and
+logs every `generate` call (its request keys) to a file, so model calls are counted across threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from model.engine_api import Completion, GenerationRequest
+from mtvr_data.benchmarks import read_benchmark
+from mtvr_data.eval_metrics import FAILED, read_results
+from mtvr_data.schema import Sample
+from pipelines.evaluate import BenchmarkInput, EvalConfig, evaluate, results_name
+from pipelines.grading import EngineSpec
+
+
+class ScriptedEngine:
+    """Answers each sample with the true span when tools are offered, and a wrong one without; logs calls."""
+
+    name = "scripted"
+    model = "scripted"
+
+    def __init__(self, truth: dict[str, list[float]], log: str) -> None:
+        self.truth, self.log = truth, log
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
+        with open(self.log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"pid": os.getpid(), "keys": [r.key for r in requests]}) + "\n")
+        out = []
+        for request in requests:
+            start, end = self.truth[request.key.split("/")[0]] if request.tools else (0.0, 0.5)
+            text = f"<think>Found it.</think><answer>{start:.2f} - {end:.2f} seconds</answer>"
+            out.append([Completion(text, "stop", 50, 10, "</answer>")] * request.settings.n)
+        return out
+
+    async def aclose(self) -> None:
+        pass
+
+
+def scripted_factory(spec: EngineSpec) -> ScriptedEngine:
+    assert spec.kind == "scripted"
+    return ScriptedEngine(**spec.settings)
+
+
+def calls(log: Path) -> list[list[str]]:
+    return [json.loads(line)["keys"] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def charades(corpus: Path) -> BenchmarkInput:
+    annotations = corpus / "annotations" / "charades_sta" / "charades_sta_train.txt"
+    return BenchmarkInput("charades-sta", str(annotations), str(corpus / "videos"))
+
+
+@pytest.fixture(scope="module")
+def scripted_run(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One scripted eval of the demo Charades-STA benchmark in both settings, then a rerun of it."""
+    bench = charades(demo_corpus)
+    samples = [s for s in read_benchmark(bench.name, bench.annotations) if isinstance(s, Sample)]
+    out = tmp_path_factory.mktemp("eval")
+    log = out / "calls.log"
+    truth = {s.id: list(s.span or [0.0, 1.0]) for s in samples}
+    config = EvalConfig(
+        [bench],
+        str(out / "eval"),
+        EngineSpec("scripted", {"truth": truth, "log": str(log)}),
+        tools="both",
+        max_frames=4,
+        generation={"max_batch_size": 4, "workers": 2},
+    )
+    table = evaluate(config, ["--runner=DirectRunner"], engine_factory=scripted_factory)
+    first_calls = calls(log)
+    files = {p.name: p.read_bytes() for p in Path(config.out).glob("*.*")}
+    table2 = evaluate(config, ["--runner=DirectRunner"], engine_factory=scripted_factory)
+    return {
+        "out": Path(config.out),
+        "samples": samples,
+        "table": table,
+        "table2": table2,
+        "first_calls": first_calls,
+        "calls_after_rerun": calls(log),
+        "files": files,
+    }
+
+
+def test_results_per_setting_score_the_scripted_answers(scripted_run: dict[str, Any]) -> None:
+    out, samples = scripted_run["out"], scripted_run["samples"]
+    on = read_results(out / results_name("charades-sta", "tool_on"))
+    off = read_results(out / results_name("charades-sta", "tool_off"))
+    assert [r.id for r in on] == sorted(s.id for s in samples) == [r.id for r in off]
+    answered_on = [r for r in on if r.status != FAILED]
+    # the engine answers the annotated span; the probe clamps one overshooting span to the real video end (IoU 6/7)
+    assert answered_on and all(r.correct and r.iou is not None and r.iou > 0.85 for r in answered_on)
+    assert sum(r.iou == pytest.approx(1.0) for r in answered_on) == len(answered_on) - 1
+    assert all(r.iou == 0.0 and not r.correct for r in off)
+    by_setting = {b["name"]: b["settings"] for b in scripted_run["table"]["benchmarks"]}["charades-sta"]
+    n, failed = by_setting["tool_on"]["n"], by_setting["tool_on"]["n_failed"]
+    assert n == len(samples) and failed == len(samples) - len(answered_on) > 0
+    assert by_setting["tool_on"]["metrics"]["R@0.5"] == pytest.approx(100.0 * (n - failed) / n)
+    assert by_setting["tool_off"]["metrics"]["mIoU"] == 0.0
+
+
+def test_unreadable_videos_are_dead_letters_and_failed_rows(scripted_run: dict[str, Any]) -> None:
+    out = scripted_run["out"]
+    dead = [json.loads(line) for line in (out / "dead_letters.jsonl").read_text().splitlines()]
+    probe = {d["reason"]: d for d in dead if d["stage"] == "probe"}
+    assert {"video_empty", "video_missing"} <= set(probe)
+    assert all(d["source"] == "charades-sta" and d["detail"] for d in probe.values())
+    assert {d["reason"] for d in dead if d["stage"] == "read"} >= {"bad_line", "non_utf8"}
+    failed = {r.id: r for r in read_results(out / results_name("charades-sta", "tool_on")) if r.status == FAILED}
+    for reason in ("video_empty", "video_missing"):
+        row = failed[probe[reason]["raw"]]
+        assert row.finish_reason == reason and row.error and not row.correct and row.iou == 0.0
+
+
+def test_a_rerun_makes_no_model_calls_and_writes_the_same_files(scripted_run: dict[str, Any]) -> None:
+    first = scripted_run["first_calls"]
+    assert first and scripted_run["calls_after_rerun"] == first  # zero new generate calls
+    out = scripted_run["out"]
+    assert {p.name: p.read_bytes() for p in out.glob("*.*")} == scripted_run["files"]
+    assert scripted_run["table2"] == scripted_run["table"]
+
+
+def test_table_files_exist_and_parse_in_the_papers_layout(scripted_run: dict[str, Any]) -> None:
+    import xml.etree.ElementTree as ET
+
+    out = scripted_run["out"]
+    table = json.loads((out / "table.json").read_text())
+    (bench,) = table["benchmarks"]
+    assert bench["display"] == "Charades-STA" and bench["primary"] == ["mIoU"]
+    assert bench["paper"]["tool_on"]["mIoU"] == 59.9 and bench["paper"]["tool_off"]["mIoU"] == 57.1
+    md = (out / "table.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(md) if line.startswith("| setting | Charades-STA"))
+    labels = [line.split("|")[1].strip() for line in md[header + 2 : header + 6]]
+    assert labels == ["tool off", "tool on", "VITAL-7B (paper), tool off", "VITAL-7B (paper), tool on"]
+    assert md[header + 4].split("|")[2].strip() == "57.1"
+    svg = ET.parse(out / "plot.svg").getroot()
+    titles = [t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert any("tool on" in t for t in titles) and any(t.startswith("VITAL-7B (paper) mIoU") for t in titles)
+
+
+def test_eval_diff_on_the_command_line(scripted_run: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    from pipelines.cli import main
+
+    out = scripted_run["out"]
+    off, on = out / results_name("charades-sta", "tool_off"), out / results_name("charades-sta", "tool_on")
+    assert main(["eval", "diff", str(off), str(on)]) == 1
+    text = capsys.readouterr().out
+    answered = [r for r in read_results(on) if r.status != FAILED]
+    assert f"{len(answered)} rows differ: changed {len(answered)}" in text
+    assert main(["eval", "diff", str(on), str(on)]) == 0
+
+
+def test_config_validation_names_the_problem(tmp_path: Path) -> None:
+    bench = BenchmarkInput("charades-sta", "x.txt")
+    with pytest.raises(ValueError, match="tools must be"):
+        EvalConfig([bench], str(tmp_path), EngineSpec("transformers"), tools="sometimes")
+    with pytest.raises(ValueError, match="unknown generation settings"):
+        EvalConfig([bench], str(tmp_path), EngineSpec("transformers"), generation={"k": 8})
+    with pytest.raises(ValueError, match="listed twice"):
+        EvalConfig([bench, bench], str(tmp_path), EngineSpec("transformers"))
+    with pytest.raises(ValueError, match="unknown benchmark 'charades'"):
+        evaluate(EvalConfig([BenchmarkInput("charades", "x.txt")], str(tmp_path), EngineSpec("transformers")))
+    with pytest.raises(FileNotFoundError, match="annotations not found: x.txt"):
+        evaluate(EvalConfig([bench], str(tmp_path), EngineSpec("transformers")))
+    config = EvalConfig([bench], str(tmp_path), EngineSpec("transformers", {"model": "m"}), max_frames=16)
+    off, on = config.grading(False), config.grading(True)
+    assert off.k == 1 and off.temperature == 0.0 and dict(off.frame_budget) == {"max_frames": 16}
+    assert off.config_hash != on.config_hash  # tools is part of the resume key
+
+
+def test_tiny_checkpoint_through_the_transformers_engine_and_the_cli(
+    demo_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real path: `mtvr eval CONFIG` with a random tiny Qwen2.5-VL on CPU (its answers are noise)."""
+    from model.tiny_checkpoint import build_tiny_checkpoint
+    from pipelines.cli import main
+
+    ckpt = build_tiny_checkpoint(tmp_path / "tiny")
+    config = {
+        "out": str(tmp_path / "eval"),
+        "benchmarks": [
+            {
+                "name": "charades-sta",
+                "annotations": str(demo_corpus / "annotations" / "charades_sta" / "charades_sta_train.txt"),
+                "videos": str(demo_corpus / "videos"),
+                "cap": 2,
+            }
+        ],
+        "engine": {"kind": "transformers", "settings": {"model": str(ckpt), "device": "cpu"}},
+        "tools": "both",
+        "max_frames": 4,
+        "generation": {"max_new_tokens": 8, "max_engine_calls": 1},
+    }
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["eval", str(path)]) == 0
+    assert "| tool on |" in capsys.readouterr().out
+    table = json.loads((tmp_path / "eval" / "table.json").read_text())
+    settings = table["benchmarks"][0]["settings"]
+    assert table["run"]["engine"] == "transformers" and table["run"]["model"] == str(ckpt)
+    for setting in ("tool_off", "tool_on"):
+        assert settings[setting]["n"] == 2 and settings[setting]["n_failed"] == 0
+        rows = read_results(tmp_path / "eval" / results_name("charades-sta", setting))
+        assert all(r.status in ("ok", "no_answer") and r.finish_reason for r in rows)
