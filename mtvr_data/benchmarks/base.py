@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
-from mtvr_data.adapters.base import RawRecord, SourceAdapter
+from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_json_items
 from mtvr_data.schema import Sample
 
 BENCHMARK_SPLIT = "test"
@@ -95,3 +95,20 @@ def youtube_id(url: Any) -> str | None:
         return None
     match = _YOUTUBE_ID.search(url.strip())
     return match.group(1) if match else None
+
+
+class JsonRows(SourceAdapter):
+    """A native file that is a JSON list (or mapping) of row objects: one record per row, its value the row; a
+    row that is not an object is a `bad_value` record (LongVideoBench, MMVU)."""
+
+    def records(self) -> Iterator[RawRecord]:
+        for rec in iter_json_items(self.annotations):
+            if rec.error is not None:
+                yield rec
+                continue
+            row = rec.value[1]
+            if not isinstance(row, dict):
+                error = AdapterError("bad_value", f"record is a {type(row).__name__}, not an object")
+                yield RawRecord(rec.location, raw=rec.raw, error=error)
+                continue
+            yield RawRecord(rec.location, value=row, raw=rec.raw)

@@ -13,11 +13,10 @@ subtitle file is named in `meta["subtitle_path"]` for an evaluation that interle
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_json_items, require, to_float
-from mtvr_data.benchmarks.base import BenchmarkAdapter
+from mtvr_data.adapters.base import AdapterError, RawRecord, require, to_float
+from mtvr_data.benchmarks.base import BenchmarkAdapter, JsonRows
 from mtvr_data.schema import Sample, option_letter
 
 META_FIELDS = (
@@ -33,19 +32,13 @@ META_FIELDS = (
 )
 
 
-class LongVideoBenchRows(SourceAdapter):
+class LongVideoBenchRows(JsonRows):
     """Reads LongVideoBench's native json; `LongVideoBench` (below) is the benchmark adapter built on it."""
 
     name = "longvideobench-rows"
 
-    def records(self) -> Iterator[RawRecord]:
-        for rec in iter_json_items(self.annotations):
-            yield rec if rec.error is not None else RawRecord(rec.location, value=rec.value[1], raw=rec.raw)
-
     def to_samples(self, record: RawRecord) -> list[Sample]:
         row = record.value
-        if not isinstance(row, dict):
-            raise AdapterError("bad_value", f"record is a {type(row).__name__}, not an object")
         candidates = row.get("candidates")
         if not isinstance(candidates, list) or not candidates:
             raise AdapterError("missing_options", f"candidates must be a non-empty list, got {candidates!r}")

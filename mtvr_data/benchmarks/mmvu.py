@@ -16,12 +16,11 @@ multiple choice, free text for open-ended).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_json_items, require
+from mtvr_data.adapters.base import AdapterError, RawRecord, require
 from mtvr_data.adapters.video_r1 import answer_letter
-from mtvr_data.benchmarks.base import BenchmarkAdapter, youtube_id
+from mtvr_data.benchmarks.base import BenchmarkAdapter, JsonRows, youtube_id
 from mtvr_data.schema import Sample
 
 HF_MARKER = "/resolve/main/"
@@ -48,19 +47,13 @@ def letter_choices(choices: Any) -> list[str]:
     return texts
 
 
-class MMVURows(SourceAdapter):
+class MMVURows(JsonRows):
     """Reads MMVU's native `validation.json`; `MMVU` (below) is the benchmark adapter built on it."""
 
     name = "mmvu-rows"
 
-    def records(self) -> Iterator[RawRecord]:
-        for rec in iter_json_items(self.annotations):
-            yield rec if rec.error is not None else RawRecord(rec.location, value=rec.value[1], raw=rec.raw)
-
     def to_samples(self, record: RawRecord) -> list[Sample]:
         row = record.value
-        if not isinstance(row, dict):
-            raise AdapterError("bad_value", f"record is a {type(row).__name__}, not an object")
         question_type = str(require(row, "question_type")).strip()
         if question_type not in QUESTION_TYPES:
             raise AdapterError("bad_value", f"question_type {question_type!r} is not one of {QUESTION_TYPES}")

@@ -88,10 +88,13 @@ def test_mmvu_malformed(tmp_path):
     }
     path = tmp_path / "validation.json"
     path.write_text(
-        json.dumps([row, {**row, "choices": {"A": "x", "B": "y"}, "answer": "D"}, {**row, "question_type": "x"}])
+        json.dumps(
+            [row, {**row, "choices": {"A": "x", "B": "y"}, "answer": "D"}, {**row, "question_type": "x"}, "a string"]
+        )
     )
     ok, errors = read("mmvu", path)
-    assert ok == [] and [e.reason for e in errors] == ["bad_value", "unknown_option", "bad_value"]
+    assert ok == [] and [e.reason for e in errors] == ["bad_value", "unknown_option", "bad_value", "bad_value"]
+    assert "not an object" in errors[-1].detail
 
 
 def test_longvideobench_val(samples):
@@ -108,6 +111,7 @@ def test_longvideobench_malformed(tmp_path, samples):
     del rows[0]["correct_choice"]  # the test file's rows: no answer
     rows[1]["correct_choice"] = 7
     rows[2]["candidates"] = []
+    rows.append([1, 2])  # a row that is not an object
     path = tmp_path / "lvb.json"
     path.write_text(json.dumps(rows))
     ok, errors = read("longvideobench", path)
@@ -115,4 +119,5 @@ def test_longvideobench_malformed(tmp_path, samples):
         ("lvb.json#0", "missing_field"),
         ("lvb.json#1", "unknown_option"),
         ("lvb.json#2", "missing_options"),
+        ("lvb.json#4", "bad_value"),
     ]

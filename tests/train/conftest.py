@@ -39,6 +39,35 @@ def demo_paths(demo_dir: Path) -> dict[str, str]:
     }
 
 
+#: Small DGRPO runs for the tests: 1 step, 4 rows of G = 2 per batch, short turns, few frames, no saving.
+DGRPO_TEST_ARGS = {
+    "max_steps": 1,
+    "per_device_train_batch_size": 4,
+    "num_generations": 2,
+    "report_to": [],
+    "gradient_checkpointing": False,
+    "save_strategy": "no",
+    "logging_steps": 1,
+}
+
+
+def dgrpo_config(demo_dir: Path, out: Path, args: dict | None = None, **over):
+    """A DGRPO config on the demo build for tests: `args` update DGRPO_TEST_ARGS, other keys replace the tree's."""
+    from train.config import config_from_dict
+
+    tree = {
+        "kind": "dgrpo",
+        **demo_paths(demo_dir),
+        "output_dir": str(out),
+        "tools": None,
+        "frames": {"max_frames": 4},
+        "rollout": {"max_new_tokens": 16, "max_total_tokens": 48},
+        "args": {**DGRPO_TEST_ARGS, **(args or {})},
+    }
+    tree.update(over)
+    return config_from_dict(tree)
+
+
 class ScriptedPolicy:
     """Completions alternating a well-formed answer and an untagged one, so every group has reward spread;
     video rows with tools first call the clip tool on [0, 2] s. Counts its calls."""

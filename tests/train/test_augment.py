@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from model.engine_api import Completion, GenerationRequest, cut_at_stop
-from tests.train.conftest import demo_paths
+from tests.train.conftest import dgrpo_config
 from train.augment import (
     HINT,
     AugmentSettings,
@@ -109,25 +109,12 @@ def test_hint_is_a_prefix_of_the_reasoning_and_grows_with_steps():
 
 def _trainer(demo_dir, tmp_path, **over):
     tree = {
-        "kind": "dgrpo",
-        **demo_paths(demo_dir),
-        "output_dir": str(tmp_path / "aug"),
         "tools": False,
         "augment": {"threshold": 0.25, "hint_samples": 2},
-        "frames": {"max_frames": 4},
         "rollout": {"max_new_tokens": 32, "max_total_tokens": 64},
-        "args": {
-            "max_steps": 1,
-            "per_device_train_batch_size": 6,
-            "num_generations": 2,
-            "report_to": [],
-            "gradient_checkpointing": False,
-            "save_strategy": "no",
-            "logging_steps": 1,
-        },
+        **over,
     }
-    tree.update(over)
-    return build_dgrpo_trainer(config_from_dict(tree))
+    return build_dgrpo_trainer(dgrpo_config(demo_dir, tmp_path / "aug", {"per_device_train_batch_size": 6}, **tree))
 
 
 def _three_video_groups(trainer):

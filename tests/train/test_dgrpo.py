@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from mtvr_data.rewards import dgrpo_weight
-from tests.train.conftest import demo_paths
+from tests.train.conftest import dgrpo_config
 from train.advantages import DgrpoRule, GrpoRule, apply_rule
-from train.config import config_from_dict
 from train.dgrpo import build_dgrpo_trainer, rl_dataset
 from train.rollouts import PolicyRollouts
 
@@ -53,26 +52,7 @@ def test_group_size_must_divide_the_rewards():
 
 
 def _config(demo_dir: Path, out: Path, **over):
-    tree = {
-        "kind": "dgrpo",
-        **demo_paths(demo_dir),
-        "output_dir": str(out),
-        "tools": None,
-        "frames": {"max_frames": 4},
-        "rollout": {"max_new_tokens": 16, "max_total_tokens": 48},
-        "args": {
-            "max_steps": 1,
-            "per_device_train_batch_size": 4,
-            "num_generations": 2,
-            "report_to": [],
-            "gradient_checkpointing": False,
-            "save_strategy": "no",
-            "logging_steps": 1,
-            "beta": 0.01,
-        },
-    }
-    tree.update(over)
-    return config_from_dict(tree)
+    return dgrpo_config(demo_dir, out, {"beta": 0.01}, **over)
 
 
 def _fixed_generation(trainer, processor, texts):

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from mtvr_data.rewards import dgrpo_weight
-from tests.train.conftest import demo_paths
-from train.config import TrainConfigError, config_from_dict
+from tests.train.conftest import demo_paths, dgrpo_config
+from train.config import TrainConfigError
 from train.dgrpo import build_dgrpo_trainer
 from train.reg_grpo import (
     GROUP_KEY,
@@ -205,35 +205,19 @@ def test_split_by_group_keeps_groups_whole_and_every_column_aligned():
 # --- in the trainer, on the demo shards -----------------------------------------------------------------------
 
 
-def _config(demo_dir, out, **over):
-    tree = {
-        "kind": "dgrpo",
-        **demo_paths(demo_dir),
-        "output_dir": str(out),
-        "tools": None,
-        "loss": "reg_grpo",
-        "frames": {"max_frames": 4},
-        "rollout": {"max_new_tokens": 16, "max_total_tokens": 48},
-        "args": {
-            "max_steps": 2,
-            "per_device_train_batch_size": 4,
-            "num_generations": 2,
-            "report_to": [],
-            "gradient_checkpointing": False,
-            "save_strategy": "no",
-            "logging_steps": 1,
-            "learning_rate": 1e-3,
-        },
-    }
-    tree.update(over)
-    return config_from_dict(tree)
+def _config(demo_dir, out, args=None, **over):
+    args = {"max_steps": 2, "learning_rate": 1e-3, **(args or {})}
+    return dgrpo_config(demo_dir, out, args, **{"loss": "reg_grpo", **over})
 
 
 def test_reg_grpo_defaults_and_layout_checks(demo_dir, tmp_path):
-    config = _config(demo_dir, tmp_path / "d", args={})
+    config = dgrpo_config(demo_dir, tmp_path / "d", loss="reg_grpo")
+    config.args = {}
     args = config.trainer_args()
     assert (args["beta"], args["num_generations"], args["num_iterations"]) == (0.1, 8, 2)
-    assert _config(demo_dir, tmp_path / "e", loss="grpo", args={}).trainer_args()["beta"] == 0.01
+    plain = dgrpo_config(demo_dir, tmp_path / "e")
+    plain.args = {}
+    assert plain.trainer_args()["beta"] == 0.01
     with pytest.raises(TrainConfigError, match="loss must be one of"):
         _config(demo_dir, tmp_path / "f", loss="ppo")
     # Valid for TRL (4 rows per generation batch, G = 4) but not for Reg-GRPO (2 rows per micro-batch).
