@@ -450,6 +450,33 @@ def test_k4_two_turn_rollout_through_the_server(server: Server, demo_corpus: Pat
     assert client.stats.reasks > 0  # the server answered n = 4 with one choice; the client asked again
 
 
+def test_mtvr_eval_through_the_server(server: Server, demo_corpus: Path, tmp_path: Path) -> None:
+    """`mtvr eval` with the OpenAI-compatible engine against the real server: the Beam pipeline shares one client
+    per thread, both settings are answered and scored, and the table is written."""
+    from model.trajectory import MODEL_OUTCOMES
+    from mtvr_data.eval_metrics import read_results
+    from pipelines.evaluate import BenchmarkInput, EvalConfig, evaluate, results_name
+    from pipelines.grading import EngineSpec
+
+    bench = BenchmarkInput(
+        "charades-sta",
+        str(demo_corpus / "annotations" / "charades_sta" / "charades_sta_train.txt"),
+        str(demo_corpus / "videos"),
+        cap=2,
+    )
+    engine = EngineSpec("openai", {"base_url": server.base_url, "model": server.model, "max_retries": 1})
+    config = EvalConfig(
+        [bench], str(tmp_path / "eval"), engine, tools="both", max_frames=4, generation={"max_new_tokens": 8}
+    )
+    table = evaluate(config, ["--runner=DirectRunner"])
+    assert table["run"]["engine"] == "openai"
+    for setting in ("tool_off", "tool_on"):
+        rows = read_results(tmp_path / "eval" / results_name("charades-sta", setting))
+        assert len(rows) == 2
+        assert all(r.status in ("ok", "no_answer") and r.finish_reason in MODEL_OUTCOMES for r in rows), rows
+    assert (tmp_path / "eval" / "table.md").read_text().count("| tool o") >= 2
+
+
 # --- OpenAIEngine with a fake transport ---------------------------------------------------------------------------
 
 
