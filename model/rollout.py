@@ -209,6 +209,7 @@ class RolloutRunner:
         self, sample: Sample, hint: str | None, perturbation: FramePerturbation | None, tools: bool
     ) -> _Prepared:
         path = str(resolve_media(self.video_root, sample.video))
+        perturbation = perturbation or self.config.prompt.perturbation  # a per-sample one over the config's
         prompt = dataclasses.replace(self.config.prompt, tools=tools, perturbation=perturbation)
         loop = asyncio.get_running_loop()
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import threading
 import time
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from model.engine_api import Completion, GenerationRequest, SamplingSettings
@@ -339,6 +341,21 @@ def test_hint_is_appended_to_the_user_turn_only(videos, cache):
     assert hinted.messages[1]["content"][-1]["text"].endswith("\nHINT: the answer is B.")
     assert "HINT" not in plain.messages[1]["content"][-1]["text"]
     assert hinted.messages[0] == plain.messages[0]
+
+
+def test_perturbations_change_only_their_samples_prompt_frames(videos, cache):
+    from mtvr_data.frames import FramePerturbation
+
+    engine = ScriptedEngine(by_turn(think_answer()))
+    noise = FramePerturbation("noise", 20.0, seed=1)
+    run([mcq(), mcq("s-other")], engine, videos, cache, perturbations={"s-mcq": noise})
+    noisy, clean = (engine.request(f"{i}/t0").messages[1]["content"][0]["video"] for i in ("s-mcq", "s-other"))
+    assert noisy.times == clean.times and not np.array_equal(noisy.frames, clean.frames)
+    # A perturbation in the prompt config applies to every sample; a per-sample one takes its place.
+    config = dataclasses.replace(CONFIG, prompt=dataclasses.replace(CONFIG.prompt, perturbation=noise))
+    engine = ScriptedEngine(by_turn(think_answer()))
+    run([mcq("s-third")], engine, videos, cache, config=config)
+    assert np.array_equal(engine.request("s-third/t0").messages[1]["content"][0]["video"].frames, noisy.frames)
 
 
 def test_finish_reasons_are_a_closed_set(videos, cache):

@@ -215,6 +215,7 @@ class PolicyRollouts:
         """The trajectory as the policy saw it: prompt (video re-sampled, cached; hint and perturbation as in the
         rollout) and turns with clips re-rendered."""
         path = str(resolve_media(self.video_root, sample.video))
+        perturbation = perturbation or self.config.prompt.perturbation
         prompt = dataclasses.replace(self.config.prompt, tools=trajectory.tools, perturbation=perturbation)
         media = load_media(sample, path, prompt, self.cache)
         messages, _ = build_messages(sample, media, prompt, registry=self.config.registry, hint=hint)
