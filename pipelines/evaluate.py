@@ -37,8 +37,8 @@ from model.engine_api import Engine
 from model.trajectory import INTERNAL_ERROR, MODEL_OUTCOMES, Trajectory
 from mtvr_data.eval_metrics import SampleResult, failed_result, score_sample, write_results
 from mtvr_data.schema import Sample, SampleError
-from pipelines.grading import EngineSpec, GradingHandler, GradingSettings, build_engine
-from pipelines.result_cache import ResultCache, SplitCached, config_hash
+from pipelines.grading import EngineSpec, GradingHandler, GradingSettings, build_engine, engine_tag
+from pipelines.result_cache import ResultCache, SplitCached
 from pipelines.transforms import DEAD, ProbeAndValidate, StageMetrics
 
 log = logging.getLogger(__name__)
@@ -403,7 +403,7 @@ class AnswerSamples(beam.PTransform):
         self.handler = EvalHandler(settings, video_roots, cache=self.cache, engine_factory=engine_factory)
 
     def expand(self, samples: beam.PCollection[Sample]) -> tuple[beam.PCollection, beam.PCollection]:
-        tag = f"mtvr-eval-{config_hash({'model': self.settings.engine.grader, 'config': self.settings.config_hash})}"
+        tag = engine_tag(self.settings.engine)
         hits: list[beam.PCollection] = []
         if self.cache is not None:
             lookup = SplitCached(self.cache, self.settings.cache_key, Answer.from_cache, METRICS_NAMESPACE)

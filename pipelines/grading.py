@@ -79,6 +79,17 @@ class EngineSpec:
         return f"{self.kind}:{self.model_id}"
 
 
+def engine_tag(spec: EngineSpec) -> str:
+    """RunInference's model tag: one per engine (kind and settings), never per stage or rollout setting.
+
+    Beam shares a server-kind model (`EngineHost`: a `vllm serve` process) across a worker's processes by this
+    tag, so the grading parts (tools off and on), the teacher and both evaluation settings that name the same
+    engine reach ONE server instead of starting one each on the same accelerator. Beam names lock files after the
+    tag, so no "/" of a model id may reach it.
+    """
+    return f"mtvr-engine-{config_hash({'kind': spec.kind, 'settings': dict(spec.settings)})}"
+
+
 def build_engine(spec: EngineSpec) -> Engine:
     """The default engine factory: `model.engines.make_engine`."""
     return make_engine(spec.kind, **dict(spec.settings))  # type: ignore[arg-type]
@@ -538,8 +549,7 @@ class GradeSamples(beam.PTransform):
         self.handler = GradingHandler(settings, video_roots, cache=self.cache, engine_factory=engine_factory)
 
     def expand(self, samples: beam.PCollection[Sample]) -> tuple[beam.PCollection, beam.PCollection]:
-        # Beam names the shared model's lock files after this tag: no "/" of a model id may reach it.
-        tag = f"mtvr-grade-{config_hash({'grader': self.settings.engine.grader, 'config': self.settings.config_hash})}"
+        tag = engine_tag(self.settings.engine)
         hits: list[beam.PCollection] = []
         if self.cache is not None:
             lookup = SplitCached(self.cache, self.settings.cache_key, GradeResult.from_cache, METRICS_NAMESPACE)

@@ -45,7 +45,7 @@ from mtvr_data.frame_cache import FrameCache
 from mtvr_data.normalize import resolve_media
 from mtvr_data.rewards import PassRule, total_reward
 from mtvr_data.schema import Sample, SampleError
-from pipelines.grading import EngineSpec, GradingHandler, build_engine, settings_from_dict
+from pipelines.grading import EngineSpec, GradingHandler, build_engine, engine_tag, settings_from_dict
 from pipelines.result_cache import CacheKey, ResultCache, SplitCached, config_hash
 from pipelines.transforms import DEAD, CountStage, StageMetrics, StageOutput
 
@@ -360,7 +360,7 @@ class Teach(beam.PTransform):
         self.handler = TeachingHandler(settings, video_roots, cache=self.cache, engine_factory=engine_factory)
 
     def expand(self, samples: beam.PCollection[Sample]) -> StageOutput:
-        tag = f"mtvr-teach-{config_hash({'teacher': self.settings.teacher, 'config': self.settings.config_hash})}"
+        tag = engine_tag(self.settings.engine)
         todo, hits = samples, []
         if self.cache is not None:
             rule = self.settings.teacher_config().pass_rule

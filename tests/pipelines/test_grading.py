@@ -30,6 +30,7 @@ from pipelines.grading import (
     GradingSettings,
     bucket,
     build_engine,
+    engine_tag,
 )
 from pipelines.result_cache import CacheKey, ResultCache, config_hash
 
@@ -380,3 +381,19 @@ def test_real_tiny_checkpoint_through_the_transformers_engine(tmp_path, demo_cor
     for r in rows:
         assert r["num_rollouts"] == 2 and r["policy"] == f"transformers:{ckpt}" and 0.0 <= r["pass_rate"] <= 1.0
     assert len(ResultCache(tmp_path / "out")) == 2
+
+
+def test_one_model_tag_per_engine_so_settings_and_stages_share_a_server():
+    """Beam shares a server-kind engine (one `vllm serve` per worker) by RunInference's tag: tools off and on, and
+    an evaluation of the same engine, must reach the same server, and another model must not."""
+    from pipelines.evaluate import BenchmarkInput, EvalConfig
+
+    spec = EngineSpec("vllm", {"model": "Qwen/Qwen2.5-VL-7B-Instruct", "max_model_len": 32768})
+    off, on = GradingSettings(engine=spec, tools=False), GradingSettings(engine=spec, tools=True, k=4)
+    assert off.config_hash != on.config_hash  # different results ...
+    assert engine_tag(off.engine) == engine_tag(on.engine)  # ... from one server
+    evaluation = EvalConfig([BenchmarkInput("charades-sta", "a.txt")], "out", spec, tools="both")
+    assert {engine_tag(evaluation.grading(t).engine) for t in (False, True)} == {engine_tag(spec)}
+    other = EngineSpec("vllm", {"model": "Qwen/Qwen2.5-VL-3B-Instruct", "max_model_len": 32768})
+    assert engine_tag(other) != engine_tag(spec)
+    assert "/" not in engine_tag(spec)
