@@ -68,38 +68,44 @@ def dgrpo_config(demo_dir: Path, out: Path, args: dict | None = None, **over):
     return config_from_dict(tree)
 
 
-class ScriptedPolicy:
-    """Completions alternating a well-formed answer and an untagged one, so every group has reward spread;
-    video rows with tools first call the clip tool on [0, 2] s. Counts its calls."""
+class TextPolicy:
+    """A scripted engine: each try's text is `reply(request, index)`, cut at the request's stop strings as a real
+    engine cuts it. Counts its calls."""
 
-    name = "scripted"
-    model = "scripted"
+    name = model = "scripted"
 
     def __init__(self) -> None:
         self.calls = 0
+
+    def reply(self, request: GenerationRequest, index: int) -> str:
+        raise NotImplementedError
 
     async def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
         self.calls += 1
         out = []
         for request in requests:
-            first_turn = request.messages[-1]["role"] == "user"
             group = []
             for i in range(request.settings.n):
-                # Later turns are requested one rollout at a time; their key says which: <id>/<rollout>/t<turn>.
-                index = i if first_turn else int(request.key.split("/")[-2])
-                if request.tools and first_turn:
-                    text = CALL.format(s=0.0, e=2.0)
-                elif index % 2 == 0:
-                    text = GOOD.format(answer="A")
-                else:
-                    text = "I am not sure."
-                text, stop = cut_at_stop(text, request.settings.stop)
+                text, stop = cut_at_stop(self.reply(request, i), request.settings.stop)
                 group.append(Completion(text, "stop", 10, len(text.split()), stop_string=stop))
             out.append(group)
         return out
 
     async def aclose(self) -> None:
         return None
+
+
+class ScriptedPolicy(TextPolicy):
+    """Completions alternating a well-formed answer and an untagged one, so every group has reward spread;
+    video rows with tools first call the clip tool on [0, 2] s."""
+
+    def reply(self, request: GenerationRequest, index: int) -> str:
+        first_turn = request.messages[-1]["role"] == "user"
+        if request.tools and first_turn:
+            return CALL.format(s=0.0, e=2.0)
+        # Later turns are requested one rollout at a time; their key says which: <id>/<rollout>/t<turn>.
+        rollout = index if first_turn else int(request.key.split("/")[-2])
+        return GOOD.format(answer="A") if rollout % 2 == 0 else "I am not sure."
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import re
 import pytest
 import torch
 
-from model.engine_api import Completion, GenerationRequest, cut_at_stop
-from tests.train.conftest import dgrpo_config
+from model.engine_api import GenerationRequest
+from tests.train.conftest import TextPolicy, dgrpo_config
 from train.augment import (
     HINT,
     AugmentSettings,
@@ -28,7 +28,7 @@ NOTE = re.compile(r"The correct final answer is: (.+)")
 TRACE = "<think>I look at the start. Then the middle shows it. So the answer follows. Done.</think>"
 
 
-class HintAwarePolicy:
+class HintAwarePolicy(TextPolicy):
     """Given the answer note it writes `TRACE` and that answer (every 2nd try a wrong one, so the best trace must
     be chosen); given a DA-Aug hint, its even tries answer "A" in tags and its odd tries stay untagged (so the
     group's rewards spread); a question in `replies` gets its reply; otherwise an untagged reply. Records the
@@ -37,31 +37,20 @@ class HintAwarePolicy:
     name = model = "hint-aware"
 
     def __init__(self, replies: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.user_texts: list[str] = []
         self.replies = replies or {}
 
-    async def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
-        out = []
-        for request in requests:
-            user = request.messages[1]["content"][-1]["text"]
+    def reply(self, request: GenerationRequest, index: int) -> str:
+        user = request.messages[1]["content"][-1]["text"]
+        if index == 0:
             self.user_texts.append(user)
-            group = []
-            for i in range(request.settings.n):
-                note = NOTE.search(user)
-                if note:
-                    answer = note.group(1).strip() if i % 2 == 0 else "Z"
-                    text = f"{TRACE}<answer>{answer}</answer>"
-                elif "(Hint)" in user:
-                    text = "<think>With the hint.</think><answer>A</answer>" if i % 2 == 0 else "Still unsure."
-                else:
-                    text = next((r for q, r in self.replies.items() if q in user), "I am not sure.")
-                text, stop = cut_at_stop(text, request.settings.stop)
-                group.append(Completion(text, "stop", 10, len(text.split()), stop_string=stop))
-            out.append(group)
-        return out
-
-    async def aclose(self) -> None:
-        return None
+        note = NOTE.search(user)
+        if note:
+            return f"{TRACE}<answer>{note.group(1).strip() if index % 2 == 0 else 'Z'}</answer>"
+        if "(Hint)" in user:
+            return "<think>With the hint.</think><answer>A</answer>" if index % 2 == 0 else "Still unsure."
+        return next((r for q, r in self.replies.items() if q in user), "I am not sure.")
 
 
 # --- decisions ------------------------------------------------------------------------------------------------
