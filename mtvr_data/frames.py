@@ -327,10 +327,11 @@ def sample_frames(
 
     Raises FrameError: the probe's reason codes for a bad file, `bad_window` for a window outside the video.
     With a `cache`, a file is opened once for all its windows and a repeated request is not decoded again.
-    `perturbation` (DA-Aug's harder samples) changes a copy of the result, never the cached frames.
+    `perturbation` (DA-Aug's harder samples) changes a copy of the result, never the cached clean frames; with a
+    `cache` the perturbed copy is cached too (under its own key), so a sample's G rollouts and their training
+    encodings draw the noise once.
     """
-    frames = sample_frames_with(path, start=start, end=end, budget=budget, cache=cache)
-    return perturb_frames(frames, perturbation)
+    return sample_frames_with(path, start=start, end=end, budget=budget, cache=cache, perturbation=perturbation)
 
 
 def sample_frames_with(
@@ -341,6 +342,7 @@ def sample_frames_with(
     budget: FrameBudget = FrameBudget(),
     cache: FrameCache | None = None,
     backend: str | None = None,
+    perturbation: FramePerturbation | None = None,
 ) -> Frames:
     """`sample_frames` with a choice of decoder (`"decord"`, `"ffmpeg"`; None = decord, else ffmpeg), for
     tests and benchmarks that compare the two on files both can read."""
@@ -353,6 +355,13 @@ def sample_frames_with(
     st = stat_video(p)
     file_key = (os.path.abspath(p), st.st_mtime_ns, st.st_size)
     result_key = (file_key, start, end, budget, backend)
+    if perturbation is not None and perturbation.strength > 0:
+        perturbed_key = (result_key, perturbation)
+        if cache is not None and (hit := cache.get_result(perturbed_key)) is not None:
+            return hit
+        clean = sample_frames_with(p, start=start, end=end, budget=budget, cache=cache, backend=backend)
+        perturbed = perturb_frames(clean, perturbation)
+        return cache.put_result(perturbed_key, perturbed) if cache is not None else perturbed
     if cache is not None and (hit := cache.get_result(result_key)) is not None:
         return hit
     if cache is not None:

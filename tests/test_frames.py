@@ -622,6 +622,7 @@ def test_noise_is_seeded_never_touches_the_cache_and_has_the_asked_std(demo_corp
     a = sample_frames(path, budget=PLAIN, cache=cache, perturbation=noise)
     b = sample_frames(path, budget=PLAIN, cache=cache, perturbation=noise)
     assert np.array_equal(a.frames, b.frames)  # same seed, same pixels: the rollout and the loss agree
+    assert np.shares_memory(a.frames, b.frames)  # the noise was drawn once: the second call is a cache hit
     assert not np.array_equal(a.frames, clean.frames)
     assert np.array_equal(sample_frames(path, budget=PLAIN, cache=cache).frames, before)  # cache stays clean
     assert (a.times, a.start, a.end, a.frames.shape) == (clean.times, clean.start, clean.end, clean.frames.shape)
