@@ -183,3 +183,17 @@ def test_training_step_logs_the_vanishing_advantage_share_before_and_after(demo_
     # spread, so no advantage vanishes in what the loss trains on.
     assert logs["advantage/zero_variance_share"] == 0.0
     assert logs["augment/delta_r_mean"] > 0 and logs["augment/augmented_share"] == 1.0
+
+
+def test_a_group_whose_video_is_missing_is_left_alone_and_stays_unscorable(demo_dir, tmp_path):
+    trainer = _trainer(demo_dir, tmp_path)
+    rows = _three_video_groups(trainer)
+    rows[0] = rows[1] = {**rows[0], "id": "missing-video", "video": "no/such/file.mp4"}
+    policy = HintAwarePolicy()
+    batch = trainer.rollouts(rows, policy)
+    trainer.augmenter.buffer.push([5.0])  # every scorable group is far below: they get hints
+    new, report = trainer.augmenter(rows, batch, policy, trainer.rollouts)
+    assert [d.action for d in report.decisions] == ["none", "hint", "hint"]
+    assert math.isnan(report.decisions[0].delta) and len(report.all_deltas) == 2
+    assert new.extra_fields()["rollout_ok"][:2] == [False, False]
+    assert new.trajectories[0] is batch.trajectories[0] and new.trajectories[0].finish_reason == "media_error"
