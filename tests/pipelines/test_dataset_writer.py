@@ -272,3 +272,27 @@ def test_load_built_reads_a_rebuilt_folder_of_the_same_name_afresh(tmp_path: Pat
     assert sum(len(s) for s in second.values()) == 30
     build(tmp_path / "a" / "build", n=20)  # rebuilt in place
     assert sum(len(s) for s in load_built(str(tmp_path / "a" / "build"), "rl").values()) == 20
+
+
+def _load_rows(folder: str) -> int:
+    from mtvr_data.dataset_loading import load_built
+
+    return sum(len(s) for s in load_built(folder, "rl").values())
+
+
+def test_load_built_reuses_one_cache_per_content_and_is_safe_from_several_processes(
+    tmp_path: Path, hf_offline: None
+) -> None:
+    """Training processes load the same folder at once: they must share one prepared cache, never delete it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mtvr_data.dataset_loading import load_built
+
+    folder = tmp_path / "build"
+    build(folder, n=16)
+    first, again = load_built(str(folder), "rl"), load_built(str(folder), "rl")
+    split = next(iter(first))
+    assert [f["filename"] for f in first[split].cache_files] == [f["filename"] for f in again[split].cache_files]
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert list(pool.map(_load_rows, [str(folder)] * 8)) == [16] * 8
