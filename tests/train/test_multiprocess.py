@@ -29,7 +29,9 @@ def _accelerate(module_and_args: list[str]) -> subprocess.CompletedProcess[str]:
     command += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", *module_and_args]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    # rank 0's own lines first: the tail is usually the other rank's "connection closed" once one rank died
+    rank0 = "\n".join(line for line in result.stderr.splitlines() if line.startswith("[rank0]"))
+    assert result.returncode == 0, rank0[-4000:] + "\n---\n" + result.stdout[-2000:] + result.stderr[-3000:]
     return result
 
 
