@@ -5,6 +5,11 @@ prompt builder and gets back `n` `Completion`s per request with token counts and
 the engine. Engines differ in what their servers honour (`n`, `stop`), so each engine is responsible for
 delivering exactly `n` completions, cut at the first stop string (kept in the text, so the parser sees
 `</tool_call>` / `</answer>`), or for saying why not in `Completion.error`.
+
+Seeds: `SamplingSettings.seed` is the request's seed, and completion i of a request with `n > 1` is sampled with
+`seed + i`. That is vLLM V1's rule for the child requests of an n > 1 request, so a request with n = K and seed s
+samples the same completions as K requests with n = 1 and seeds s, s + 1, ..., s + K - 1, whichever way an engine
+serves it; the rollout loop relies on it to make each rollout's seed independent of batching (model/rollout.py).
 """
 
 from __future__ import annotations
@@ -12,13 +17,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-#: VITAL stops each turn at the end of a tool call or of the answer (PAPERS.md).
+#: VITAL stops each turn at the end of a tool call or of the answer (docs/papers.md).
 DEFAULT_STOP: tuple[str, ...] = ("</tool_call>", "</answer>")
 
 
 @dataclass(frozen=True, slots=True)
 class SamplingSettings:
-    """How to sample. Defaults are VITAL's RL rollouts: temperature 1.0, 1024 new tokens per turn, rep. 1.05."""
+    """How to sample. Defaults are VITAL's RL rollouts: temperature 1.0, 1024 new tokens per turn, rep. 1.05.
+
+    `seed` is the per-request seed (completion i of n uses `seed + i`; None: unseeded). In a `RolloutConfig` it is
+    the build seed instead, which the rollout loop turns into per-request seeds (`model.rollout.rollout_seed`).
+    """
 
     n: int = 1
     temperature: float = 1.0

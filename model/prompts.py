@@ -7,18 +7,21 @@ image's `Frames`. Engines turn the parts into what their back-end takes.
 
 Qwen2.5-VL's processor chat template has no tool support (see model/templates/SOURCES.md), so the tool
 block of the system prompt is written here, in the words of Qwen's standard function-calling system prompt,
-and a tool turn is a `tool` message holding the clip and its caption (PAPERS.md).
+and a tool turn is a `tool` message holding the clip and its caption (docs/papers.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.tiny_checkpoint import load_chat_template
 from mtvr_data.frames import FrameBudget, FrameCache, FramePerturbation, Frames, load_image, sample_frames
 from mtvr_data.schema import OPTION_LETTERS, Message, Sample
-from mtvr_data.tools import CLIP_BUDGET, ToolRegistry, clip_caption, default_tools
+from mtvr_data.tools import CLIP_BUDGET, CLIP_CAPTION, ToolRegistry, clip_caption, default_tools
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 
@@ -52,18 +55,63 @@ ANSWER_FORMAT = {
 GQA_FORMAT = "Answer as 'From S to E, <answer>', where S - E seconds is the moment that shows the evidence."
 
 
+#: The head of a temporal-grounding question, and of the user turn for each kind of media.
+TG_QUESTION = 'Find the moment in the video described by: "{question}"'
+IMAGE_HEAD = "This is an image."
+VIDEO_HEAD = "This is a video with duration {duration:.2f} seconds."
+
+
 @dataclass(frozen=True, slots=True)
 class PromptConfig:
-    """What a prompt holds: tools on or off, the frame budget of the whole video, the system text.
+    """What a prompt holds: tools on or off, the frame budgets of the whole video and of a clip, the system text.
 
-    RL rollouts use at most 64 frames, SFT 128 (PAPERS.md); clips always use the clip tool's budget.
-    `perturbation` (DeepVideo-R1's DA-Aug, per sample) changes the prompt's frames, never the tool's clips.
+    RL rollouts use at most 64 frames, SFT 128 (docs/papers.md). `clip_budget` is what a tool call's clip is sampled
+    with, in the rollout (the tools are bound with it) and when a recorded conversation is replayed for training
+    (`replay_conversation`), so the trainer encodes the clip the model saw. `perturbation` (DeepVideo-R1's
+    DA-Aug, per sample) changes the prompt's frames, never the tool's clips.
     """
 
     tools: bool = False
     budget: FrameBudget = field(default_factory=FrameBudget)
     system: str = DEFAULT_SYSTEM
     perturbation: FramePerturbation | None = None
+    clip_budget: FrameBudget = CLIP_BUDGET
+
+    def fingerprint_inputs(self, registry: ToolRegistry | None = None) -> dict[str, Any]:
+        """Everything of what the model sees that is not the sample itself, as a JSON-able dict, for cache keys.
+
+        The words (system prompt, tool block, user-turn templates, answer formats, clip caption), the chat
+        template the text is rendered with, the tool schemas of `registry` (VITAL's toolbox by default), the
+        frame and clip budgets and the configured perturbation. Changing any of them changes the dict; a caller
+        hashes it (canonical JSON) with the sampling settings and the model.
+        """
+        return {
+            "tools": self.tools,
+            "system": self.system,
+            "templates": {
+                "tool_block": TOOL_BLOCK,
+                "think_answer": THINK_ANSWER,
+                "with_tool": WITH_TOOL,
+                "answer_format": dict(sorted(ANSWER_FORMAT.items())),
+                "gqa_format": GQA_FORMAT,
+                "tg_question": TG_QUESTION,
+                "image_head": IMAGE_HEAD,
+                "video_head": VIDEO_HEAD,
+                "clip_caption": CLIP_CAPTION,
+                "chat_template": chat_template(),
+            },
+            "tool_schemas": (registry or default_tools()).schemas(),
+            "budget": dataclasses.asdict(self.budget),
+            "clip_budget": dataclasses.asdict(self.clip_budget),
+            "perturbation": None if self.perturbation is None else dataclasses.asdict(self.perturbation),
+        }
+
+
+@functools.cache
+def chat_template() -> str:
+    """The vendored Qwen2.5-VL chat template's text (model/templates/SOURCES.md), read once: the template the
+    prompt is rendered with (the tiny checkpoint's and the published model's)."""
+    return load_chat_template()
 
 
 def system_text(config: PromptConfig, tool_schemas: list[dict[str, Any]] | None) -> str:
@@ -76,21 +124,15 @@ def system_text(config: PromptConfig, tool_schemas: list[dict[str, Any]] | None)
 
 def question_text(sample: Sample) -> str:
     """The question with its lettered options and the answer format its task needs."""
-    if sample.task == "tg":
-        lines = [f'Find the moment in the video described by: "{sample.question}"']
-    else:
-        lines = [sample.question]
+    lines = [TG_QUESTION.format(question=sample.question)] if sample.task == "tg" else [sample.question]
     lines += [f"{OPTION_LETTERS[i]}. {text}" for i, text in enumerate(sample.options)]
     lines.append(GQA_FORMAT if sample.task == "gqa" else ANSWER_FORMAT[sample.answer_type])
     return "\n".join(lines)
 
 
 def user_text(sample: Sample, *, tools: bool) -> str:
-    """The user turn's words (PAPERS.md): what the media is, how to think and answer, the question."""
-    if sample.modality == "image":
-        head = "This is an image."
-    else:
-        head = f"This is a video with duration {sample.duration:.2f} seconds."
+    """The user turn's words (docs/papers.md): what the media is, how to think and answer, the question."""
+    head = IMAGE_HEAD if sample.modality == "image" else VIDEO_HEAD.format(duration=sample.duration)
     how = WITH_TOOL if tools and sample.modality == "video" else THINK_ANSWER
     return f"{head}\n{how}\n{question_text(sample)}"
 
@@ -144,12 +186,17 @@ def tool_turn(frames: Frames | None, text: str) -> dict[str, Any]:
 
 
 def replay_conversation(
-    sample: Sample, path: str, recorded: list[Message], cache: FrameCache | None = None
+    sample: Sample,
+    path: str,
+    recorded: list[Message],
+    cache: FrameCache | None = None,
+    *,
+    clip_budget: FrameBudget = CLIP_BUDGET,
 ) -> list[dict[str, Any]]:
     """Turns after the user turn of a recorded (CoT) conversation, tool clips re-rendered from their spans.
 
-    A CoT row stores clips by time only; the frames come back from the same sampler and budget the tool
-    uses, so SFT sees what the tool would have returned.
+    A CoT row stores clips by time only; the frames come back from the same sampler and the clip budget the
+    tool used (`PromptConfig.clip_budget` of the rollout), so SFT and DGRPO see what the tool returned.
     """
     turns: list[dict[str, Any]] = []
     for message in recorded:
@@ -160,24 +207,10 @@ def replay_conversation(
             text = message.content
             if message.clip is not None:
                 frames = sample_frames(
-                    path, start=message.clip.start, end=message.clip.end, budget=CLIP_BUDGET, cache=cache
+                    path, start=message.clip.start, end=message.clip.end, budget=clip_budget, cache=cache
                 )
                 text = message.content or clip_caption(message.clip.start, message.clip.end)
             turns.append(tool_turn(frames, text))
     return turns
 
 
-def media_of(messages: list[dict[str, Any]]) -> tuple[list[Frames], list[Frames]]:
-    """(images, videos) in the order they appear: what a processor takes beside the rendered text."""
-    images: list[Frames] = []
-    videos: list[Frames] = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, str):
-            continue
-        for part in content:
-            if part.get("type") == "image":
-                images.append(part["image"])
-            elif part.get("type") == "video":
-                videos.append(part["video"])
-    return images, videos

@@ -1,6 +1,6 @@
 """The tool-augmented rollout loop: K conversations per sample, the model calling the clip tool between turns.
 
-VITAL's loop (PAPERS.md): the model writes `<think>` then either `<answer>` (done) or a `<tool_call>`; a call
+VITAL's loop (docs/papers.md): the model writes `<think>` then either `<answer>` (done) or a `<tool_call>`; a call
 is executed on the sample's own video and its clip comes back as a `tool` turn; the model goes on. Each turn
 stops at `</tool_call>` or `</answer>` with at most 1024 new tokens, and at most 2 calls are made, so 3 turns.
 
@@ -20,7 +20,19 @@ How the work is scheduled, and why:
   down without waiting, so `run` never blocks on such a thread (interpreter exit still joins it; the
   decoders' own ffmpeg timeouts bound that).
 - Nothing raises out of `run` for one sample or one conversation: each ends with a reason from the closed
-  set `FINISH_REASONS` (see there), and only a caller error (k < 1) raises.
+  set `FINISH_REASONS` (see there), and only a caller error (k < 1, or k > MAX_ROLLOUTS with a seed) raises.
+
+Seeds (reproducible rollouts): `config.sampling.seed` is the BUILD seed, never sent as is. With it set, every
+request carries a seed derived from (build seed, sample id, rollout index, turn) by `rollout_seed`, so a rollout's
+text does not depend on batch size, batch order, worker count or runner, only on the engine and the model:
+- The engines' contract (model/engine_api.py): completion i of a request with seed s and n > 1 is sampled with
+  seed s + i. vLLM V1 does exactly that for an n > 1 request's child requests; `OpenAIEngine` does it when it
+  splits n into n = 1 calls; `TransformersEngine` gives each row its own generator seeded s + i.
+- The first turn is one request with n = K and seed `rollout_seed(b, id, 0)`; by the rule above rollout i's
+  first turn is sampled with `rollout_seed(b, id, 0) + i`, which is what `rollout_seed(b, id, i)` returns (turn 0
+  is defined that way, so the function names the seed every turn of every rollout was sampled with).
+- A later turn t of rollout i is its own request with n = 1 and seed `rollout_seed(b, id, i, t)`.
+- Hints and perturbations (DA-Aug) change the prompt, not the seeds. With no build seed, no seed is sent.
 
 The total token budget counts what follows the first prompt, as VITAL's 7168 does (3 x 1024 generated
 + 2 clips of ~2048 vision tokens): every generated token plus the tool turns' tokens, the latter measured
@@ -32,6 +44,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from collections import Counter
@@ -66,6 +80,30 @@ from mtvr_data.tools import BoundTools, MediaContext, ToolRegistry, default_tool
 
 log = logging.getLogger(__name__)
 
+#: Request seeds stay below 2**31 (servers that keep seeds in an int32 accept them) with room for this many
+#: completions of one request above the derived seed (completion i uses seed + i).
+MAX_ROLLOUTS = 1 << 16
+_SEED_SPACE = (1 << 31) - MAX_ROLLOUTS
+
+
+def rollout_seed(build_seed: int, sample_id: str, rollout_index: int, turn: int = 0) -> int:
+    """The seed that turn `turn` of rollout `rollout_index` of a sample is sampled with, from the build seed.
+
+    A hash (sha256) of the parts, so it depends on nothing else (batching, order, workers, runner) and
+    differs with each part. Turn 0 of all K rollouts is one n = K request whose completion i engines sample with
+    the request's seed + i (model/engine_api.py), so turn 0 hashes (build seed, sample id) and adds the rollout
+    index; later turns hash all four parts. The result is in [0, 2**31).
+    """
+    if not 0 <= rollout_index < MAX_ROLLOUTS:
+        raise ValueError(f"rollout_index must be in [0, {MAX_ROLLOUTS}), got {rollout_index}")
+    if turn < 0:
+        raise ValueError(f"turn must be >= 0, got {turn}")
+    parts = [build_seed, sample_id] if turn == 0 else [build_seed, sample_id, rollout_index, turn]
+    digest = hashlib.sha256(json.dumps(["mtvr-rollout", *parts]).encode()).digest()
+    base = int.from_bytes(digest[:8], "big") % _SEED_SPACE
+    return base + rollout_index if turn == 0 else base
+
+
 BAD_CALL_TEXT = (
     'Error: the tool call could not be read ({code}). Write {{"name": "<tool>", "arguments": {{...}}}} '
     "as JSON inside <tool_call></tool_call>."
@@ -74,7 +112,10 @@ BAD_CALL_TEXT = (
 
 @dataclass(frozen=True, slots=True)
 class RolloutConfig:
-    """How rollouts run. Defaults are VITAL's RL rollouts with tools (PAPERS.md).
+    """How rollouts run. Defaults are VITAL's RL rollouts with tools (docs/papers.md).
+
+    `sampling.seed` is the build seed: the runner turns it into one seed per request (`rollout_seed`, module
+    docstring); None sends no seed.
 
     `max_turns` counts assistant turns (2 tool calls + the answer = 3); `sampling.max_new_tokens` is the
     per-turn budget, `max_total_tokens` the whole response's (see the module docstring). `prompt.tools` is
@@ -130,7 +171,8 @@ class RolloutRunner:
     """Runs rollouts of many samples against one engine (see the module docstring for the scheduling).
 
     Request keys name the conversation, for an engine's logs and caches: `<sample id>/t0` for the shared
-    first turn, `<sample id>/<rollout index>/t<turn index>` for the later ones (turns counted from 0).
+    first turn, `<sample id>/<rollout index>/t<turn index>` for the later ones (turns counted from 0). Their
+    seeds come from `rollout_seed` (see the module docstring).
     """
 
     def __init__(
@@ -160,6 +202,8 @@ class RolloutRunner:
         `perturbations` (by sample id) change the prompt video's frames (DA-Aug)."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        if self.config.sampling.seed is not None and k > MAX_ROLLOUTS:
+            raise ValueError(f"k must be <= {MAX_ROLLOUTS} with a build seed (rollout_seed), got {k}")
         if self._pool is not None:
             raise RuntimeError("a RolloutRunner runs one batch at a time; make another runner for concurrent batches")
         gate = asyncio.Semaphore(self.config.max_concurrent_samples)
@@ -197,7 +241,8 @@ class RolloutRunner:
                 log.warning("sample %s: prompt not built (%s)", sample.id, detail)
                 return [Trajectory(sample.id, i, tools, finish_reason=MEDIA_ERROR, error=detail) for i in range(k)]
             budget = min(self.config.sampling.max_new_tokens, self.config.max_total_tokens)
-            settings = dataclasses.replace(self.config.sampling, n=k, max_new_tokens=budget)
+            seed = self._request_seed(sample.id, 0, 0)
+            settings = dataclasses.replace(self.config.sampling, n=k, max_new_tokens=budget, seed=seed)
             first = await self._generate(prepared, [], settings, key=f"{sample.id}/t0")
             trajectories = [Trajectory(sample.id, i, tools) for i in range(k)]
             await asyncio.gather(
@@ -223,7 +268,9 @@ class RolloutRunner:
         bound = None
         if tools:
             duration = sample.duration if sample.duration is not None else media.end
-            bound = self.config.registry.bind(MediaContext(path=path, duration=duration, cache=self.cache))
+            # The clip budget is the prompt config's, so the trainer re-renders the clips the model saw here.
+            ctx = MediaContext(path=path, duration=duration, budget=prompt.clip_budget, cache=self.cache)
+            bound = self.config.registry.bind(ctx)
         return _Prepared(sample, messages, schemas, bound)
 
     # --- one conversation --------------------------------------------------------------------------------------
@@ -270,9 +317,16 @@ class RolloutRunner:
                 return
             history += [assistant_turn(text), tool_turn(frames, turn.tool.text)]
             max_new = min(config.sampling.max_new_tokens, remaining)
-            settings = dataclasses.replace(config.sampling, n=1, max_new_tokens=max_new)
-            key = f"{traj.sample_id}/{traj.index}/t{len(traj.turns)}"
+            turn_index = len(traj.turns)
+            seed = self._request_seed(traj.sample_id, traj.index, turn_index)
+            settings = dataclasses.replace(config.sampling, n=1, max_new_tokens=max_new, seed=seed)
+            key = f"{traj.sample_id}/{traj.index}/t{turn_index}"
             (completion,) = await self._generate(prepared, history, settings, key=key)
+
+    def _request_seed(self, sample_id: str, rollout_index: int, turn: int) -> int | None:
+        """The seed a request of this conversation carries: derived from the build seed, or none without one."""
+        build_seed = self.config.sampling.seed
+        return None if build_seed is None else rollout_seed(build_seed, sample_id, rollout_index, turn)
 
     async def _call_tool(self, bound: BoundTools, text: str) -> tuple[ToolStep, Frames | None]:
         """Parse the turn's call and run it in a worker thread under the timeout; never raises."""

@@ -1,8 +1,8 @@
 """Teacher mode: answer-conditioned chains of thought for MTVR-CoT, run through the same rollout loop.
 
-VITAL (PAPERS.md, step 3) has a strong teacher write the reasoning KNOWING the answer, text-only for short
-videos and tool-calling for long ones; for long grounding the tool interval is the true one with 20% noise,
-for long QA the teacher picks it. Here:
+VITAL (docs/papers.md, "The datasets", step 3) has a strong teacher write the reasoning KNOWING the answer,
+text-only for short videos and tool-calling for long ones; for long grounding the tool interval is the true one
+with 20% noise, for long QA the teacher picks it. Here:
 
 - The hint is appended to the USER turn (after the question), not to the system prompt: the system prompt
   stays byte-identical to the student's (Qwen's tool block), the hint sits next to the question it answers,
@@ -17,8 +17,8 @@ for long QA the teacher picks it. Here:
 - The teacher's tool calls are really executed by the rollout loop, so the chain only cites clips that
   exist. `verify` keeps a chain only if it is well formed, right (the task reward's pass rule), every tool
   call returned frames, and it never mentions the hint. `make_cot_row` stores the student's prompt (no
-  hint) and the teacher's turns; `student_conversation` renders it for SFT with clips re-sampled from their
-  spans (`prompts.replay_conversation`).
+  hint) and the teacher's turns; SFT renders it with clips re-sampled from their spans (`train.data.sft_messages`,
+  through `prompts.replay_conversation`).
 """
 
 from __future__ import annotations
@@ -33,14 +33,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from model.engine_api import Engine, SamplingSettings
-from model.prompts import PromptConfig, build_messages, load_media, replay_conversation, system_text, user_text
+from model.prompts import PromptConfig, system_text, user_text
 from model.rollout import RolloutConfig, RolloutRunner
 from model.trajectory import ANSWER, Trajectory, to_messages
 from mtvr_data.frames import FrameBudget, FrameCache
-from mtvr_data.normalize import resolve_media
 from mtvr_data.parsing import check_format
 from mtvr_data.rewards import DEFAULT_PASS_RULE, PassRule, task_reward
 from mtvr_data.schema import CotRow, Message, Sample
@@ -48,7 +46,7 @@ from mtvr_data.tools import MIN_CLIP_S
 
 log = logging.getLogger(__name__)
 
-#: SFT sees at most 128 frames of the whole video (PAPERS.md), so the teacher does too.
+#: SFT sees at most 128 frames of the whole video (docs/papers.md), so the teacher does too.
 SFT_BUDGET = FrameBudget(max_frames=128)
 
 HINT_HEAD = (
@@ -67,6 +65,8 @@ HINT_TOOL_PICK = (
     "get_video_clip_frame once on a clip (longer than 1 second, inside the video) that shows it. After the clip "
     "comes back, reason about what it shows and end with the answer inside <answer> </answer> in the required format."
 )
+#: Every hint wording: part of the teacher's cache key, so rewording a hint never serves chains of the old one.
+HINTS = (HINT_HEAD, HINT_TEXT, HINT_TOOL_SPAN, HINT_TOOL_PICK)
 #: Phrases that give away answer-conditioning; a chain that uses one is rejected (`mentions_hint`).
 LEAK = re.compile(
     r"\b(?:hint|hinted|note for writing|given answer|provided answer|answer (?:was|is) (?:given|provided)|"
@@ -243,15 +243,15 @@ def select(run: TeacherRun, *, rule: PassRule = DEFAULT_PASS_RULE) -> tuple[Traj
 
 
 def config_hash(config: TeacherConfig, teacher: str) -> str:
-    """A short hash of what shaped the chains (model, sampling, prompt budget, hint words, noise): a cache key."""
+    """A short hash of what shaped the chains (model, sampling, what the prompt holds: templates, tool schemas, frame
+    and clip budgets; hint words, noise): the CoT row's `config_hash` column."""
     r = config.rollout
     key = {
         "teacher": teacher,
         "sampling": dataclasses.asdict(r.sampling),
-        "budget": dataclasses.asdict(r.prompt.budget),
-        "system": r.prompt.system,
+        "prompt": r.prompt.fingerprint_inputs(r.registry),
         "limits": [r.max_tool_calls, r.max_turns, r.max_total_tokens],
-        "hints": [HINT_HEAD, HINT_TEXT, HINT_TOOL_SPAN, HINT_TOOL_PICK],
+        "hints": list(HINTS),
         "routing": [list(config.tool_sources), config.long_video_s, config.span_noise],
     }
     return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -282,24 +282,8 @@ def make_cot_row(
     )
 
 
-def student_conversation(
-    row: CotRow,
-    *,
-    video_root: str | Path | None = None,
-    prompt: PromptConfig | None = None,
-    cache: FrameCache | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-    """The SFT conversation of a CoT row: the student's prompt built from the sample (never the hint) and the
-    teacher's turns, with each clip re-sampled from its span exactly as the tool would return it."""
-    sample = row.sample
-    path = str(resolve_media(video_root, sample.video))
-    config = dataclasses.replace(prompt or PromptConfig(budget=SFT_BUDGET), tools=row.tools)
-    media = load_media(sample, path, config, cache)
-    turns = replay_conversation(sample, path, [m for m in row.messages if m.role in ("assistant", "tool")], cache)
-    return build_messages(sample, media, config, history=turns)
-
-
 __all__ = [
+    "HINTS",
     "HINT_HEAD",
     "SFT_BUDGET",
     "TeacherConfig",
@@ -310,7 +294,6 @@ __all__ = [
     "make_cot_row",
     "noisy_interval",
     "select",
-    "student_conversation",
     "teacher_rollouts",
     "verify",
     "wants_tool_chain",

@@ -3,7 +3,7 @@
 The adapters are the part of the project that meets upstream files, so the demo must feed them the
 upstream formats byte for byte (CRLF Charades CSV, inlined LongVideo-Reason options with their trailing
 spaces, ActivityNet's leading-space sentences, ...), not a convenient re-packaging; see
-/work/shared/samples/FORMATS.md. Every valid record states a fact of a script in `demo_media`, with times
+tests/fixtures/samples/FORMATS.md. Every valid record states a fact of a script in `demo_media`, with times
 taken from the `Event`s themselves so the two cannot drift apart.
 
 A few records are malformed on purpose, one fault each, so that every error path of the pipeline runs in

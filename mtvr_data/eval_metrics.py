@@ -56,7 +56,6 @@ __all__ = [
     "diff_results",
     "failed_result",
     "mean_relative_accuracy",
-    "metric_kind",
     "read_results",
     "render_diff",
     "score_sample",
@@ -67,16 +66,10 @@ __all__ = [
 
 #: Status of a per-sample result: an answer was read / the model gave none / the machinery failed.
 OK, NO_ANSWER, FAILED = "ok", "no_answer", "failed"
-STATUSES = (OK, NO_ANSWER, FAILED)
 METRIC_KINDS = ("accuracy", "grounding", "grounded_qa")
 GROUNDING_THRESHOLDS = (0.3, 0.5, 0.7)
 #: VSI-Bench's MRA confidence thresholds 0.50, 0.55, ..., 0.95.
 MRA_THRESHOLDS = tuple(0.5 + 0.05 * i for i in range(10))
-
-
-def metric_kind(task: str) -> str:
-    """The metric family of a task, for benchmarks whose spec does not say: tg -> grounding, gqa -> grounded_qa."""
-    return {"tg": "grounding", "gqa": "grounded_qa"}.get(task, "accuracy")
 
 
 # --- per-sample geometry ---------------------------------------------------------------------------------------------

@@ -14,25 +14,41 @@ thread). Thread-safe: a lock guards the table, a per-key lock makes concurrent r
 not open yet open it once, and each source has its own lock for decoding (decord readers are not
 thread-safe). Results are shared: their arrays are marked read-only, and callers get a shallow copy of the
 `Frames` whose array they must copy before writing to it.
+
+The cache knows a result only by the `CachedFrames` protocol (its pixel array, times and size), so that it does
+not import `mtvr_data.frames`, which imports it.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from mtvr_data.frames import Frames
+import numpy as np
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_BYTES = 512 * 2**20
 DEFAULT_MAX_SOURCES = 8
 T = TypeVar("T")
+
+
+class CachedFrames(Protocol):
+    """What the cache needs of a result (`mtvr_data.frames.Frames`): its pixels, its frame times, its size."""
+
+    frames: np.ndarray
+    times: list[float]
+
+    @property
+    def nbytes(self) -> int: ...
+
+
+R = TypeVar("R", bound=CachedFrames)
 
 
 @dataclass(slots=True)
@@ -92,7 +108,7 @@ class FrameCache:
 
     # --- used by mtvr_data.frames -----------------------------------------------------------------------------
 
-    def get_result(self, key: Hashable) -> Frames | None:
+    def get_result(self, key: Hashable) -> Any:
         """A shallow copy of the cached Frames for `key` (sharing its read-only array), or None."""
         with self._lock:
             entry = self._entries.get(("result", key))
@@ -101,10 +117,10 @@ class FrameCache:
                 return None
             self._entries.move_to_end(("result", key))
             self.hits += 1
-            frames: Frames = entry.value
+            frames = entry.value
         return _shallow_copy(frames)
 
-    def put_result(self, key: Hashable, frames: Frames) -> Frames:
+    def put_result(self, key: Hashable, frames: R) -> R:
         """Store a result (its array becomes read-only) and return the caller's copy of it."""
         frames.frames.setflags(write=False)
         self._put(("result", key), _Entry("result", frames, frames.nbytes))
@@ -164,14 +180,8 @@ class FrameCache:
         self._sources -= entry.kind == "source"
 
 
-def _shallow_copy(frames: Frames) -> Frames:
-    from mtvr_data.frames import Frames
-
-    return Frames(
-        frames=frames.frames,
-        times=list(frames.times),
-        sample_fps=frames.sample_fps,
-        start=frames.start,
-        end=frames.end,
-        path=frames.path,
-    )
+def _shallow_copy(frames: R) -> R:
+    """A copy sharing the (read-only) pixel array, with its own list of times."""
+    out = copy.copy(frames)
+    out.times = list(frames.times)
+    return out

@@ -212,7 +212,6 @@ class FfmpegSource:
         order = np.argsort(raw, kind="stable")
         raw, durations, keys = raw[order], durations[order], keys[order]
         self._start_raw = int(raw[0])
-        self._time_base = time_base
         seconds = (raw - self._start_raw).astype(np.float64) * float(time_base)
         self.pts = np.round(seconds, TIME_DECIMALS)
         gaps = np.diff(seconds)

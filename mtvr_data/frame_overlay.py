@@ -29,15 +29,8 @@ def format_timestamp(seconds: float) -> str:
     return f"{seconds:.2f}s"
 
 
-def draw_timestamp(frame: np.ndarray, seconds: float) -> np.ndarray:
-    """A copy of `frame` (uint8 [H, W, 3]) with its time stamp drawn in the bottom-right corner."""
-    out = np.array(frame, dtype=np.uint8, copy=True)
-    draw_timestamp_inplace(out, seconds)
-    return out
-
-
 def draw_timestamp_inplace(frame: np.ndarray, seconds: float) -> None:
-    """Draw the label into `frame` itself: the sampler owns its output array and has no use for a copy."""
+    """Draw the label into `frame` (uint8 [H, W, 3]) itself, bottom right: the sampler owns its output array."""
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
         raise ValueError(f"expected a uint8 [H, W, 3] frame, got {frame.dtype} {frame.shape}")
     height, width = frame.shape[:2]
@@ -50,11 +43,6 @@ def draw_timestamp_inplace(frame: np.ndarray, seconds: float) -> None:
         return
     y1, x1 = height - margin, width - margin
     frame[y1 - box_h : y1, x1 - box_w : x1] = label[-box_h:, -box_w:]
-
-
-def label_box_size(height: int, width: int, seconds: float) -> tuple[int, int]:
-    """(box height, box width) of the label drawn on a frame of that size, before any cut (for tests)."""
-    return _render_label(format_timestamp(seconds), _font_px(height, width)).shape[:2]
 
 
 def _font_px(height: int, width: int) -> int:

@@ -1,7 +1,7 @@
 """The one function that decides which frames a model sees: `sample_frames` (videos) and `load_image`.
 
 The teacher, the grader's rollouts, the clip tool, SFT and DGRPO all call these, so that a record means the
-same thing when it is built, graded and trained on. The rules are VITAL's on Qwen2.5-VL (PAPERS.md):
+same thing when it is built, graded and trained on. The rules are VITAL's on Qwen2.5-VL (docs/papers.md):
 
 - Whole video (`start`/`end` None): Qwen's `smart_nframes`, n = clamp(duration * fps, min_frames,
   max_frames) floored to an even number (Qwen2.5-VL packs frames in pairs) and never more than the video
@@ -52,7 +52,7 @@ from mtvr_data.frame_decode import (
     read_facts,
     stat_video,
 )
-from mtvr_data.frame_overlay import draw_timestamp, draw_timestamp_inplace
+from mtvr_data.frame_overlay import draw_timestamp_inplace
 from mtvr_data.video_probe import probe_image
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,6 @@ __all__ = [
     "FrameError",
     "FramePerturbation",
     "Frames",
-    "draw_timestamp",
     "load_image",
     "perturb_frames",
     "plan_frames",

@@ -61,7 +61,7 @@ def mix_key(row: CotRow | RlRow | Sample) -> str:
 
 # --- The mixes --------------------------------------------------------------------------------------------------
 
-#: MTVR-CoT as published (PAPERS.md, "VITAL: the datasets"): 71,320 rows.
+#: MTVR-CoT as published (docs/papers.md, "The datasets"): 71,320 rows.
 COT_TARGETS: dict[str, int] = {
     "text/charades_sta": 10_608,
     "text/activitynet_captions": 9_494,
@@ -99,14 +99,6 @@ RL_OUR_CHOICES: dict[str, str] = {
     "benchmarks are video benchmarks",
     "text/video_r1_image": "the image share of the Video-R1 remainder (see text/video_r1_video)",
 }
-
-#: Totals, for checks and the card.
-COT_TOTAL = 71_320
-RL_NO_TOOL_TOTAL = 94_000
-RL_TOOL_TOTAL = 15_413
-
-MIXES: dict[str, dict[str, int]] = {"cot": COT_TARGETS, "rl": RL_TARGETS}
-
 
 def scale_targets(targets: Mapping[str, int], scale: float) -> dict[str, int]:
     """`targets` times `scale`, rounded half up; any cell with a positive target keeps at least 1 row.

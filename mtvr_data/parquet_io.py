@@ -12,7 +12,7 @@ import dataclasses
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +32,6 @@ from mtvr_data.schema import (
     ToolCall,
 )
 
-Kind = Literal["sample", "cot", "rl", "error"]
 SCHEMAS: dict[str, pa.Schema] = {"sample": SAMPLE_SCHEMA, "cot": COT_SCHEMA, "rl": RL_SCHEMA, "error": ERROR_SCHEMA}
 Record = Sample | CotRow | RlRow | SampleError
 

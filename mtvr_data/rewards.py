@@ -1,10 +1,10 @@
-"""VITAL's rewards, the pass rule and DGRPO's advantages, as pure functions of text and a `Sample`.
+"""VITAL's rewards, the pass rule and DGRPO's difficulty weight, as pure functions of text and a `Sample`.
 
 The grader (pass rates of K rollouts), the CoT verifier and `train/` (DGRPO) all call these, so a reward
 means the same thing when data is built and when it is trained on. Model output is read only through
 `mtvr_data.parsing`, and only the `<answer>` block counts for the task reward.
 
-Total (PAPERS.md): format {0, 1} + tool bonus [0, 1] (with tools only) + task reward. Every task reward is
+Total (docs/papers.md): format {0, 1} + tool bonus [0, 1] (with tools only) + task reward. Every task reward is
 in [0, 1] except grounded QA, which is the span term PLUS the answer term, in [0, 2] (the paper's rule; the
 released code returned only the span term, a bug we do not copy). So the total is <= 2 without tools and
 <= 3 with tools for every task but gqa, which can add 1 to either bound.
@@ -28,7 +28,6 @@ from mtvr_data.temporal_iou import IOU_SCALE, NO_SCALE, best_iou, format_window,
 from mtvr_data.text_metrics import rouge_l_f1, rouge_n_f1, tokenize, word_error_rate
 
 __all__ = [
-    "ADV_EPS",
     "DEFAULT_PASS_RULE",
     "IOU_SCALE",
     "MAX_COUNTED_TOOL_CALLS",
@@ -43,7 +42,6 @@ __all__ = [
     "dgrpo_weight",
     "format_reward",
     "format_reward_fn",
-    "group_advantages",
     "iou_scale_for",
     "make_task_reward_fn",
     "mcq_reward",
@@ -56,14 +54,11 @@ __all__ = [
     "sample_from_columns",
     "scale_iou",
     "task_reward",
-    "task_reward_fn",
     "temporal_iou",
     "tool_bonus",
     "tool_bonus_fn",
     "total_reward",
 ]
-
-Span = tuple[float, float]
 
 TOOL_BONUS_PER_CALL = 0.5
 MAX_COUNTED_TOOL_CALLS = 2
@@ -364,7 +359,9 @@ def pass_rate(passed_flags: Sequence[bool]) -> float:
 def dgrpo_weight(group_mean_reward: float) -> float:
     """DGRPO's difficulty weight w = 0.5 * clamp(2 - D, 0, 1) + 0.5, D = the group's mean total reward.
 
-    In [0.5, 1]: hard groups (D <= 1) keep full weight, easy ones (D >= 2) half.
+    In [0.5, 1]: hard groups (D <= 1) keep full weight, easy ones (D >= 2) half. The trainer multiplies each
+    group's normalised advantages by it, A_k = w * (r_k - mean) / (std + eps) (VITAL's code form, docs/papers.md),
+    in `train.advantages.DgrpoRule`.
 
     >>> dgrpo_weight(0.0), dgrpo_weight(1.5), dgrpo_weight(3.0)
     (1.0, 0.75, 0.5)
@@ -372,32 +369,6 @@ def dgrpo_weight(group_mean_reward: float) -> float:
     if not math.isfinite(group_mean_reward):
         raise ValueError(f"group mean reward must be finite, got {group_mean_reward}")
     return 0.5 * min(1.0, max(0.0, 2.0 - group_mean_reward)) + 0.5
-
-
-#: Added to the group std before dividing (VITAL's code).
-ADV_EPS = 1e-6
-
-
-def group_advantages(rewards: Sequence[float], weight: float = 1.0) -> list[float]:
-    """A_k = w * (r_k - mean) / (std + 1e-6) over one prompt's group (VITAL's code form of DGRPO).
-
-    std is the sample standard deviation (n - 1, as `torch.std` in the GRPO code it follows). A group whose
-    rewards are all equal, or a group of one, has no signal: exact zeros (not rounding noise / 1e-6).
-    Non-finite rewards or weight raise `ValueError`, so a NaN never reaches the loss.
-
-    >>> [round(a, 4) for a in group_advantages([1.0, 0.0], 1.0)]
-    [0.7071, -0.7071]
-    """
-    if not math.isfinite(weight):
-        raise ValueError(f"weight must be finite, got {weight}")
-    if not all(math.isfinite(r) for r in rewards):
-        raise ValueError(f"rewards must be finite, got {list(rewards)}")
-    n = len(rewards)
-    if n < 2 or max(rewards) == min(rewards):
-        return [0.0] * n
-    mean = math.fsum(rewards) / n
-    std = math.sqrt(math.fsum((r - mean) ** 2 for r in rewards) / (n - 1))
-    return [weight * (r - mean) / (std + ADV_EPS) for r in rewards]
 
 
 # --- TRL reward callables --------------------------------------------------------------------------------------------
@@ -529,6 +500,3 @@ def make_task_reward_fn(
     The pass rule does not change a reward's value, so it is not a parameter here (the grader uses `passed`).
     """
     return TaskRewardFn(iou_scale=iou_scale, tasks=tasks, name=name)
-
-
-task_reward_fn = make_task_reward_fn()

@@ -22,7 +22,6 @@ import pyarrow as pa
 
 Task = Literal["mcq", "open", "tg", "gqa"]
 Modality = Literal["video", "image"]
-AnswerType = Literal["letter", "number", "text", "ocr", "regression", "span"]
 
 TASKS: tuple[str, ...] = ("mcq", "open", "tg", "gqa")
 MODALITIES: tuple[str, ...] = ("video", "image")
@@ -163,6 +162,12 @@ class SampleError:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def for_sample(cls, sample: Sample, stage: str, reason: str, detail: str = "") -> SampleError:
+        """The dead letter of a sample refused after read: located by its origin (file:line), `raw` its id."""
+        origin = sample.meta_dict.get("origin", sample.id)
+        return cls(sample.source, str(origin), reason, detail, stage=stage, raw=sample.id)
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ import numbers
 from collections.abc import Mapping, Sequence
 
 NO_SCALE: tuple[float, float] = (0.0, 1.0)
-#: Scale(IoU; a, b) per source (PAPERS.md). Sources not listed are not rescaled (`NO_SCALE`): the paper gives
+#: Scale(IoU; a, b) per source (docs/papers.md). Sources not listed are not rescaled (`NO_SCALE`): the paper gives
 #: (a, b) only for these, and the identity keeps raw IoU meaningful for anything else.
 IOU_SCALE: dict[str, tuple[float, float]] = {
     "charades_sta": (0.2, 0.8),

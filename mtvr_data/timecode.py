@@ -51,20 +51,3 @@ def parse_seconds(value: object, *, duration: float | None = None) -> float:
     if not math.isfinite(out):
         raise TimeFormatError(f"time is not finite: {value!r}")
     return out
-
-
-def frames_to_seconds(frame: int | float, fps: float) -> float:
-    """Time of frame index `frame` at `fps` frames per second."""
-    if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
-        raise TimeFormatError(f"fps must be a positive number, got {fps!r}")
-    return float(frame) / float(fps)
-
-
-def chunks_to_seconds(first: int, last: int, chunk: float, duration: float | None = None) -> tuple[float, float]:
-    """[first, last] inclusive chunk indices (DiDeMo's 5 s, QVHighlights' 2 s clips) as a seconds window."""
-    if last < first:
-        raise TimeFormatError(f"chunk range [{first}, {last}] is reversed")
-    start, end = first * chunk, (last + 1) * chunk
-    if duration is not None:
-        end = min(end, duration)
-    return float(start), float(end)

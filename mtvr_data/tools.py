@@ -23,9 +23,11 @@ from mtvr_data.frames import FrameBudget, FrameCache, FrameError, Frames, sample
 
 log = logging.getLogger(__name__)
 
-#: The clip tool's frame rules (PAPERS.md): 2 fps, at most 64 frames, ~224x224 each, time stamps drawn.
+#: The clip tool's frame rules (docs/papers.md): 2 fps, at most 64 frames, ~224x224 each, time stamps drawn.
 CLIP_BUDGET = FrameBudget(fps=2.0, max_frames=64, min_frames=2, max_pixels=64 * 28 * 28, overlay=True)
-#: A clip must be longer than this (PAPERS.md: end - start > 1 s).
+#: The text after a clip's frames in the tool turn (`clip_caption`); part of what the model sees.
+CLIP_CAPTION = "Video clip from {start:.2f} to {end:.2f} seconds."
+#: A clip must be longer than this (docs/papers.md: end - start > 1 s).
 MIN_CLIP_S = 1.0
 
 
@@ -52,7 +54,7 @@ class ToolResult:
 
     @property
     def returned_frames(self) -> bool:
-        """Whether the call counts for the tool bonus (PAPERS.md: a call that returned frames)."""
+        """Whether the call counts for the tool bonus (docs/papers.md: a call that returned frames)."""
         return self.ok and self.frames is not None and len(self.frames.times) > 0
 
 
@@ -145,8 +147,8 @@ class VideoClipTool(Tool):
 
 
 def clip_caption(start: float, end: float) -> str:
-    """The text after a clip's frames in the tool turn (PAPERS.md), seconds with two decimals."""
-    return f"Video clip from {start:.2f} to {end:.2f} seconds."
+    """The text after a clip's frames in the tool turn (docs/papers.md), seconds with two decimals."""
+    return CLIP_CAPTION.format(start=start, end=end)
 
 
 @dataclass
@@ -212,5 +214,5 @@ class BoundTools:
 
 
 def default_tools() -> ToolRegistry:
-    """The toolbox VITAL trains with: the clip tool alone (caption and clip-QA tools hurt, PAPERS.md)."""
+    """The toolbox VITAL trains with: the clip tool alone (caption and clip-QA tools hurt, docs/papers.md)."""
     return ToolRegistry.of([VideoClipTool()])

@@ -38,7 +38,6 @@ from mtvr_data.ffmpeg_bin import ffmpeg_exe
 log = logging.getLogger(__name__)
 
 Modality = Literal["video", "image"]
-REASONS = ("video_missing", "video_empty", "video_truncated", "video_unreadable")
 
 #: A bad file must not hang the caller: every ffmpeg call is killed after this long.
 FFMPEG_TIMEOUT_S = 60.0

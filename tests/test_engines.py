@@ -455,21 +455,27 @@ def test_mtvr_eval_through_the_server(server: Server, demo_corpus: Path, tmp_pat
     per thread, both settings are answered and scored, and the table is written."""
     from model.trajectory import MODEL_OUTCOMES
     from mtvr_data.eval_metrics import read_results
-    from pipelines.evaluate import BenchmarkInput, EvalConfig, evaluate, results_name
-    from pipelines.grading import EngineSpec
+    from pipelines.evaluate import EvalConfig, evaluate, results_name
 
-    bench = BenchmarkInput(
-        "charades-sta",
-        str(demo_corpus / "annotations" / "charades_sta" / "charades_sta_train.txt"),
-        str(demo_corpus / "videos"),
-        cap=2,
-    )
-    engine = EngineSpec("openai", {"base_url": server.base_url, "model": server.model, "max_retries": 1})
-    config = EvalConfig(
-        [bench], str(tmp_path / "eval"), engine, tools="both", max_frames=4, generation={"max_new_tokens": 8}
+    bench = {
+        "name": "charades-sta",
+        "annotations": str(demo_corpus / "annotations" / "charades_sta" / "charades_sta_train.txt"),
+        "videos": str(demo_corpus / "videos"),
+        "cap": 2,
+    }
+    engine = {"kind": "openai", "settings": {"base_url": server.base_url, "model": server.model, "max_retries": 1}}
+    config = EvalConfig.read(
+        {
+            "benchmarks": [bench],
+            "out": str(tmp_path / "eval"),
+            "engine": engine,
+            "tools": "both",
+            "frames": {"max_frames": 4},
+            "sampling": {"max_new_tokens": 8},
+        }
     )
     table = evaluate(config, ["--runner=DirectRunner"])
-    assert table["run"]["engine"] == "openai"
+    assert table["run"]["engine"] == "openai" and table["run"]["model"] == server.model  # the served model's name
     for setting in ("tool_off", "tool_on"):
         rows = read_results(tmp_path / "eval" / results_name("charades-sta", setting))
         assert len(rows) == 2

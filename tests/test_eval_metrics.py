@@ -227,12 +227,10 @@ def test_results_file_is_sorted_and_two_runs_diff_row_by_row(tmp_path: Path) -> 
 
 
 def test_paper_numbers_match_papers_md() -> None:
-    """The transcribed VITAL-7B numbers agree with the shared PAPERS.md table (when it is on this machine)."""
+    """The transcribed VITAL-7B numbers agree with the results table of docs/papers.md."""
     from pipelines.eval_report import KNOWN_BENCHMARKS, PAPER_VITAL_7B
 
-    papers = Path("/work/shared/PAPERS.md")
-    if not papers.exists():
-        pytest.skip("PAPERS.md is not on this machine")
+    papers = Path(__file__).resolve().parents[1] / "docs" / "papers.md"
     rows = {}
     for line in papers.read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

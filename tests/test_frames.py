@@ -19,14 +19,13 @@ from hypothesis import strategies as st
 from mtvr_data import demo_media, frame_decode
 from mtvr_data.demo_media import VideoSpec
 from mtvr_data.ffmpeg_bin import ffmpeg_exe
-from mtvr_data.frame_overlay import label_box_size
+from mtvr_data.frame_overlay import draw_timestamp_inplace
 from mtvr_data.frames import (
     FrameBudget,
     FrameCache,
     FrameError,
     FramePerturbation,
     Frames,
-    draw_timestamp,
     load_image,
     perturb_frames,
     plan_frames,
@@ -445,6 +444,13 @@ def test_vfr_times_match_the_scripted_events(demo_corpus: Path) -> None:
 # --- the overlay ------------------------------------------------------------------------------------------------
 
 
+def draw_timestamp(frame: np.ndarray, seconds: float) -> np.ndarray:
+    """A stamped copy of `frame` (the sampler stamps its own arrays in place)."""
+    out = frame.copy()
+    draw_timestamp_inplace(out, seconds)
+    return out
+
+
 def _changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, int, int, int]:
     ys, xs = np.nonzero(np.any(before != after, axis=-1))
     return int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
@@ -466,7 +472,9 @@ def test_overlay_is_bottom_right_and_scales() -> None:
     assert boxes[224][0] >= 14  # about one vision patch high at VITAL's size
     assert boxes[448][0] / boxes[224][0] == pytest.approx(2, rel=0.2)
     assert boxes[448][1] / boxes[224][1] == pytest.approx(2, rel=0.2)
-    assert label_box_size(224, 224, 12.5) == boxes[224]
+    black = np.zeros((224, 224, 3), dtype=np.uint8)  # no label pixel is black: the whole box shows
+    y0, y1, x0, x1 = _changed_box(black, draw_timestamp(black, 12.5))
+    assert (y1 - y0, x1 - x0) == boxes[224]
 
 
 def test_sampled_overlay_changes_only_the_corner(demo_corpus: Path) -> None:

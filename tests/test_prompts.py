@@ -1,7 +1,8 @@
-"""Prompt building: PAPERS.md's words, tools only on video rows, Qwen2.5-VL's real template token for token."""
+"""Prompt building: VITAL's words (docs/papers.md), tools on video rows only, Qwen2.5-VL's template token for token."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,11 +10,10 @@ import jinja2
 import numpy as np
 import pytest
 
-from model.engines.media import template_messages
+from model.engines.media import iter_media, template_messages
 from model.prompts import (
     PromptConfig,
     build_messages,
-    media_of,
     replay_conversation,
     system_text,
     tool_turn,
@@ -87,8 +87,8 @@ def test_media_in_order():
             tool_turn(clip, "Video clip from 1.00 to 3.00 seconds."),
         ],
     )
-    images, videos = media_of(messages)
-    assert images == [] and len(videos) == 2 and videos[1] is clip
+    media = list(iter_media(messages))  # the order the engines hand media to the processor
+    assert [kind for kind, _ in media] == ["video", "video"] and media[1][1] is clip
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +142,44 @@ def test_replay_rerenders_clips_from_their_spans(demo_corpus: Path):
     assert clip.times == expected.times and np.array_equal(clip.frames, expected.frames)
     assert turns[1]["content"][1]["text"] == "Video clip from 4.00 to 9.00 seconds."
     assert FrameBudget().max_frames == 64
+    small = dataclasses.replace(CLIP_BUDGET, max_frames=4)
+    fewer = replay_conversation(sample(), str(video), recorded, clip_budget=small)[1]["content"][0]["video"]
+    assert len(fewer.times) == 4 and fewer.times == sample_frames(video, start=4.0, end=9.0, budget=small).times
+
+
+def test_fingerprint_inputs_change_with_what_the_model_sees(monkeypatch):
+    """Templates, tool schemas and budgets are all in the fingerprint input; the dict is plain JSON and stable."""
+    import model.prompts as prompts
+    from mtvr_data.tools import ToolRegistry, VideoClipTool
+
+    base = PromptConfig().fingerprint_inputs()
+    assert json.loads(json.dumps(base, allow_nan=False)) == base
+    assert PromptConfig().fingerprint_inputs() == base
+    assert base["clip_budget"]["max_frames"] == CLIP_BUDGET.max_frames
+    assert base["templates"]["chat_template"] == load_chat_template()
+
+    def changed(**kw) -> bool:
+        return PromptConfig(**kw).fingerprint_inputs() != base
+
+    assert changed(budget=FrameBudget(max_frames=8))
+    assert changed(clip_budget=dataclasses.replace(CLIP_BUDGET, max_frames=4))
+    assert changed(clip_budget=dataclasses.replace(CLIP_BUDGET, overlay=False))
+    assert changed(system="You are terse.")
+
+    class OtherClip(VideoClipTool):
+        description = VideoClipTool.description + " Use it sparingly."
+
+    assert PromptConfig().fingerprint_inputs(ToolRegistry.of([OtherClip()])) != base
+    for name in ("WITH_TOOL", "THINK_ANSWER", "TOOL_BLOCK", "VIDEO_HEAD", "TG_QUESTION", "GQA_FORMAT"):
+        with monkeypatch.context() as patch:
+            patch.setattr(prompts, name, getattr(prompts, name) + " ")
+            assert PromptConfig().fingerprint_inputs() != base, name
+    with monkeypatch.context() as patch:
+        patch.setattr(prompts, "ANSWER_FORMAT", {**prompts.ANSWER_FORMAT, "letter": "Just the letter."})
+        assert PromptConfig().fingerprint_inputs() != base
+    with monkeypatch.context() as patch:
+        patch.setattr(prompts, "CLIP_CAPTION", "Clip {start:.1f}-{end:.1f} s.")
+        assert PromptConfig().fingerprint_inputs() != base
+    with monkeypatch.context() as patch:
+        patch.setattr(prompts, "chat_template", lambda: load_chat_template() + "\n")
+        assert PromptConfig().fingerprint_inputs() != base

@@ -1,4 +1,4 @@
-"""Rewards, the pass rule and DGRPO advantages on hand-computed cases, IoU properties, and the TRL callables."""
+"""Rewards, the pass rule and the DGRPO weight on hand-computed cases, IoU properties, and the TRL callables."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from mtvr_data.rewards import (
     dgrpo_weight,
     format_reward,
     format_reward_fn,
-    group_advantages,
     make_task_reward_fn,
     mcq_reward,
     numeric_reward,
@@ -27,7 +26,6 @@ from mtvr_data.rewards import (
     rouge_reward,
     scale_iou,
     task_reward,
-    task_reward_fn,
     temporal_iou,
     tool_bonus,
     tool_bonus_fn,
@@ -432,38 +430,6 @@ def test_dgrpo_weight_refuses_nan():
         dgrpo_weight(math.nan)
 
 
-def test_group_advantages_by_hand():
-    # [1, 0, 0, 0]: mean 0.25, sample std sqrt((0.75^2 + 3 * 0.25^2) / 3) = 0.5
-    adv = group_advantages([1.0, 0.0, 0.0, 0.0], 1.0)
-    assert adv == pytest.approx(
-        [0.75 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6), -0.25 / (0.5 + 1e-6)]
-    )
-    weighted = group_advantages([1.0, 0.0, 0.0, 0.0], dgrpo_weight(0.25))
-    assert weighted == pytest.approx(adv)  # D = 0.25: hard, full weight
-    easy = group_advantages([3.0, 2.0], dgrpo_weight(2.5))  # w = 0.5; mean 2.5, std sqrt(0.5)
-    assert easy == pytest.approx([0.5 * 0.5 / (math.sqrt(0.5) + 1e-6), -0.5 * 0.5 / (math.sqrt(0.5) + 1e-6)])
-
-
-@pytest.mark.parametrize("rewards", [[0.1] * 8, [0.1] * 3, [2.7] * 6, [2.0, 2.0], [0.0], []])
-def test_group_advantages_without_signal_are_exact_zeros(rewards):
-    assert group_advantages(rewards, 0.75) == [0.0] * len(rewards)
-
-
-def test_group_advantages_refuse_nan():
-    with pytest.raises(ValueError):
-        group_advantages([1.0, math.nan], 1.0)
-    with pytest.raises(ValueError):
-        group_advantages([1.0, 0.0], math.inf)
-
-
-@settings(max_examples=200, deadline=None)
-@given(rewards=st.lists(st.floats(0.0, 3.0), min_size=1, max_size=16), mean=st.floats(0.0, 3.0))
-def test_group_advantages_are_finite_and_centred(rewards, mean):
-    adv = group_advantages(rewards, dgrpo_weight(mean))
-    assert len(adv) == len(rewards) and all(math.isfinite(a) for a in adv)
-    assert abs(sum(adv)) < 1e-6
-
-
 # --- TRL callables ---------------------------------------------------------------------------------------------------
 
 COLUMNS = {
@@ -477,6 +443,7 @@ COLUMNS = {
     "prompts": ["..."] * 3,  # TRL passes more than the reward reads
 }
 COMPLETIONS = [answered("C"), answered("10 - 15"), "<answer>From 10 to 20, C</answer>"]
+task_reward_fn = make_task_reward_fn()
 
 
 def test_task_reward_fn_matches_the_scalar_function():

@@ -16,7 +16,7 @@ import pytest
 
 from model.engine_api import Completion, GenerationRequest, SamplingSettings
 from model.prompts import PromptConfig
-from model.rollout import RolloutConfig, rollout
+from model.rollout import RolloutConfig, rollout, rollout_seed
 from model.trajectory import (
     ANSWER,
     ENGINE_ERROR,
@@ -362,6 +362,63 @@ def test_finish_reasons_are_a_closed_set(videos, cache):
     engine = ScriptedEngine(lambda s, i, t: [think_answer(), call(), "<think>x</think>"][(i + t) % 3])
     groups = run([mcq(), long_mcq()], engine, videos, cache, k=4)
     assert {t.finish_reason for g in groups for t in g} <= set(FINISH_REASONS)
+
+
+# --- seeds and the clip budget -------------------------------------------------------------------------------------
+
+
+def _seeds_by_key(engine: ScriptedEngine) -> dict[str, tuple[int, int | None]]:
+    return {r.key: (r.settings.n, r.settings.seed) for r in engine.requests}
+
+
+def test_build_seed_becomes_a_seed_per_request(videos, cache):
+    """Turn 0: one n=K request seeded rollout_seed(b, id, 0); turn t of rollout i: rollout_seed(b, id, i, t)."""
+
+    def script(sample_id: str, index: int, turn: int) -> str:
+        """Rollout 0 answers at once, the others call the tool twice. (A hint does not move the seeds.)"""
+        return think_answer() if index == 0 or turn == 2 else call(5 + turn, 12 + turn)
+
+    seeded = dataclasses.replace(CONFIG, sampling=SamplingSettings(seed=7))
+    engine = ScriptedEngine(script)
+    run([mcq("s-a"), mcq("s-b")], engine, videos, cache, k=3, config=seeded, hints={"s-a": "HINT"})
+    expected = {}
+    for sid in ("s-a", "s-b"):
+        expected[f"{sid}/t0"] = (3, rollout_seed(7, sid, 0))
+        for i in (1, 2):
+            for t in (1, 2):
+                expected[f"{sid}/{i}/t{t}"] = (1, rollout_seed(7, sid, i, t))
+    assert _seeds_by_key(engine) == expected
+    assert len({seed for _, seed in expected.values()}) == len(expected)
+
+    # Another order, one sample at a time, coalesced engine calls: the same seed for the same conversation turn.
+    again = ScriptedEngine(script, serial=True)
+    config = dataclasses.replace(seeded, max_concurrent_samples=1, max_engine_calls=1, workers=1)
+    run([mcq("s-b"), mcq("s-a")], again, videos, cache, k=3, config=config)
+    assert _seeds_by_key(again) == expected
+
+
+def test_no_build_seed_sends_no_seed(videos, cache):
+    engine = ScriptedEngine(lambda s, i, t: [call(5, 12), think_answer()][t])
+    run([mcq()], engine, videos, cache, k=2)
+    assert len(engine.requests) == 3 and all(r.settings.seed is None for r in engine.requests)
+
+
+def test_clip_budget_comes_from_the_prompt_config(videos, cache):
+    """A clip is sampled with `PromptConfig.clip_budget`, and replaying the trajectory re-renders that same clip."""
+    from model.prompts import replay_conversation
+    from mtvr_data.tools import CLIP_BUDGET
+
+    small = dataclasses.replace(CLIP_BUDGET, max_frames=4)
+    config = dataclasses.replace(CONFIG, prompt=dataclasses.replace(CONFIG.prompt, clip_budget=small))
+    engine = ScriptedEngine(by_turn(call(5, 12), think_answer()))
+    traj = single(run([mcq()], engine, videos, cache, config=config))
+    step = traj.turns[0].tool
+    assert step.ok and len(step.frame_times) == 4  # 14 with the default budget (2 fps over 7 s)
+    clip = engine.request("s-mcq/0/t1").messages[-1]["content"][0]["video"]
+    assert len(clip.times) == 4
+    replayed = replay_conversation(mcq(), str(videos / "DM0A1.mp4"), to_messages(traj), cache, clip_budget=small)
+    assert replayed[1]["content"][0]["video"].times == clip.times
+    assert np.array_equal(replayed[1]["content"][0]["video"].frames, clip.frames)
 
 
 # --- scheduling ----------------------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from model.teacher import (
     make_cot_row,
     noisy_interval,
     select,
-    student_conversation,
     teacher_rollouts,
     verify,
     wants_tool_chain,
@@ -32,6 +31,7 @@ from mtvr_data.parquet_io import read_parquet, write_parquet
 from mtvr_data.rewards import task_reward
 from mtvr_data.schema import Sample
 from tests.test_rollout import ScriptedEngine
+from train.data import sft_messages
 
 CONFIG = TeacherConfig()
 SMALL = PromptConfig(budget=FrameBudget(max_frames=8))
@@ -175,8 +175,8 @@ def test_cot_row_holds_the_student_prompt_and_replays_the_clip(runs, demo_corpus
     (back,) = read_parquet(write_parquet(tmp_path / "cot.parquet", [row]), "cot")
     assert back.messages[3].clip.frame_times == best.tool_steps[0].frame_times
 
-    messages, schemas = student_conversation(row, video_root=demo_corpus / "videos", prompt=SMALL)
-    assert schemas is not None and len(messages) == 5
+    messages = sft_messages(row, demo_corpus / "videos", SMALL.budget)  # what SFT trains on
+    assert "<tools>" in messages[0]["content"][0]["text"] and len(messages) == 5
     assert all(HINT_HEAD.split(":")[0] not in str(p.get("text", "")) for m in messages for p in m["content"])
     tool = messages[3]
     assert tool["role"] == "tool" and tool["content"][0]["video"].times == best.tool_steps[0].frame_times

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtvr_data.timecode import TimeFormatError, chunks_to_seconds, frames_to_seconds, parse_seconds
+from mtvr_data.timecode import TimeFormatError, parse_seconds
 
 
 @pytest.mark.parametrize(
@@ -34,14 +34,3 @@ def test_percentages_need_a_duration():
 def test_unreadable_times(value):
     with pytest.raises(TimeFormatError):
         parse_seconds(value)
-
-
-def test_frames_and_chunks():
-    assert frames_to_seconds(75, 25) == 3.0
-    assert frames_to_seconds(1021, 29.97) == pytest.approx(34.0674, abs=1e-3)
-    with pytest.raises(TimeFormatError):
-        frames_to_seconds(10, 0)
-    assert chunks_to_seconds(1, 2, 5.0) == (5.0, 15.0)
-    assert chunks_to_seconds(5, 5, 5.0, duration=27.5) == (25.0, 27.5)
-    with pytest.raises(TimeFormatError):
-        chunks_to_seconds(3, 2, 5.0)

@@ -3,7 +3,7 @@
 The trainer lets TRL compute the plain GRPO advantage (r - mean) / (std + eps) per group, then applies a rule.
 `grpo` leaves it as it is, so a run with it is TRL's GRPO exactly; `dgrpo` multiplies each group by VITAL's
 difficulty weight w(D), D = the group's mean total reward (`mtvr_data.rewards.dgrpo_weight`, the code form of
-PAPERS.md). A rule is a small object so the next methods (DeepVideo-R1's DA-Aug changes prompts, Reg-GRPO the
+docs/papers.md). A rule is a small object so the next methods (DeepVideo-R1's DA-Aug changes prompts, Reg-GRPO the
 loss) plug in beside it without copying the trainer.
 
 Unscorable rollouts (every reward None) are NaN in `rewards` and left out of D; a group with no scorable rollout

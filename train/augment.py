@@ -1,4 +1,4 @@
-"""DeepVideo-R1's difficulty-aware augmentation (DA-Aug, PAPERS.md), as a step of the trainer's rollouts.
+"""DeepVideo-R1's difficulty-aware augmentation (DA-Aug, docs/papers.md), as a step of the trainer's rollouts.
 
 After a generation batch is rolled out, each group's mean reward rbar(x) is compared with the mean over a
 replay buffer of the most recent W samples' mean rewards: Delta_R = buffer mean - rbar(x).
@@ -35,9 +35,8 @@ from model.engine_api import Engine
 from model.teacher import TeacherConfig, hint_for
 from model.trajectory import Trajectory
 from mtvr_data.frames import FramePerturbation
-from mtvr_data.parquet_io import row_to_record
 from mtvr_data.parsing import parse_blocks
-from mtvr_data.schema import RlRow
+from train.data import rl_record
 from train.rollouts import PolicyRollouts, RolloutBatch, runs_of_same_id
 
 log = logging.getLogger(__name__)
@@ -244,7 +243,7 @@ class DifficultyAugmenter:
             return {}
         k = self.settings.hint_samples
         cond_rows = [rows[start] for start, _ in hard for _ in range(k)]
-        records = [_record(rows[start]) for start, _ in hard]
+        records = [rl_record(rows[start]) for start, _ in hard]
         notes = {r.sample.id: hint_for(r.sample, bool(r.tools), self.teacher) for r in records}
         traces = rollouts.trajectories(cond_rows, engine, hints=notes)
         hints: dict[str, str] = {}
@@ -259,9 +258,3 @@ class DifficultyAugmenter:
                 report.hint_failed += 1
         report.hints = len(hints)
         return hints
-
-
-def _record(row: dict[str, Any]) -> RlRow:
-    record = row_to_record("rl", row)
-    assert isinstance(record, RlRow)
-    return record

@@ -45,9 +45,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 from train.dgrpo import run_dgrpo
 
                 result = run_dgrpo(config)
-    except TrainConfigError as exc:
-        print(f"mtvr train: config error: {exc}")
-        return 2
+    except TrainConfigError:
+        raise  # a `ConfigError`: `mtvr` prints it as one line and exits 2
     print(json.dumps(result, indent=2, default=str))
     return 0
 

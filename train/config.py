@@ -1,4 +1,4 @@
-"""Training configs: one YAML file per run (SFT or DGRPO) or per recipe, with VITAL's defaults (PAPERS.md).
+"""Training configs: one YAML file per run (SFT or DGRPO) or per recipe, with VITAL's defaults (docs/papers.md).
 
     kind: sft                       # sft | dgrpo
     model: Qwen/Qwen2.5-VL-7B-Instruct   # Hub id or local folder (a previous stage's output)
@@ -33,10 +33,21 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field, StrictInt, ValidationError
 
+from model.config_error import ConfigError
+from model.settings import (
+    MAX_NEW_TOKENS,
+    MAX_TOTAL_TOKENS,
+    TOOL_TIMEOUT_S,
+    Block,
+    config_error,
+    resolve_model,
+    resolve_path,
+)
 from mtvr_data.frames import FrameBudget
 
-#: VITAL's SFT settings (PAPERS.md: lr 1e-5, batch 256, one epoch); bf16 and checkpointing are the GPU defaults.
+#: VITAL's SFT settings (docs/papers.md: lr 1e-5, batch 256, one epoch); bf16 and checkpointing are the GPU defaults.
 SFT_ARGS: dict[str, Any] = {
     "learning_rate": 1e-5,
     "num_train_epochs": 1,
@@ -53,7 +64,7 @@ SFT_ARGS: dict[str, Any] = {
     "bf16": True,
 }
 
-#: VITAL's RL settings (PAPERS.md): G = 8, 64 prompts per step, one update per step, lr 1e-6, clip 0.2,
+#: VITAL's RL settings (docs/papers.md): G = 8, 64 prompts per step, one update per step, lr 1e-6, clip 0.2,
 #: token-mean loss, grad clip 1.0, KL 0.01 (TRL's KL is the k3 estimator), temperature 1.0, repetition 1.05.
 DGRPO_ARGS: dict[str, Any] = {
     "learning_rate": 1e-6,
@@ -67,7 +78,7 @@ DGRPO_ARGS: dict[str, Any] = {
     "max_grad_norm": 1.0,
     "temperature": 1.0,
     "repetition_penalty": 1.05,
-    "max_completion_length": 7168,
+    "max_completion_length": MAX_TOTAL_TOKENS,
     "scale_rewards": "group",
     "lr_scheduler_type": "constant",
     "logging_steps": 1,
@@ -78,7 +89,7 @@ DGRPO_ARGS: dict[str, Any] = {
     "bf16": True,
 }
 
-#: With `loss: reg_grpo`, DeepVideo-R1's settings over DGRPO_ARGS (PAPERS.md: beta 0.1, G 8) and 2 inner updates
+#: With `loss: reg_grpo`, DeepVideo-R1's settings over DGRPO_ARGS (docs/papers.md: beta 0.1, G 8) and 2 inner updates
 #: per rollout batch, since with one every log-ratio is 0 (train.reg_grpo). A run's own `args` still win.
 REG_GRPO_ARGS: dict[str, Any] = {"beta": 0.1, "num_generations": 8, "num_iterations": 2}
 LOSS_NAMES = ("grpo", "reg_grpo")
@@ -87,18 +98,18 @@ SFT_FRAMES: dict[str, Any] = {"max_frames": 128}
 RL_FRAMES: dict[str, Any] = {"max_frames": 64}
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(ConfigError):
     """A training config that cannot be used; the message names the key."""
 
 
-@dataclass
-class RolloutSettings:
-    """The DGRPO rollout loop (PAPERS.md): at most 2 tool calls, 1024 new tokens per turn, 7168 in all."""
+class RolloutSettings(Block):
+    """The DGRPO rollout loop, with the limits the data stages use (`model.settings`): at most 2 tool calls, 1024
+    new tokens per turn, 7168 in all. Temperature and repetition penalty are TRL's (`args`)."""
 
-    max_tool_calls: int = 2
-    max_new_tokens: int = 1024
-    max_total_tokens: int = 7168
-    tool_timeout_s: float = 60.0
+    max_tool_calls: StrictInt = Field(2, ge=0)
+    max_new_tokens: StrictInt = Field(MAX_NEW_TOKENS, ge=1)
+    max_total_tokens: StrictInt = Field(MAX_TOTAL_TOKENS, ge=1)
+    tool_timeout_s: float = Field(TOOL_TIMEOUT_S, gt=0)
 
 
 @dataclass
@@ -143,10 +154,10 @@ class TrainConfig:
         if self.global_batch_size is not None and self.global_batch_size < 1:
             raise TrainConfigError(f"global_batch_size must be >= 1, got {self.global_batch_size}")
         if isinstance(self.rollout, dict):
-            unknown = set(self.rollout) - {f.name for f in dataclasses.fields(RolloutSettings)}
-            if unknown:
-                raise TrainConfigError(f"rollout: unknown keys {sorted(unknown)}")
-            self.rollout = RolloutSettings(**self.rollout)
+            try:
+                self.rollout = RolloutSettings.model_validate(self.rollout)
+            except ValidationError as exc:
+                raise TrainConfigError(str(config_error(exc, where="rollout", model=RolloutSettings))) from None
         try:
             self.frame_budget()
         except (TypeError, ValueError) as exc:
@@ -216,18 +227,13 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def _resolve_paths(tree: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Paths as every config resolves them (`model.settings`): a model or dataset folder that exists beside the
+    config becomes absolute (else it is a Hub id), output and video folders are taken relative to the config."""
     out = dict(tree)
     for key in ("model", "data", "video_root", "output_dir"):
         value = out.get(key)
-        if not isinstance(value, str) or not value:
-            continue
-        candidate = Path(value).expanduser()
-        if candidate.is_absolute():
-            continue
-        local = base / candidate
-        # A Hub id ("org/name") stays as written unless a folder of that name exists next to the config.
-        if key == "output_dir" or local.exists() or value.startswith("."):
-            out[key] = str(local)
+        if isinstance(value, str) and value:
+            out[key] = resolve_model(base, value) if key in ("model", "data") else resolve_path(base, value)
     return out
 
 
@@ -245,12 +251,19 @@ def config_from_dict(tree: dict[str, Any], base: Path | None = None) -> TrainCon
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    try:
+        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise TrainConfigError(f"not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(tree, dict):
         raise TrainConfigError(f"{path}: expected a mapping at the top level")
     return tree
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    tree = apply_overrides(read_yaml(path), overrides or [])
-    return config_from_dict(tree, Path(path).resolve().parent)
+    """A run's config from its YAML file and `--set` overrides; errors name the file and the key."""
+    try:
+        tree = apply_overrides(read_yaml(path), overrides or [])
+        return config_from_dict(tree, Path(path).resolve().parent)
+    except TrainConfigError as exc:
+        raise TrainConfigError(f"{path}: {exc}") from None

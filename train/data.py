@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from model.prompts import PromptConfig, build_messages, load_media, replay_conversation
+from model.teacher import SFT_BUDGET  # 128 frames of the whole video (docs/papers.md), as the teacher sees
 from mtvr_data.dataset_loading import load_built
 from mtvr_data.frames import FrameBudget
 from mtvr_data.normalize import resolve_media
@@ -30,9 +31,6 @@ log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 
-#: Frame budgets of the whole video (PAPERS.md): 128 frames for SFT, 64 for RL rollouts.
-SFT_BUDGET = FrameBudget(max_frames=128)
-RL_BUDGET = FrameBudget(max_frames=64)
 
 
 def load_rows(data: str, config: str, split: str = "train", *, revision: str | None = None) -> Any:
@@ -66,12 +64,14 @@ def select_rows(dataset: Any, *, tools: bool | None = None, sources: Sequence[st
 
 
 def cot_record(row: dict[str, Any]) -> CotRow:
+    """An MTVR-CoT row (a dict of its columns, as `datasets` gives it) back as a `CotRow`."""
     record = row_to_record("cot", row)
     assert isinstance(record, CotRow)
     return record
 
 
 def rl_record(row: dict[str, Any]) -> RlRow:
+    """An MTVR-RL row (a dict of its columns, as `datasets` gives it) back as an `RlRow`."""
     record = row_to_record("rl", row)
     assert isinstance(record, RlRow)
     return record

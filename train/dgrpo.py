@@ -4,7 +4,7 @@ TRL keeps: the training loop, accelerate/FSDP/DeepSpeed, the repeat sampler (G r
 aggregation and group normalisation, the reference model and KL, the clipped token-level loss (`_compute_loss`,
 untouched: with the `grpo` rule the loss is TRL's GRPO exactly, which a test checks), checkpoints and logging.
 
-The subclass changes four things, each because TRL cannot do it for VITAL (DESIGN.md, "TRL's video gap"):
+The subclass changes four things, each because TRL cannot do it for VITAL (docs/design.md, "TRL's video gap"):
 1. `_generate` runs the project's tool loop (`train.rollouts`): video prompts, clip tool turns returning videos.
 2. Per-sample video tensors travel with the batch (`mtvr_media`, a list TRL shuffles and splits with the rows),
    and `_get_per_token_logps_and_entropies` forwards them (plus `mm_token_type_ids`) for the policy, old-policy
@@ -69,7 +69,7 @@ def _trl_grpo_trainer() -> type:
 
 
 def reward_functions(config: TrainConfig) -> list[Callable[..., list[float | None]]]:
-    """Format + tool bonus + task reward (PAPERS.md), each unscorable on machinery failures."""
+    """Format + tool bonus + task reward (docs/papers.md), each unscorable on machinery failures."""
     iou = {k: (float(v[0]), float(v[1])) for k, v in config.iou_scale.items()} or None
     return [scorable_only(f) for f in (format_reward_fn, tool_bonus_fn, make_task_reward_fn(iou_scale=iou))]
 
@@ -105,7 +105,6 @@ def make_dgrpo_trainer_class() -> type:
             self._engine: Any = None
             self._media: list[dict[str, torch.Tensor]] | None = None
             self._rows: list[dict[str, Any]] | None = None
-            self._rollout_batch: RolloutBatch | None = None
             self._gathered_rewards: torch.Tensor | None = None
 
         # --- rollouts ---------------------------------------------------------------------------------------
@@ -149,7 +148,6 @@ def make_dgrpo_trainer_class() -> type:
                 if self.augmenter is not None and training:
                     batch, report = self.augmenter(rows, batch, engine, self.rollouts, step=self.state.global_step)
                     self._log_augment(report)
-            self._rollout_batch = batch
             self._media = batch.media
             self._log_rollouts(batch, time.perf_counter() - started)
             return (

@@ -5,7 +5,7 @@
     video_root: /data/videos
     output_dir: runs/vital
     common: {args: {save_steps: 100}}      # merged into every stage (a stage's own keys win)
-    stages:                                # default: VITAL's four (PAPERS.md)
+    stages:                                # default: VITAL's four (docs/papers.md)
       - {name: sft-text,   kind: sft,   tools: false}
       - {name: dgrpo-text, kind: dgrpo, tools: false}
       - {name: sft-tool,   kind: sft,   tools: true}
@@ -36,7 +36,7 @@ from train.runs import DONE_FILE
 
 log = logging.getLogger(__name__)
 
-#: VITAL's recipe (PAPERS.md): SFT on text CoT, DGRPO without tools, SFT on tool CoT, DGRPO with tools.
+#: VITAL's recipe (docs/papers.md): SFT on text CoT, DGRPO without tools, SFT on tool CoT, DGRPO with tools.
 VITAL_STAGES: list[dict[str, Any]] = [
     {"name": "sft-text", "kind": "sft", "tools": False},
     {"name": "dgrpo-text", "kind": "dgrpo", "tools": False},

@@ -1,4 +1,4 @@
-"""DeepVideo-R1's Reg-GRPO loss (PAPERS.md), registered as the trainer's `reg_grpo` loss.
+"""DeepVideo-R1's Reg-GRPO loss (docs/papers.md), registered as the trainer's `reg_grpo` loss.
 
 Reg-GRPO regresses the group-normalised reward advantage A_i onto the group-normalised sequence log-ratio:
 
@@ -9,7 +9,7 @@ Reg-GRPO regresses the group-normalised reward advantage A_i onto the group-norm
 A_i is the advantage the trainer already computed: TRL's group-normalised reward advantage, times DGRPO's w(D)
 when the `dgrpo` advantage rule is on, so VITAL's difficulty weight and DeepVideo-R1's loss combine. The KL is
 TRL's per-token k3 estimate, averaged over each response's tokens and then over responses, with +beta (the paper
-prints a minus sign; PAPERS.md explains why that is a slip).
+prints a minus sign; docs/papers.md explains why that is a slip).
 
 The choices the paper leaves open are `RegGrpoSettings` fields, each with its reason (docs/training.md):
 - `logp: sum` (the paper's "sequence level") or `mean` (per token, so long responses do not dominate rho);

@@ -1,9 +1,9 @@
 """DGRPO's rollouts: the shared tool loop (`model.rollout`) run on the policy, turned into token sequences.
 
 Why the shared loop and not TRL's: TRL's generation takes images only, its tool responses can add images but not
-videos, and its log-prob pass forwards image fields only (DESIGN.md). VITAL's prompt is a video and its tool
-returns a video clip, so the rollout must be the project's loop: the same prompt builder, frame sampler, tool
-executor, parser and rewards as the grader that built MTVR-RL.
+videos, and its log-prob pass forwards image fields only (docs/design.md, "TRL's video gap"). VITAL's prompt is a
+video and its tool returns a video clip, so the rollout must be the project's loop: the same prompt builder, frame
+sampler, tool executor, parser and rewards as the grader that built MTVR-RL.
 
 Each trajectory is re-encoded as a conversation by `train.encoding.encode_conversation` (the same function SFT
 uses): prompt ids up to the first assistant token, completion ids after it, and a mask that is 1 on tokens the
@@ -36,8 +36,8 @@ from model.rollout import RolloutConfig, RolloutRunner
 from model.trajectory import MODEL_OUTCOMES, TOKEN_BUDGET, Trajectory, to_messages
 from mtvr_data.frames import FrameBudget, FrameCache, FramePerturbation
 from mtvr_data.normalize import resolve_media
-from mtvr_data.parquet_io import row_to_record
-from mtvr_data.schema import RlRow, Sample
+from mtvr_data.schema import Sample
+from train.data import rl_record
 from train.encoding import Encoded, EncodingError, encode_conversation
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class PolicyRollouts:
     ) -> RolloutBatch:
         """Roll out and encode a generation batch. `hints`/`perturbations` (by sample id, DA-Aug) change the
         prompt of those samples, in the rollout and in the encoding the loss is computed on alike."""
-        samples = [_rl_record(row).sample for row in rows]
+        samples = [rl_record(row).sample for row in rows]
         trajectories = self.trajectories(rows, engine, hints=hints, perturbations=perturbations)
         batch = RolloutBatch()
         for sample, trajectory in zip(samples, trajectories, strict=True):
@@ -155,7 +155,7 @@ class PolicyRollouts:
         perturbations: Mapping[str, FramePerturbation] | None = None,
     ) -> list[Trajectory]:
         """One trajectory per row, in row order; each run of rows with the same id is one group of the loop."""
-        records = [_rl_record(row) for row in rows]
+        records = [rl_record(row) for row in rows]
         samples = [r.sample for r in records]
         trajectories: list[Trajectory | None] = [None] * len(rows)
         # One runner call per (tools flag, group size): a row's own `tools` column says whether it has the tool.
@@ -219,7 +219,9 @@ class PolicyRollouts:
         prompt = dataclasses.replace(self.config.prompt, tools=trajectory.tools, perturbation=perturbation)
         media = load_media(sample, path, prompt, self.cache)
         messages, _ = build_messages(sample, media, prompt, registry=self.config.registry, hint=hint)
-        messages += replay_conversation(sample, path, to_messages(trajectory), self.cache)
+        messages += replay_conversation(
+            sample, path, to_messages(trajectory), self.cache, clip_budget=prompt.clip_budget
+        )
         return encode_conversation(self.processor, messages)
 
     def _append_failed(self, batch: RolloutBatch, sample: Sample, trajectory: Trajectory) -> None:
@@ -233,12 +235,6 @@ class PolicyRollouts:
         batch.media.append({})
         batch.trajectories.append(trajectory)
         batch.tasks.append(sample.task)
-
-
-def _rl_record(row: dict[str, Any]) -> RlRow:
-    record = row_to_record("rl", row)
-    assert isinstance(record, RlRow)
-    return record
 
 
 def scorable_only(fn: Callable[..., list[float | None]]) -> Callable[..., list[float | None]]:

@@ -4,7 +4,7 @@ Messages carry `Frames` objects (mtvr_data.frames) in their video and image part
 attributes of them (`frames`, `times`, `sample_fps`), so they are typed here by a Protocol: the engines neither
 import the frame sampler nor decode anything, and tests can pass any object with those attributes.
 
-The walk over parts is the same order as `model.prompts.media_of` (message order, then part order), which is the
+The walk over parts (`iter_media`: message order, then part order) is the
 order in which a processor pairs arrays with the placeholders of the rendered text.
 """
 

@@ -1,8 +1,11 @@
 """An `Engine` that speaks to any OpenAI-compatible chat server: `vllm serve`, `transformers serve`, a hosted API.
 
-The client does not trust the server (DESIGN.md, "What the servers actually accept"):
+The client does not trust the server (docs/design.md, "What the servers actually accept"):
 - `n`: the choices are counted and the rest are asked for again. Once a server is seen to ignore `n`, the rest
   go out as concurrent `n=1` calls, each with its own seed (`seed + index`) so they are not copies.
+- Seeds follow the engines' rule (model/engine_api.py): completion i of a request is sampled with `seed + i`. A
+  call for completions i.. i+m-1 sends `seed + i` with n = m; a server that honours n (vLLM V1) seeds its choice j
+  with that + j, so whether n is honoured or split, completion i gets `seed + i`.
 - `stop`: sent, and when the server rejects it (transformers serve answers HTTP 500) the call is retried once
   without it; if that works the engine remembers that this server cannot stop on strings. The text is always cut
   at the first stop string on the client side and the stop string is kept, so every engine returns the same text.
@@ -338,7 +341,7 @@ class OpenAIEngine:
         }
         if n > 1:
             body["n"] = n
-        if settings.seed is not None:
+        if settings.seed is not None:  # the seed of this call's first completion; the server adds j for choice j
             body["seed"] = settings.seed + offset
         if send_stop:
             body["stop"] = list(settings.stop)

@@ -13,14 +13,26 @@ Why it looks like this:
 - One bad request never sinks the batch: when a batch fails, its requests are retried one by one and only the
   failing ones come back as `finish_reason="error"` completions.
 
-Determinism: with a `seed`, sampling is reproducible for the same batch composition (the RNG is shared by the
-rows of a `generate` call); temperature 0 is greedy and always reproducible.
+Determinism: temperature 0 is greedy and always reproducible. With a `seed` s, sample k of a request is row k
+with its own `torch.Generator` seeded s + k (the engines' rule, model/engine_api.py), so its text does not depend
+on which other rows share the batch, in what order, or on `batch_size`. HF `generate` samples from the global RNG,
+shared by all rows, so seeded rows are decoded greedily over Gumbel-perturbed scores instead (`SeededSampler`):
+per row, the scores (after HF's repetition penalty, which runs before custom processors) are divided by the
+temperature, masked by top-k / top-p as HF's warpers do, and perturbed by Gumbel noise from that row's generator;
+the argmax of logits / T + Gumbel is an exact sample of softmax(logits / T). Requests with and without a seed are
+never batched together; rows without a seed sample from the global RNG as before. What can still differ between
+batchings is float noise: a left-padded batch computes a row's logits with other kernels' rounding than the row
+alone, which flips a token only when two perturbed scores are within that rounding of each other. Measured on the
+tiny checkpoint in float32 on CPU: scores differ by at most 2e-7 between a batch of 8 mixed-length rows and each row
+alone, and 90 sequences of 64 tokens came out identical in batches of 1, 3, 8, in reverse order and as n = 1
+requests (0 of 450 differed). bf16 on a GPU rounds far more coarsely, so rare flips are possible there (not measured).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -34,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class _Row:
-    """One sequence to generate: request `index`, sample `k` of its `n`."""
+    """One sequence to generate: request `index`, sample `k` of its `n`, sampled with `seed` (request seed + k)."""
 
     index: int
     k: int
@@ -42,6 +54,52 @@ class _Row:
     images: list[Any]
     videos: list[Any]
     video_metadata: list[dict[str, float]]
+    seed: int | None = None
+
+
+class SeededSampler:
+    """A `LogitsProcessor` that turns greedy decoding into per-row seeded sampling (see the module docstring).
+
+    Row r draws its noise from a generator seeded `seeds[r]` on the scores' device, one vector per step, so its
+    tokens depend on its own seed and logits only. Temperature, then top-k (None or 0: off), then top-p, in HF's
+    order; the returned scores are the perturbed ones, whose argmax is the sampled token.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float = 1.0, top_k: int | None = None) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 to sample, got {temperature}")
+        self.seeds = list(seeds)
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self._generators: list[Any] | None = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if scores.shape[0] != len(self.seeds):
+            raise ValueError(f"{scores.shape[0]} rows of scores for {len(self.seeds)} seeds")
+        if self._generators is None:
+            self._generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        scores = scores.float() / self.temperature
+        if self.top_k:
+            kth = torch.topk(scores, min(self.top_k, scores.shape[-1]), dim=-1).values[..., -1:]
+            scores = scores.masked_fill(scores < kth, -math.inf)
+        if self.top_p < 1.0:  # HF's TopPLogitsWarper: drop the low tail holding at most 1 - top_p of the mass
+            ordered, order = torch.sort(scores, descending=False)
+            cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
+            remove = cumulative <= (1 - self.top_p)
+            remove[..., -1:] = False
+            scores = scores.masked_fill(remove.scatter(1, order, remove), -math.inf)
+        # Gumbel noise as -log(E), E ~ Exp(1): argmax(x - log E) = argmax(softmax(x) / E), a sample of softmax(x).
+        tiny = torch.finfo(torch.float32).tiny
+        noise = torch.stack(
+            [
+                torch.empty(scores.shape[-1], device=scores.device, dtype=torch.float32).exponential_(generator=g)
+                for g in self._generators
+            ]
+        )
+        return scores - noise.clamp_(min=tiny).log_()
 
 
 def _resolve_device(device: str | None) -> str:
@@ -81,6 +139,7 @@ class TransformersEngine:
         batch_size: int = 8,
         attn_implementation: str | None = "sdpa",
         skip_special_tokens: bool = True,
+        revision: str | None = None,
         model: Any | None = None,
         processor: Any | None = None,
     ) -> None:
@@ -93,10 +152,12 @@ class TransformersEngine:
         self.device = _resolve_device(device)
         self.batch_size = batch_size
         self.skip_special_tokens = skip_special_tokens
-        self.processor = processor if processor is not None else AutoProcessor.from_pretrained(model_path_or_id)
+        self.processor = (
+            processor if processor is not None else AutoProcessor.from_pretrained(model_path_or_id, revision=revision)
+        )
         self.tokenizer = self.processor.tokenizer
         if model is None:
-            kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype, self.device)}
+            kwargs: dict[str, Any] = {"dtype": _resolve_dtype(dtype, self.device), "revision": revision}
             if attn_implementation:
                 kwargs["attn_implementation"] = attn_implementation
             model = AutoModelForImageTextToText.from_pretrained(model_path_or_id, **kwargs)
@@ -122,11 +183,15 @@ class TransformersEngine:
     def generate_sync(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
         """The blocking form of `generate` (for callers that are not async, e.g. a Beam DoFn)."""
         results: list[list[Completion | None]] = [[None] * r.settings.n for r in requests]
-        groups: dict[SamplingSettings, list[int]] = {}
+        # One group per sampling setting; seeds are per row, so requests that differ only by seed share batches
+        # (but seeded and unseeded sampling never do: they sample differently).
+        groups: dict[tuple[SamplingSettings, bool], list[int]] = {}
         for i, request in enumerate(requests):
-            groups.setdefault(replace(request.settings, n=1), []).append(i)
+            settings = request.settings
+            seeded = settings.seed is not None and settings.temperature > 0
+            groups.setdefault((replace(settings, n=1, seed=None), seeded), []).append(i)
         with self._lock:
-            for settings, indices in groups.items():
+            for (settings, _), indices in groups.items():
                 self._run_group(requests, indices, settings, results)
         return [[c if c is not None else _error("no completion produced") for c in row] for row in results]
 
@@ -153,7 +218,10 @@ class TransformersEngine:
                 logger.warning("request %r could not be prepared: %s", requests[i].key, exc)
                 results[i] = [_error(f"prepare: {type(exc).__name__}: {exc}") for _ in range(requests[i].settings.n)]
                 continue
-            rows.extend(replace(prepared, k=k) for k in range(requests[i].settings.n))
+            seed = requests[i].settings.seed
+            rows.extend(
+                replace(prepared, k=k, seed=None if seed is None else seed + k) for k in range(requests[i].settings.n)
+            )
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
             for row, completion in zip(chunk, self._run_rows_isolating_failures(chunk, settings), strict=True):
@@ -210,14 +278,19 @@ class TransformersEngine:
             "pad_token_id": self._pad_id,
             "repetition_penalty": settings.repetition_penalty,
         }
-        if settings.temperature > 0:
+        seeds = [row.seed for row in rows if row.seed is not None]
+        if settings.temperature > 0 and len(seeds) == len(rows):
+            from transformers import LogitsProcessorList
+
+            sampler = SeededSampler(seeds, settings.temperature, settings.top_p)
+            gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            gen["logits_processor"] = LogitsProcessorList([sampler])
+        elif settings.temperature > 0:
             gen.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=0)
         else:
             gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if settings.stop:
             gen.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
-        if settings.seed is not None:
-            torch.manual_seed(settings.seed)
         with torch.inference_mode():
             output = self.hf_model.generate(**inputs, **gen)
         width = inputs["input_ids"].shape[1]

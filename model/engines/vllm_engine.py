@@ -57,10 +57,13 @@ class VLLMServerError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class VLLMSettings:
-    """How to launch one `vllm serve` process. Frame budgets: RL rollouts 64 frames, SFT 128, clips 64 (DESIGN.md)."""
+    """How to launch one `vllm serve` process. Frame budgets: RL rollouts 64 frames, SFT 128, clips 64
+    (docs/papers.md)."""
 
     model: str
     served_model_name: str | None = None
+    #: The Hub revision (branch, tag or commit) to serve; pin it so cached results name exact weights.
+    revision: str | None = None
     host: str = "127.0.0.1"
     port: int | None = None
     max_frames_per_video: int = 64
@@ -144,6 +147,8 @@ def vllm_command(settings: VLLMSettings, port: int, launcher: list[str]) -> list
         "--seed",
         str(settings.seed),
     ]
+    if settings.revision is not None:
+        command += ["--revision", settings.revision]
     if settings.gpu_memory_utilization is not None:
         command += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
     return command + list(settings.extra_args)

@@ -38,3 +38,21 @@ def get_adapter(name: str) -> type[SourceAdapter]:
 def make_adapter(name: str, annotations: Any, **options: Any) -> SourceAdapter:
     """An adapter instance for source `name` reading `annotations`, with per-source `options`."""
     return get_adapter(name)(annotations, **options)
+
+
+def option_names(cls: type) -> frozenset[str]:
+    """The keyword options an adapter class accepts: the keyword-only parameters of its `__init__` and of the
+    classes it forwards `**options` to, up its MRO. A config's adapter options are checked against these when the
+    file is read, so a typo fails there instead of on a worker."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind is p.KEYWORD_ONLY}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return frozenset(names)

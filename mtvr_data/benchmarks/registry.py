@@ -62,10 +62,6 @@ class BenchmarkSpec:
         if self.metric not in METRICS:
             raise ValueError(f"{self.name}: metric must be one of {METRICS}, got {self.metric!r}")
 
-    @property
-    def derived_only(self) -> bool:
-        return self.adapter is None
-
 
 _SPECS = (
     BenchmarkSpec(
@@ -262,3 +258,17 @@ def read_benchmark(
     adapters = [make_benchmark_adapter(name, path, **options) for path in annotation_files(spec, annotations)]
     for adapter in adapters:
         yield from adapter.read()
+
+
+def benchmark_option_names(name: str) -> frozenset[str]:
+    """The options `read_benchmark(name, ...)` accepts: `format` and the keyword options of the adapters that may
+    read its files (native and Video-R1-eval)."""
+    from mtvr_data.adapters.registry import option_names
+
+    spec = get_benchmark(name)
+    names = {"format"}
+    if spec.adapter is not None:
+        names |= option_names(spec.adapter)
+    if spec.name in DERIVED_BENCHMARKS:
+        names |= option_names(VideoR1Eval) - {"benchmark"}
+    return frozenset(names)

@@ -73,11 +73,6 @@ DERIVED_BENCHMARKS = frozenset(
 )
 
 
-def is_video_r1_eval(record: Any) -> bool:
-    """Whether one JSON record is in the Video-R1-eval layout (it has `problem` and `solution`)."""
-    return isinstance(record, dict) and "problem" in record and "solution" in record
-
-
 def mvbench_task(problem_id: Any, path: str) -> str:
     """The MVBench task of a derived row, or "" when the id block and the video folder disagree."""
     if isinstance(problem_id, bool) or not isinstance(problem_id, int) or problem_id < 1:

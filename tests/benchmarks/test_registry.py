@@ -48,7 +48,7 @@ def test_table_names_metrics_and_displays():
     assert {n for n, m in metrics.items() if m == "grounded_qa"} == {"nextgqa", "rextime"}
     assert get_benchmark("video-mmmu").display == "Video-MMMU"
     assert get_benchmark("vidchapters").display == "VidChapters-7M"
-    assert [n for n, s in BENCHMARKS.items() if s.derived_only] == ["mvbench", "mlvu", "vsi-bench"]
+    assert [n for n, s in BENCHMARKS.items() if s.adapter is None] == ["mvbench", "mlvu", "vsi-bench"]
 
 
 def test_unknown_name_lists_the_known_ones():

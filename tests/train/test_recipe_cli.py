@@ -69,7 +69,8 @@ def test_config_errors_name_the_key(demo_dir, tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**demo_paths(demo_dir), "kind": "sft", "output_dir": "x", "learning_rate": 1}))
     assert main(["train", "sft", str(path)]) == 2
-    assert "learning_rate" in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and str(path) in err and len(err.strip().splitlines()) == 1
     path.write_text(yaml.safe_dump({**demo_paths(demo_dir), "kind": "dgrpo", "output_dir": "x"}))
     assert main(["train", "sft", str(path)]) == 2
     with pytest.raises(TrainConfigError, match="advantage"):
