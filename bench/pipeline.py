@@ -1,24 +1,26 @@
 """The Beam pipeline's grading stage against a plain Python loop doing the same work with the same engine.
 
-Beam arm: `beam.Create(samples) | GradeSamples(settings, video_roots)` on the DirectRunner, no result cache
-(`out_dir=None`), so every sample is rolled out; the whole pipeline run is timed (construction, runner start,
-RunInference's batching, the handler, collecting the results).
-Plain arm: the same samples in batches of the same size (`max_batch_size`, with min = max so Beam batches the
-same way), each batch one `model.rollout.rollout` call with the settings' `RolloutConfig`, media resolved the way
+Beam arm: `beam.Create(samples) | CachedInference(GradeStage(settings), video_roots)` (the grading stage's model
+stage, `pipelines.model_stage`) on the DirectRunner, no result cache (`out_dir=None`), so every sample is rolled
+out; the whole pipeline run is timed (construction, runner start, RunInference's batching, the handler, collecting
+the results).
+Plain arm: the same samples in batches of the same size (`batching.max_batch_size`, with min = max so Beam batches
+the same way), each batch one `model.rollout.rollout` call with the stage's `RolloutConfig`, media resolved the way
 the handler does, one frame cache per run (the handler's is per worker, fresh in each pipeline run), and a
-`GradeResult` per sample.
+`ModelResult` per sample.
 
-Both arms call one engine object: the tiny Qwen2.5-VL checkpoint (`model.tiny_checkpoint`) through the
-transformers engine on CPU, loaded once before timing and handed to the handler by its `engine_factory`, so
-model loading is not timed in either arm. torch runs one intra-op thread in both (see bench/rollouts.py for
-why). Samples: charades_sta and nextgqa from the demo corpus (built in a temp dir unless `--corpus` names one),
-normalised and probed with `mtvr_data.normalize.normalize`. Runs are interleaved (plain, Beam, plain, Beam, ...)
-after one warm-up of each; reported: the median of the per-pair throughput ratios, with the best-of ratio
-beside it. Throughput = samples graded per second. Run from the repository root:
+Both arms call one engine object: the tiny Qwen2.5-VL checkpoint (`model.tiny_checkpoint`) through the transformers
+engine on CPU, loaded once before timing and handed to the handler by its `engine_factory` (called on the handler's
+first batch), so model loading is not timed in either arm. torch runs one intra-op thread in both (see
+bench/rollouts.py for why). Samples: charades_sta and nextgqa from the demo corpus (built in a temp dir unless
+`--corpus` names one), normalised and probed with `mtvr_data.normalize.normalize`. Runs are interleaved (plain, Beam,
+plain, Beam, ...) after one warm-up of each; reported: the median of the per-pair throughput ratios, with the best-of
+ratio beside it. Throughput = samples graded per second. Run from the repository root:
     .venv/bin/python bench/pipeline.py
     .venv/bin/python bench/pipeline.py --samples 48
 
-Measured on the 2-core CPU machine (tiny checkpoint, K=4, batch 8): 16 samples, ratio 0.878 (best-of 0.967);
+Measured on the 2-core CPU machine (tiny checkpoint, K=4, batch 8), before the model stages were refactored onto
+`pipelines.model_stage` (the Beam arm then ran `grading.GradeSamples`): 16 samples, ratio 0.878 (best-of 0.967);
 48 samples, ratio 1.004 (best-of 1.013); an earlier 16-sample run gave 0.85. Where the gap at 16 samples goes
 (profiled by timing the handler's `run_inference` inside the Beam arm and by a Beam run whose handler returns at
 once): the handler's time equals the plain loop's to within the noise (same batches of 8, same engine calls), so
@@ -27,7 +29,8 @@ is a fixed cost of each pipeline run, about 0.25 s whatever the sample count: ~0
 (Beam's DoFn signature checks) and starting the DirectRunner, and up to 0.2 s (0.1 s on average) at the end of
 each bundle, where Beam's state sampler thread (a fixed 200 ms sampling period) is joined. Neither is the
 project's to change; on a 2 s run it is ~12%, on a 6 s run (48 samples) it is within the machine's noise, and on
-a real build (hours of grading per pipeline run) it is nothing.
+a real build (hours of grading per pipeline run) it is nothing. After the port to `CachedInference` (one run on
+the same 2-core machine, shared with other jobs): 16 samples, ratio 0.942 (best-of 0.877).
 """
 
 from __future__ import annotations
@@ -47,22 +50,25 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.rollout import rollout  # noqa: E402
-from mtvr_data.frame_cache import FrameCache  # noqa: E402
+from model.settings import EngineConfig  # noqa: E402
+from mtvr_data.frames import FrameCache  # noqa: E402
 from mtvr_data.normalize import resolve_media  # noqa: E402
 from mtvr_data.schema import Sample  # noqa: E402
-from pipelines.grading import EngineSpec, GradeResult, GradingSettings  # noqa: E402
+from pipelines.grading import GradeStage  # noqa: E402
+from pipelines.model_stage import ModelResult  # noqa: E402
+from pipelines.stage_settings import GradeSettings  # noqa: E402
 
 SOURCES = ("charades_sta", "nextgqa")
-#: The engine both arms call, by grader name; filled before timing. Beam's in-process DirectRunner runs the
-#: handler in this process, and `shared_engine` is pickled by reference (this module is imported as
+#: The engine both arms call, by its name (`EngineConfig.name`); filled before timing. Beam's in-process DirectRunner
+#: runs the handler in this process, and `shared_engine` is pickled by reference (this module is imported as
 #: `bench.pipeline`, see the bottom), so the handler gets this very object.
 ENGINES: dict[str, Any] = {}
-RESULTS: list[GradeResult] = []
+RESULTS: list[ModelResult] = []
 
 
-def shared_engine(spec: EngineSpec) -> Any:
+def shared_engine(engine: EngineConfig) -> Any:
     """The handler's engine factory: the engine loaded before timing."""
-    return ENGINES[spec.grader]
+    return ENGINES[engine.name]
 
 
 def collect(result: Any) -> None:
@@ -91,43 +97,43 @@ def demo_samples(corpus: Path, n: int) -> tuple[list[Sample], dict[str, str]]:
     return samples, roots
 
 
-def run_plain(samples: list[Sample], settings: GradingSettings, roots: dict[str, str]) -> list[GradeResult]:
-    engine = ENGINES[settings.engine.grader]
-    config = settings.rollout_config()
+def run_plain(samples: list[Sample], settings: GradeSettings, roots: dict[str, str]) -> list[ModelResult]:
+    stage = GradeStage(call=settings, tools=settings.rollout.tools)
+    engine = ENGINES[settings.engine.name]
+    config = settings.rollout_config(tools=stage.tools)
     frames = FrameCache()
-    size = settings.max_batch_size
-    results: list[GradeResult] = []
+    size = settings.batching.max_batch_size
+    results: list[ModelResult] = []
     for start in range(0, len(samples), size):
         batch = samples[start : start + size]
         resolved = [dataclasses.replace(s, video=str(resolve_media(roots.get(s.source), s.video))) for s in batch]
         groups = asyncio.run(rollout(resolved, engine, k=settings.k, config=config, cache=frames))
-        results += [
-            GradeResult.from_trajectories(s, settings.engine.grader, g) for s, g in zip(batch, groups, strict=True)
-        ]
+        results += [ModelResult(s, stage.model, g, tools=stage.tools) for s, g in zip(batch, groups, strict=True)]
     return results
 
 
-def run_beam(samples: list[Sample], settings: GradingSettings, roots: dict[str, str]) -> list[GradeResult]:
+def run_beam(samples: list[Sample], settings: GradeSettings, roots: dict[str, str]) -> list[ModelResult]:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.grading import GradeSamples
+    from pipelines.model_stage import CachedInference
 
     RESULTS.clear()
+    stage = GradeStage(call=settings, tools=settings.rollout.tools)
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
-        results, failed = (
+        # a failed batch comes out as results with `error` set: `check` fails the run on them
+        results, _ = (
             p
             | "Samples" >> beam.Create(samples)
-            | "Grade" >> GradeSamples(settings, roots, engine_factory=shared_engine)
+            | "Grade" >> CachedInference(stage, roots, out_dir=None, engine_factory=shared_engine)
         )
         _ = results | "Collect" >> beam.Map(collect)
-        _ = failed | "Failed" >> beam.Map(collect)  # dead letters: `check` fails the run on them
     return list(RESULTS)
 
 
 def check(results: list[Any], samples: list[Sample], k: int, arm: str) -> None:
     """Both arms must have done the whole job: one complete result per sample, K trajectories each."""
-    ids = sorted(r.sample.id for r in results if isinstance(r, GradeResult) and r.error is None)
+    ids = sorted(r.sample.id for r in results if isinstance(r, ModelResult) and r.error is None)
     if ids != sorted(s.id for s in samples) or any(len(r.finish_reasons) != k for r in results):
         raise RuntimeError(f"{arm}: {len(ids)}/{len(samples)} complete results ({results[:2]!r}...)")
 
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from model.tiny_checkpoint import build_tiny_checkpoint
-    from pipelines.grading import build_engine
+    from pipelines.model_stage import build_engine
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,19 +163,18 @@ def main(argv: list[str] | None = None) -> None:
             corpus = Path(tmp) / "corpus"
             build_demo_corpus(corpus)
         samples, roots = demo_samples(corpus, args.samples)
-        spec = EngineSpec("transformers", {"model": str(build_tiny_checkpoint(Path(tmp) / "tiny")), "device": "cpu"})
-        settings = GradingSettings(
-            engine=spec,
+        tiny = build_tiny_checkpoint(Path(tmp) / "tiny")
+        engine = EngineConfig(kind="transformers", settings={"model": str(tiny), "device": "cpu"})
+        settings = GradeSettings(
+            engine=engine,
             k=args.k,
-            max_new_tokens=args.max_new_tokens,
-            tools=False,
-            seed=0,
+            sampling={"max_new_tokens": args.max_new_tokens, "seed": 0},
+            rollout={"tools": False},
             keep="all",
-            frame_budget={"max_frames": args.max_frames},
-            min_batch_size=args.batch_size,
-            max_batch_size=args.batch_size,
+            frames={"max_frames": args.max_frames},
+            batching={"min_batch_size": args.batch_size, "max_batch_size": args.batch_size},
         )
-        ENGINES[spec.grader] = build_engine(spec)
+        ENGINES[engine.name] = build_engine(engine)
         arms = {"plain": run_plain, "beam": run_beam}
         for name, arm in arms.items():  # warm-up: first forward passes allocate, Beam imports its runner
             check(arm(samples, settings, roots), samples, args.k, name)

@@ -49,24 +49,32 @@ def _counts() -> dict[str, Any]:
     return {"in": 0, "kept": 0, "rejected": 0, "by_reason": {}}
 
 
+#: Tally kinds of the model stages: results read from the cache and results the model computed (resume you see).
+RESUME_KINDS = ("cached", "computed")
+
+
 def build_table(entries: Iterable[Entry]) -> dict[str, Any]:
     """The accounting table from summed entries.
 
     Format: `{"stages": [{"stage", "in", "kept", "rejected", "by_reason": {reason: n},
     "by_source": {source: {"in", "kept", "rejected", "by_reason"}}}, ...], "rejected": total}`,
-    stages in pipeline order, reasons and sources sorted.
+    stages in pipeline order, reasons and sources sorted. A model stage's rows (and sources) also hold `cached` and
+    `computed`: how many results came from the result cache and how many the model produced in this run.
     """
     stages: dict[str, dict[str, Any]] = {}
     for (kind, stage, source, reason), n in entries:
         row = stages.setdefault(stage, {"stage": stage, **_counts(), "by_source": {}})
         per_source = row["by_source"].setdefault(source, _counts())
         for target in (row, per_source):
-            target[kind] += n
+            target[kind] = target.get(kind, 0) + n
             if kind == "rejected":
                 target["by_reason"][reason] = target["by_reason"].get(reason, 0) + n
     for row in stages.values():
         for target in (row, *row["by_source"].values()):
             target["by_reason"] = dict(sorted(target["by_reason"].items()))
+            if any(kind in row for kind in RESUME_KINDS):  # a model stage: both counts, zero included
+                for kind in RESUME_KINDS:
+                    target.setdefault(kind, 0)
         row["by_source"] = dict(sorted(row["by_source"].items()))
     ordered = [stages[s] for s in sorted(stages, key=_stage_rank)]
     return {"stages": ordered, "rejected": sum(row["rejected"] for row in ordered)}
@@ -95,10 +103,14 @@ def check_accounting(table: dict[str, Any], chain: Sequence[str] = ()) -> None:
 
 
 def render_accounting(table: dict[str, Any]) -> str:
-    """The table as text for a terminal: one line per stage, then its rejections by reason."""
-    lines = [f"{'stage':<26}{'in':>9}{'kept':>9}{'rejected':>10}"]
+    """The table as text for a terminal: one line per stage (a model stage with its cached and computed results),
+    then its rejections by reason."""
+    lines = [f"{'stage':<26}{'in':>9}{'kept':>9}{'rejected':>10}{'cached':>9}{'computed':>10}"]
     for row in table["stages"]:
-        lines.append(f"{row['stage']:<26}{row['in']:>9}{row['kept']:>9}{row['rejected']:>10}")
+        resume = ""
+        if any(kind in row for kind in RESUME_KINDS):
+            resume = f"{row.get('cached', 0):>9}{row.get('computed', 0):>10}"
+        lines.append(f"{row['stage']:<26}{row['in']:>9}{row['kept']:>9}{row['rejected']:>10}{resume}")
         for reason, n in row["by_reason"].items():
             lines.append(f"  {reason:<42}{n:>10}")
     lines.append(f"{'rejected in all':<44}{table['rejected']:>10}")

@@ -23,6 +23,7 @@ once, so build-cot refuses a config that lists one annotation file in both a too
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -33,15 +34,17 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from model.config_error import ConfigError
 from mtvr_data.mixing import COT_TARGETS, scale_targets
 from pipelines.accounting import ACCOUNTING_FILE as ACCOUNTING
 from pipelines.accounting import REJECTED_DIR, WriteRejected, check_accounting
 from pipelines.build_rl import BalanceAndWrite, rl_settings
-from pipelines.config import BuildConfig, ConfigError, load_config
+from pipelines.config import BuildConfig, load_config
 from pipelines.dataset_writer import CardFacts, write_card_and_stats
-from pipelines.grading import GradingSettings, PrepareAndGrade
+from pipelines.grading import PrepareAndGrade
 from pipelines.report import write_report
-from pipelines.teaching import Teach, TeachSettings
+from pipelines.stage_settings import GradeSettings, TeachSettings
+from pipelines.teaching import Teach
 from pipelines.transforms import DEAD
 
 log = logging.getLogger(__name__)
@@ -77,14 +80,10 @@ def _publish_records(out: Path, staging: Path) -> None:
     shutil.rmtree(staging)
 
 
-def cot_settings(config: BuildConfig, base: Path | None = None) -> tuple[GradingSettings, TeachSettings, float, int]:
-    """Grading (`grade`), teacher (`teach`) and balance (`balance`: scale, seed) settings of a build config.
-
-    Paths are resolved as `build_rl.rl_settings` does: a grader or teacher model named by a path that exists
-    relative to the config's folder (`base`) resolves there.
-    """
-    grading, scale, seed = rl_settings(config, base)
-    parts = config.tool_parts(grading.tools)
+def cot_settings(config: BuildConfig) -> tuple[GradeSettings, TeachSettings]:
+    """The build's grading and teacher blocks (typed when the file was read); build-cot needs both."""
+    grading = rl_settings(config)
+    parts = config.tool_parts(grading.rollout.tools)
     if len(parts) == 2:
         files = {(s.source, s.annotations) for s in parts[True].sources}
         both = sorted(
@@ -92,34 +91,12 @@ def cot_settings(config: BuildConfig, base: Path | None = None) -> tuple[Grading
         )
         if both:
             raise ConfigError(
-                f"build-cot teaches each sample once, but these files are listed with tools: true and with tools: "
-                f"false: {', '.join(both)}; keep one entry per file"
+                f"sources: build-cot teaches each sample once, but these files are listed with tools: true and with "
+                f"tools: false: {', '.join(both)}; keep one entry per file"
             )
-    teach = dict(config.extra.get("teach") or {})
-    if not teach.get("engine"):
-        raise ValueError("build-cot needs a `teach:` block with `engine: {kind, settings}` (see configs/)")
-    engine = dict(teach["engine"])
-    settings = dict(engine.get("settings") or {})
-    model = settings.get("model")
-    if isinstance(model, str) and base is not None and (base / model).exists():
-        settings["model"] = str((base / model).resolve())
-    teach["engine"] = {**engine, "settings": settings}
-    return grading, TeachSettings.from_dict(teach), scale, seed
-
-
-def teacher_facts(teaching: TeachSettings) -> dict[str, Any]:
-    """The teacher's settings as the card and stats report them."""
-    return {
-        "engine": teaching.engine.kind,
-        "model": teaching.engine.model_id,
-        "chains_per_sample": teaching.k,
-        "temperature": teaching.temperature,
-        "max_frames": teaching.teacher_config().rollout.prompt.budget.max_frames,
-        "tool_sources": list(teaching.tool_sources),
-        "long_video_s": teaching.long_video_s,
-        "span_noise": teaching.span_noise,
-        "answer_conditioned": True,
-    }
+    if config.teach is None:
+        raise ConfigError("teach: missing; build-cot needs the teacher: {engine: {kind, settings: {model: ...}}}")
+    return grading, config.teach
 
 
 def _read_json(path: Path) -> Any:
@@ -129,7 +106,8 @@ def _read_json(path: Path) -> Any:
 def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -> dict[str, Any]:
     """Run the MTVR-CoT pipeline of `config_path`; returns the accounting table (`<out>/accounting_cot.json`)."""
     config = load_config(config_path)
-    grading, teaching, scale, seed = cot_settings(config, Path(config_path).resolve().parent)
+    grading, teaching = cot_settings(config)
+    scale, seed = config.balance.scale, config.balance.seed
     targets = scale_targets(COT_TARGETS, scale)
     out = Path(config.out)
     staging = out / STAGING_DIR
@@ -172,15 +150,15 @@ def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -
         scale=scale,
         seed=seed,
         grader=grader,
-        teacher=teacher_facts(teaching),
-        pass_rule=json.dumps(dict(grading.pass_rule)) or "{}",
+        teacher=teaching.facts(),
+        pass_rule=json.dumps(dataclasses.asdict(grading.pass_rule)),
         balance={"cot": _read_json(out / BALANCE_REPORT)},
         deviations=deviations,
     )
     stats = {
         "accounting": table,
         "grading": grader,
-        "teacher": teacher_facts(teaching),
+        "teacher": teaching.facts(),
         "scale": scale,
         "targets": targets,
     }

@@ -15,6 +15,7 @@ which keeps build-cot's facts when it wrote into the same folder.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -24,13 +25,15 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from model.config_error import ConfigError
 from mtvr_data.mixing import RL_OUR_CHOICES, RL_TARGETS, balance, scale_targets
 from mtvr_data.schema import CotRow, RlRow
 from pipelines.accounting import WriteRejected, check_accounting, read_accounting
 from pipelines.config import BuildConfig, load_config
 from pipelines.dataset_writer import CardFacts, dumps_stable, write_card_and_stats, write_dataset
-from pipelines.grading import GradingSettings, PrepareAndGrade
+from pipelines.grading import PrepareAndGrade
 from pipelines.report import write_report
+from pipelines.stage_settings import GradeSettings
 from pipelines.transforms import DEAD
 
 log = logging.getLogger(__name__)
@@ -39,26 +42,11 @@ CHAIN = ("read", "probe", "dedup", "contamination", "grade", "balance")
 BALANCE_REPORT = "balance.json"
 
 
-def rl_settings(config: BuildConfig, base: Path | None = None) -> tuple[GradingSettings, float, int]:
-    """The grading settings (config key `grade`) and the balance scale and seed (config key `balance`).
-
-    A grader model given as a path that exists relative to the config's folder (`base`) is resolved there,
-    like the config's other paths; anything else is a Hub id or a path the engine resolves itself.
-    """
-    grade = dict(config.extra.get("grade", {}))
-    engine = dict(grade.get("engine") or {})
-    settings = dict(engine.get("settings") or {})
-    model = settings.get("model")
-    if isinstance(model, str) and base is not None and (base / model).exists():
-        settings["model"] = str((base / model).resolve())  # a local checkpoint named relative to the config
-        grade["engine"] = {**engine, "settings": settings}
-    grading = GradingSettings.from_dict(grade)
-    balance_cfg = dict(config.extra.get("balance", {}))
-    scale = float(balance_cfg.pop("scale", 1.0))
-    seed = int(balance_cfg.pop("seed", 0))
-    if balance_cfg:
-        raise ValueError(f"unknown balance settings: {sorted(balance_cfg)} (known: scale, seed)")
-    return grading, scale, seed
+def rl_settings(config: BuildConfig) -> GradeSettings:
+    """The build's `grade:` block (typed when the file was read); build-rl and build-cot need one."""
+    if config.grade is None:
+        raise ConfigError("grade: missing; the build needs the grader: {engine: {kind, settings: {model: ...}}, k: 8}")
+    return config.grade
 
 
 class BalanceAndWrite(beam.DoFn):
@@ -89,7 +77,8 @@ class BalanceAndWrite(beam.DoFn):
 def build_rl(config_path: str | Path, pipeline_args: list[str] | None = None) -> dict[str, Any]:
     """Run the MTVR-RL pipeline of `config_path`; returns the accounting table (also in `<out>/accounting.json`)."""
     config = load_config(config_path)
-    grading, scale, seed = rl_settings(config, Path(config_path).resolve().parent)
+    grading = rl_settings(config)
+    scale, seed = config.balance.scale, config.balance.seed
     targets = scale_targets(RL_TARGETS, scale)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +105,7 @@ def build_rl(config_path: str | Path, pipeline_args: list[str] | None = None) ->
         scale=scale,
         seed=seed,
         grader=grader,
-        pass_rule=json.dumps(dict(grading.pass_rule)) or "{}",
+        pass_rule=json.dumps(dataclasses.asdict(grading.pass_rule)),
         balance={"rl": report},
         deviations=[f"{key}: {why}" for key, why in sorted(RL_OUR_CHOICES.items())],
     )

@@ -100,24 +100,29 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """`mtvr eval [CONFIG] [flags]` runs an evaluation; `mtvr eval diff A B` compares two results files/folders."""
-    if args.target == "diff":
-        return _eval_diff(args.paths)
-    if args.paths:
-        raise SystemExit(f"mtvr eval: unexpected arguments {args.paths} (did you mean `mtvr eval diff A B`?)")
+    """`mtvr eval [CONFIG] [flags] [-- BEAM OPTIONS]` runs an evaluation; flags override the config's values."""
     from pipelines.evaluate import config_from_args, evaluate, load_eval_config
 
     logging.getLogger("pipelines.evaluate").setLevel(logging.INFO)  # progress of a long run
-    if args.target is not None:
-        config = load_eval_config(args.target)
-        for name in ("tools", "max_frames", "out"):
-            if getattr(args, name) is not None:
-                setattr(config, name, getattr(args, name))
-        if args.model is not None or args.engine is not None:
-            settings = {**config.engine.settings, **({"model": args.model} if args.model else {})}
-            settings.update(_parse_options(args.engine_option))
-            config.engine = type(config.engine)(args.engine or config.engine.kind, settings)
-        type(config).__post_init__(config)  # re-validate what the flags changed
+    if args.config is not None:
+        overrides: dict[str, Any] = {}
+        if args.tools is not None:
+            overrides["tools"] = args.tools
+        if args.max_frames is not None:
+            overrides["frames"] = {"max_frames": args.max_frames}
+        if args.max_new_tokens is not None:
+            overrides["sampling"] = {"max_new_tokens": args.max_new_tokens}
+        if args.out is not None:
+            overrides["out"] = str(Path(args.out).resolve())
+        engine: dict[str, Any] = {}
+        if args.engine is not None:
+            engine["kind"] = args.engine
+        settings = {**({"model": args.model} if args.model else {}), **_parse_options(args.engine_option)}
+        if settings:
+            engine["settings"] = settings
+        if engine:
+            overrides["engine"] = engine
+        config = load_eval_config(args.config, overrides)
     else:
         if not (args.model and args.benchmark and args.out):
             raise SystemExit("mtvr eval: give a CONFIG, or --model, --benchmark/--annotations and --out")
@@ -127,7 +132,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if len(videos) not in (1, len(args.benchmark)):
             raise SystemExit("mtvr eval: give one --videos for all benchmarks, or one per --benchmark")
         videos = videos * len(args.benchmark) if len(videos) == 1 else videos
-        generation = {"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}
         config = config_from_args(
             model=args.model,
             engine=args.engine or "transformers",
@@ -136,23 +140,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
             tools=args.tools or "both",
             max_frames=args.max_frames or 64,
             engine_settings=_parse_options(args.engine_option),
-            generation=generation,
+            sampling={"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {},
             cap=args.cap,
         )
-    evaluate(config, args.beam_option)
+    evaluate(config, args.beam_args)
     out = Path(config.out)
     print((out / "table.md").read_text(encoding="utf-8"))
     print(f"results, dead letters, table.json and plot.svg in {out}")
     return 0
 
 
-def _eval_diff(paths: list[str]) -> int:
+def cmd_eval_diff(args: argparse.Namespace) -> int:
     """Rows whose correctness or IoU changed between two results files (or same-named files of two folders)."""
     from mtvr_data.eval_metrics import diff_results, read_results, render_diff
 
-    if len(paths) != 2:
-        raise SystemExit("mtvr eval diff: expects two results files (or two eval output folders)")
-    a, b = Path(paths[0]), Path(paths[1])
+    a, b = Path(args.a), Path(args.b)
     if a.is_dir() and b.is_dir():
         pairs = [(f, b / f.name) for f in sorted(a.glob("results_*.jsonl")) if (b / f.name).exists()]
     else:
@@ -163,6 +165,16 @@ def _eval_diff(paths: list[str]) -> int:
         changed += len(diffs)
         print(f"== {fa} -> {fb}\n{render_diff(diffs)}")
     return 1 if changed else 0
+
+
+def cmd_benchmarks(args: argparse.Namespace) -> int:
+    """The benchmark names `mtvr eval` accepts, with their metric and what they hold."""
+    from mtvr_data.benchmarks.registry import available_benchmarks, get_benchmark
+
+    for name in available_benchmarks():
+        spec = get_benchmark(name)
+        print(f"{name:<18} {spec.metric:<10} {spec.description}")
+    return 0
 
 
 def cmd_contamination(args: argparse.Namespace) -> int:
@@ -186,8 +198,10 @@ def cmd_contamination(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mtvr", description="Build and curate multi-task video-reasoning data.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser = argparse.ArgumentParser(
+        prog="mtvr", description="Build and curate multi-task video-reasoning data.", epilog=BEAM_HELP
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level; errors with tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("sources", help="list the source adapters")
@@ -222,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         "build-rl", help="build MTVR-RL from a config: read, probe, dedup, contamination, grade, balance, write"
     )
     p.add_argument("config", help="the build's YAML config (see configs/)")
-    p.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options, e.g. --runner=DirectRunner")
+    p.set_defaults(beam_args=[])
     p.set_defaults(func=cmd_build_rl)
 
     p = sub.add_parser(
@@ -230,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="build MTVR-CoT from a config: read, probe, dedup, contamination, grade, teacher, verify, balance, write",
     )
     p.add_argument("config", help="the build's YAML config (see configs/)")
-    p.add_argument("beam_args", nargs=argparse.REMAINDER, help="Beam pipeline options, e.g. --runner=DirectRunner")
+    p.set_defaults(beam_args=[])
     p.set_defaults(func=cmd_build_cot)
 
     p = sub.add_parser("publish", help="upload a built dataset folder (shards, card, stats, report) to the Hub")
@@ -243,14 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "eval",
-        help="evaluate a model on benchmarks, tool on/off, beside VITAL-7B's numbers; `eval diff A B` compares runs",
+        help="evaluate a model on benchmarks (`mtvr benchmarks` lists them), tool on/off, beside VITAL-7B's numbers",
     )
-    p.add_argument("target", nargs="?", help="an eval config YAML (see configs/eval_demo.yaml), or 'diff'")
-    p.add_argument("paths", nargs="*", help="with 'diff': two results files, or two eval output folders")
+    p.add_argument("config", nargs="?", help="an eval config YAML (see configs/eval_demo.yaml)")
     p.add_argument("--model", help="checkpoint path or Hub id")
     p.add_argument("--engine", choices=["transformers", "openai", "vllm", "oracle"], help="default: transformers")
     p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE", help="engine setting")
-    p.add_argument("--benchmark", action="append", default=[], help="benchmark name (repeatable)")
+    p.add_argument("--benchmark", action="append", default=[], help="benchmark name (repeatable; `mtvr benchmarks`)")
     p.add_argument("--annotations", action="append", default=[], help="its annotation file (one per --benchmark)")
     p.add_argument("--videos", action="append", default=[], help="video root (one for all, or one per benchmark)")
     p.add_argument("--tools", choices=["on", "off", "both"], help="settings to run (default: both)")
@@ -258,13 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, help="per-turn generation budget (default: 1024)")
     p.add_argument("--cap", type=int, help="evaluate only the first N samples of each benchmark")
     p.add_argument("--out", help="output folder")
-    p.add_argument(
-        "--beam-option",
-        action="append",
-        default=[],
-        help="a Beam pipeline option, e.g. --beam-option=--direct_num_workers=2",
-    )
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, beam_args=[])
+
+    p = sub.add_parser("eval-diff", help="rows whose correctness or IoU changed between two eval runs")
+    p.add_argument("a", help="a results file, or an eval output folder")
+    p.add_argument("b", help="the results file (or folder) to compare it with")
+    p.set_defaults(func=cmd_eval_diff)
+
+    p = sub.add_parser("benchmarks", help="list the benchmarks `mtvr eval` accepts")
+    p.set_defaults(func=cmd_benchmarks)
 
     p = sub.add_parser("contamination", help="write the benchmarks' videos and questions as a contamination list")
     p.add_argument(
@@ -290,16 +305,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+BEAM_HELP = (
+    "Beam pipeline options go after `--`, the same for build-rl, build-cot and eval: e.g. "
+    "`mtvr build-rl CONFIG -- --runner=DataflowRunner --project=P`."
+)
+
+
+def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """`argv` split at the first `--`: mtvr's own arguments, and the Beam pipeline options after it."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1 :]
+    return argv, []
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    own, beam_args = split_beam_args(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(own)
+    if beam_args:
+        if args.command not in ("build-rl", "build-cot", "eval"):
+            print(f"mtvr {args.command}: takes no Beam options (after `--`): {' '.join(beam_args)}", file=sys.stderr)
+            return 2
+        args.beam_args = beam_args
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    from model.config_error import ConfigError
     from mtvr_data.adapters.registry import UnknownSourceError
 
     try:
         return args.func(args)
-    except (FileNotFoundError, UnknownSourceError) as exc:
+    except (ConfigError, FileNotFoundError, UnknownSourceError) as exc:
+        if args.verbose:
+            raise
         print(f"mtvr: error: {exc}", file=sys.stderr)
         return 2
 

@@ -13,13 +13,16 @@ One YAML file drives `mtvr build-rl` and `mtvr build-cot`:
         cap: 1000                         # optional: keep the first `cap` samples in file order
         options: {video_ext: .mp4}        # optional: adapter keyword arguments
         tools: true                       # optional: grade (and build) this entry's rows with the clip tool;
-                                          # default: the `grade:` block's `tools`
-    grading: {...}                        # any other top-level key is kept in `extra` for the later stages
+                                          # default: the `grade:` block's `rollout.tools`
+    grade: {engine: ..., k: 8, sampling: ..., rollout: ..., frames: ..., keep: medium}   # pipelines.stage_settings
+    teach: {engine: ..., ...}             # build-cot's teacher
+    balance: {scale: 1.0, seed: 0}
 
 Relative paths (annotations, videos, contamination lists, out, and the file-valued adapter options in
 `PATH_OPTIONS`) resolve against the YAML file's folder, so a config means the same thing from any working
-directory. Later stages (grading, teacher, balance) read their settings from `extra`: an unknown top-level
-key is kept, not refused, while a known key of the wrong type fails here with the fix in the message.
+directory. Every block is typed: an unknown key at any level, a value of the wrong type or range, an unknown
+adapter option, engine kind or engine setting, and a local model path that does not exist fail when the file is
+read, as one `ConfigError` line naming the file and the key path.
 """
 
 from __future__ import annotations
@@ -29,22 +32,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, StrictInt, ValidationError
+
+from model.config_error import ConfigError
+from model.settings import Block, config_error, resolve_path
+
 #: The benchmark list a build filters against when its config names none (`mtvr contamination` writes it;
 #: docs/benchmarks.md). Left out of a config means "use this"; `contamination: []` means "no filter".
 DEFAULT_CONTAMINATION = Path(__file__).resolve().parents[1] / "configs" / "contamination" / "benchmarks.jsonl"
 #: Adapter options whose values are file paths (resolved against the YAML folder like the other paths).
 PATH_OPTIONS = frozenset({"durations", "gsub", "vid_map"})
-KNOWN_KEYS = frozenset({"sources", "out", "contamination"})
+KNOWN_KEYS = frozenset({"sources", "out", "contamination", "grade", "teach", "balance"})
 SOURCE_KEYS = frozenset({"source", "annotations", "videos", "options", "split", "cap", "tools"})
 
 
-class ConfigError(ValueError):
-    """A build config that cannot be used; the message says which key and what to write instead."""
+_resolve = resolve_path
 
 
-def _resolve(base: Path | None, value: str) -> str:
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() or base is None else (base / path))
+class BalanceSettings(Block):
+    """The `balance:` block: the mix's scale (1.0 = the paper's row counts) and the seed of its draws."""
+
+    scale: float = Field(1.0, gt=0.0)
+    seed: StrictInt = 0
 
 
 @dataclass
@@ -80,6 +89,12 @@ class SourceConfig:
             raise ConfigError(f"{where}: 'cap' must be a non-negative integer (or left out for no cap)")
         if self.tools is not None and not isinstance(self.tools, bool):
             raise ConfigError(f"{where}: 'tools' must be true or false (or left out for the grade block's setting)")
+        from mtvr_data.adapters.registry import get_adapter, option_names
+
+        allowed = option_names(get_adapter(self.source))
+        unknown = sorted(set(self.options) - allowed)
+        if unknown:
+            raise ConfigError(f"{where}: options: unknown {unknown}; {self.source} accepts {sorted(allowed)}")
 
     def adapter_options(self) -> dict[str, Any]:
         """Keyword arguments for `make_adapter`: the options, plus `split` when the config sets it."""
@@ -93,7 +108,10 @@ class BuildConfig:
     sources: list[SourceConfig]
     out: str
     contamination: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: The typed `grade:` / `teach:` blocks (`pipelines.stage_settings`); None when the config has none.
+    grade: Any = None
+    teach: Any = None
+    balance: BalanceSettings = field(default_factory=BalanceSettings)
     #: True when `contamination` is DEFAULT_CONTAMINATION because the config named no list (logged by the build).
     contamination_default: bool = False
 
@@ -151,12 +169,28 @@ class BuildConfig:
             contamination = [contamination]
         if not isinstance(contamination, list) or not all(isinstance(p, str) for p in contamination):
             raise ConfigError("'contamination' must be a path or a list of paths of JSON-lines benchmark lists")
+        unknown = sorted(set(data) - KNOWN_KEYS)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown top-level key; allowed: {', '.join(sorted(KNOWN_KEYS))}")
         sources = [cls._source(i, entry, base) for i, entry in enumerate(raw_sources)]
+        from pipelines.stage_settings import GradeSettings, TeachSettings
+
+        grade = GradeSettings.read(data["grade"], base=base) if data.get("grade") is not None else None
+        teach = TeachSettings.read(data["teach"], base=base) if data.get("teach") is not None else None
+        balance = data.get("balance") or {}
+        if not isinstance(balance, dict):
+            raise ConfigError(f"balance: must be a mapping {{scale, seed}}, got {type(balance).__name__}")
+        try:
+            balance_settings = BalanceSettings.model_validate(balance)
+        except ValidationError as exc:
+            raise config_error(exc, where="balance", model=BalanceSettings) from None
         return cls(
             sources=sources,
             out=_resolve(base, out),
             contamination=[_resolve(base, p) for p in contamination],
-            extra={k: v for k, v in data.items() if k not in KNOWN_KEYS},
+            grade=grade,
+            teach=teach,
+            balance=balance_settings,
             contamination_default=default,
         )
 
@@ -192,20 +226,23 @@ class BuildConfig:
 
 
 def load_config(path: str | Path) -> BuildConfig:
-    """Read a YAML build config; errors name the file and the key to fix."""
+    """Read a YAML build config; errors are one `ConfigError` line naming the file and the key to fix."""
     import yaml
 
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        first = " ".join(str(exc).split())
+        raise ConfigError(f"{path}: not valid YAML: {first}") from None
     try:
         config = BuildConfig.from_dict(data, base_dir=path.resolve().parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    missing = [s.annotations for s in config.sources if not Path(s.annotations).exists()]
-    missing += [p for p in config.contamination if not Path(p).exists()]
+    missing = [
+        s.annotations for s in config.sources if "://" not in s.annotations and not Path(s.annotations).exists()
+    ]
+    missing += [p for p in config.contamination if "://" not in p and not Path(p).exists()]
     if missing:
         raise ConfigError(f"{path}: these files do not exist: {', '.join(missing)}")
     return config

@@ -9,7 +9,7 @@ Layout (what `datasets.load_dataset(out_dir, "cot")` and `(out_dir, "rl")` read 
     <out>/<config>/validation-00000-of-00001.parquet
 
 Plain functions over lists of records: the pipelines collect the final rows (tens of thousands at most)
-and call them, e.g. `rows | beam.combiners.ToList() | beam.Map(DatasetWriterFn(out, "rl"))`.
+and call them from one Beam step that holds them (build-rl and build-cot balance, then write).
 
 Everything written is a function of the rows and the facts only (rows are sorted, no dates, no absolute
 paths, fixed Parquet options), so a rerun on the same inputs writes byte-identical files, and a resumed
@@ -164,18 +164,6 @@ def write_dataset(
     else:
         log.info("wrote %s: %s", config_name, ", ".join(f"{s} {n} rows" for s, n in result.rows.items()))
     return result
-
-
-class DatasetWriterFn:
-    """A picklable `write_dataset` for `beam.Map` after `beam.combiners.ToList()`; returns the summary dict."""
-
-    def __init__(self, out_dir: str | os.PathLike[str], config_name: str, **options: Any) -> None:
-        self.out_dir = str(out_dir)
-        self.config_name = config_name
-        self.options = options
-
-    def __call__(self, rows: Iterable[CotRow | RlRow]) -> dict[str, Any]:
-        return write_dataset(self.out_dir, self.config_name, rows, **self.options).to_dict()
 
 
 # --- What is on disk ----------------------------------------------------------------------------------------------

@@ -4,10 +4,14 @@ Read, never passed in: `run.json` (model, engine, settings, benchmarks in order)
 (`results_<benchmark>_<setting>.jsonl`) and `dead_letters.jsonl`. So the table describes what was written, and it
 can be redone on a finished folder (`write_report(out)`), e.g. after a metric fix rescored nothing but the files.
 
-Layout (VITAL's, PAPERS.md "results to compare against"): one column per benchmark with its primary metric(s);
-rows "tool off", "tool on", then the paper's VITAL-7B numbers for the same benchmark and setting. The paper does
-not report every metric in every setting: a missing number is "-", never a guess. The plot is hand-written SVG
-(no plotting dependency): per benchmark and metric, a bar per setting and the paper's number as a marker.
+Layout (VITAL's, docs/papers.md "VITAL: results to compare against"): one column per benchmark with its primary
+metric(s); rows "tool off", "tool on", then the paper's VITAL-7B numbers for the same benchmark and setting. The
+paper does not report every metric in every setting: a missing number is "-", never a guess. The plot is
+hand-written SVG (no plotting dependency): per benchmark and metric, a bar per setting and the paper's number as a
+marker.
+
+The names of the files an eval folder holds (`RUN_FILE`, `DEAD_LETTERS_FILE`, `results_name`) are defined here,
+where they are read back; `pipelines.evaluate`, which writes them, imports them from this module.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from mtvr_data.eval_metrics import read_results, summarize
 
 log = logging.getLogger(__name__)
 
+RUN_FILE = "run.json"
+DEAD_LETTERS_FILE = "dead_letters.jsonl"
 TABLE_JSON = "table.json"
 TABLE_MD = "table.md"
 PLOT_SVG = "plot.svg"
@@ -47,9 +53,9 @@ KNOWN_BENCHMARKS: dict[str, tuple[str, str]] = {
     "longvideobench": ("LongVideoBench", "accuracy"),
 }
 
-#: VITAL-7B's reported numbers (PAPERS.md, "VITAL: results to compare against"), by benchmark and setting, under
-#: this project's metric names (the paper's "acc" is Acc@QA for NExT-GQA). Transcribed, checked by a test against
-#: PAPERS.md when it is present. Benchmarks the paper does not report have no entry.
+#: VITAL-7B's reported numbers (docs/papers.md, "VITAL: results to compare against"), by benchmark and setting,
+#: under this project's metric names (the paper's "acc" is Acc@QA for NExT-GQA). Transcribed, checked by a test
+#: against that table. Benchmarks the paper does not report have no entry.
 PAPER_VITAL_7B: dict[str, dict[str, dict[str, float]]] = {
     "charades-sta": {"tool_on": {"R@0.5": 72.0, "R@0.7": 46.7, "mIoU": 59.9}, "tool_off": {"mIoU": 57.1}},
     "activitynet-mr": {"tool_on": {"R@0.3": 70.9, "R@0.5": 50.8, "R@0.7": 31.6, "mIoU": 49.8}},
@@ -60,6 +66,11 @@ PAPER_VITAL_7B: dict[str, dict[str, dict[str, float]]] = {
     "video-mme": {"tool_on": {"Acc": 66.1}, "tool_off": {"Acc": 63.5}},
     "video-mmmu": {"tool_on": {"Acc": 54.2}},
 }
+
+
+def results_name(benchmark: str, setting: str) -> str:
+    """The per-sample results file of one benchmark in one setting, e.g. `results_nextgqa_tool_on.jsonl`."""
+    return f"results_{benchmark}_{setting}.jsonl"
 
 
 def benchmark_info(name: str) -> tuple[str, str]:
@@ -86,7 +97,7 @@ def primary_metrics(name: str, metric: str) -> list[str]:
 
 
 def _run_facts(out: Path) -> dict[str, Any]:
-    path = out / "run.json"
+    path = out / RUN_FILE
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
     names = sorted({p.name[len("results_") :].rsplit("_tool_", 1)[0] for p in out.glob("results_*_tool_*.jsonl")})
@@ -95,7 +106,7 @@ def _run_facts(out: Path) -> dict[str, Any]:
 
 
 def _dead_letters(out: Path) -> list[dict[str, Any]]:
-    path = out / "dead_letters.jsonl"
+    path = out / DEAD_LETTERS_FILE
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -103,8 +114,6 @@ def _dead_letters(out: Path) -> list[dict[str, Any]]:
 
 def build_table(out: str | Path) -> dict[str, Any]:
     """The table of an eval output folder (format in `docs/evaluation.md`)."""
-    from pipelines.evaluate import results_name
-
     out = Path(out)
     facts = _run_facts(out)
     dead = _dead_letters(out)
@@ -195,7 +204,7 @@ def render_markdown(table: Mapping[str, Any]) -> str:
                     entry = s["by_category"].get(c)
                     cells.append("-" if entry is None else f"{_fmt(entry['accuracy'])} (n={entry['n']})")
                 lines.append("| " + " | ".join([c, *cells]) + " |")
-    lines += ["", f"Dead letters: {table['dead_letters']} (`dead_letters.jsonl`).", ""]
+    lines += ["", f"Dead letters: {table['dead_letters']} (`{DEAD_LETTERS_FILE}`).", ""]
     return "\n".join(lines)
 
 

@@ -24,207 +24,166 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import RunInference
 from apache_beam.options.pipeline_options import PipelineOptions
+from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
 
+from model.config_error import ConfigError
 from model.engine_api import Engine
-from model.trajectory import INTERNAL_ERROR, MODEL_OUTCOMES, Trajectory
+from model.settings import Block, EngineConfig, ModelCall, register_block, resolve_path
+from model.trajectory import MODEL_OUTCOMES
 from mtvr_data.eval_metrics import SampleResult, failed_result, score_sample, write_results
 from mtvr_data.schema import Sample, SampleError
-from pipelines.grading import EngineSpec, GradingHandler, GradingSettings, build_engine, engine_tag
-from pipelines.result_cache import ResultCache, SplitCached
+from pipelines.eval_report import DEAD_LETTERS_FILE, RUN_FILE, results_name, write_report
+from pipelines.model_stage import CachedInference, ModelResult, RolloutStage, build_engine
 from pipelines.transforms import DEAD, ProbeAndValidate, StageMetrics
 
 log = logging.getLogger(__name__)
 
 STAGE = "eval"
-METRICS_NAMESPACE = "mtvr.eval"
-DEAD_LETTERS_FILE = "dead_letters.jsonl"
-RUN_FILE = "run.json"
 #: `--tools` value -> the settings it runs, as (name in files and tables, tools on?).
 TOOL_SETTINGS: dict[str, tuple[tuple[str, bool], ...]] = {
     "off": (("tool_off", False),),
     "on": (("tool_on", True),),
     "both": (("tool_off", False), ("tool_on", True)),
 }
-#: GradingSettings fields an eval config may set (the rest are fixed: K = 1, keep all, tools by setting).
-GENERATION_KEYS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_new_tokens",
-        "repetition_penalty",
-        "seed",
-        "max_tool_calls",
-        "max_turns",
-        "max_total_tokens",
-        "frame_budget",
-        "min_batch_size",
-        "max_batch_size",
-        "max_concurrent_samples",
-        "workers",
-        "max_engine_calls",
-        "tool_timeout_s",
-        "media_timeout_s",
-    }
-)
-
-
-def results_name(benchmark: str, setting: str) -> str:
-    return f"results_{benchmark}_{setting}.jsonl"
+#: Under the user's blocks: greedy decoding (an evaluation is one deterministic answer), no repetition penalty,
+#: VITAL's turn limits and the RL rollouts' 64-frame budget.
+EVAL_DEFAULTS: dict[str, Any] = {"k": 1, "sampling": {"temperature": 0.0, "repetition_penalty": 1.0}}
 
 
 # --- configuration ---------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class BenchmarkInput:
-    """One benchmark to run: its name (`mtvr_data.benchmarks`), its native annotation file(s) and video root."""
+class BenchmarkInput(Block):
+    """One benchmark to run: its name (`mtvr benchmarks` lists them), its native annotation file(s), its video root,
+    adapter options and an optional cap (the first `cap` samples, like `head`)."""
 
-    name: str
-    annotations: str | list[str]
-    videos: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    cap: int | None = None
+    name: StrictStr
+    annotations: StrictStr | list[StrictStr]
+    videos: StrictStr | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    cap: StrictInt | None = Field(None, ge=0)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ValueError("a benchmark needs a 'name' (see `mtvr_data.benchmarks.available_benchmarks()`)")
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from mtvr_data.benchmarks import available_benchmarks
+
+        if name not in available_benchmarks():
+            raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(available_benchmarks())}")
+        return name
+
+    @model_validator(mode="after")
+    def _check_options(self) -> BenchmarkInput:
         if not self.annotations:
-            raise ValueError(f"benchmark {self.name!r}: 'annotations' must name its annotation file(s)")
-        if self.cap is not None and (isinstance(self.cap, bool) or not isinstance(self.cap, int) or self.cap < 0):
-            raise ValueError(f"benchmark {self.name!r}: 'cap' must be a non-negative integer")
+            raise ValueError("'annotations' must name the benchmark's annotation file(s)")
+        from mtvr_data.benchmarks.registry import benchmark_option_names
 
-
-@dataclass
-class EvalConfig:
-    """A whole evaluation: benchmarks, the model and engine, tool settings, the frame budget, generation settings.
-
-    Defaults: greedy decoding (temperature 0, no repetition penalty: an evaluation is one deterministic answer),
-    VITAL's turn limits (1024 new tokens per turn, at most 2 tool calls, 7168 tokens in all) and the RL rollouts'
-    64-frame budget. `generation` holds further `GradingSettings` fields (`GENERATION_KEYS`).
-    """
-
-    benchmarks: list[BenchmarkInput]
-    out: str
-    engine: EngineSpec
-    tools: str = "both"
-    max_frames: int = 64
-    generation: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.benchmarks:
-            raise ValueError("an evaluation needs at least one benchmark")
-        names = [b.name for b in self.benchmarks]
-        if len(set(names)) != len(names):
-            raise ValueError(f"a benchmark is listed twice: {sorted(n for n, c in Counter(names).items() if c > 1)}")
-        if self.tools not in TOOL_SETTINGS:
-            raise ValueError(f"tools must be one of {sorted(TOOL_SETTINGS)}, got {self.tools!r}")
-        if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1:
-            raise ValueError(f"max_frames must be a positive integer, got {self.max_frames!r}")
-        unknown = sorted(set(self.generation) - GENERATION_KEYS)
+        allowed = benchmark_option_names(self.name)
+        unknown = sorted(set(self.options) - allowed) if allowed is not None else []
         if unknown:
-            raise ValueError(f"unknown generation settings {unknown}; expected some of {sorted(GENERATION_KEYS)}")
-        for tools in (False, True):
-            self.grading(tools)  # invalid values fail here, before any pipeline is built
+            raise ValueError(f"options: unknown {unknown} for {self.name}; allowed: {sorted(allowed or ())}")
+        return self
+
+
+@register_block
+class EvalConfig(ModelCall):
+    """A whole evaluation: benchmarks, output folder, tool settings (`off`, `on`, `both`), and the `ModelCall`
+    blocks (engine, sampling, rollout, frames, clip, batching) with `EVAL_DEFAULTS` under them. K is 1."""
+
+    benchmarks: list[BenchmarkInput] = Field(min_length=1)
+    out: StrictStr
+    tools: Literal["off", "on", "both"] = "both"
+    k: Literal[1] = 1
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _unique(cls, benchmarks: list[BenchmarkInput]) -> list[BenchmarkInput]:
+        names = Counter(b.name for b in benchmarks)
+        twice = sorted(n for n, c in names.items() if c > 1)
+        if twice:
+            raise ValueError(f"a benchmark is listed twice: {twice}")
+        return benchmarks
 
     @property
     def settings(self) -> tuple[tuple[str, bool], ...]:
         return TOOL_SETTINGS[self.tools]
 
-    def grading(self, tools: bool) -> GradingSettings:
-        """The rollout settings of one setting: K = 1, greedy unless told otherwise, the frame budget."""
-        generation = {"temperature": 0.0, "repetition_penalty": 1.0, **self.generation}
-        budget = {**dict(generation.pop("frame_budget", None) or {}), "max_frames": self.max_frames}
-        return GradingSettings(
-            engine=self.engine,
-            k=1,
-            tools=tools,
-            keep="all",
-            frame_budget=budget,
-            min_graded_fraction=1.0,
-            **generation,
-        )
+    def stage(self, tools: bool) -> RolloutStage:
+        return RolloutStage(name=STAGE, call=self, tools=tools)
 
     def facts(self) -> dict[str, Any]:
         """What the table reports about the run (and `run.json` keeps)."""
-        sampling = self.grading(False).sampling()
         return {
-            "model": self.engine.model_id,
+            "model": self.engine.identity,
             "engine": self.engine.kind,
             "tools": self.tools,
             "settings": [name for name, _ in self.settings],
-            "max_frames": self.max_frames,
-            "temperature": sampling.temperature,
-            "max_new_tokens": sampling.max_new_tokens,
-            "config_hashes": {name: self.grading(tools).config_hash for name, tools in self.settings},
+            "max_frames": self.frames.max_frames,
+            "temperature": self.sampling.temperature,
+            "max_new_tokens": self.sampling.max_new_tokens,
+            "config_hashes": {name: self.stage(tools).config_hash for name, tools in self.settings},
             "benchmarks": [b.name for b in self.benchmarks],
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base_dir: str | Path | None = None) -> EvalConfig:
-        """From parsed YAML; relative paths (annotations, videos, out, a local model) resolve against `base_dir`."""
-        data = dict(data)
+    def read(cls, data: Any, base_dir: str | Path | None = None, *, file: str | Path | None = None) -> EvalConfig:
+        """From parsed YAML (or command-line values); relative paths (annotations, videos, out, file-valued adapter
+        options, a local model) resolve against `base_dir`. Errors are one-line `ConfigError`s."""
         base = Path(base_dir) if base_dir is not None else None
-
-        def resolve(value: str) -> str:
-            path = Path(value).expanduser()
-            return str(path if path.is_absolute() or base is None else (base / path).resolve())
-
-        known = {"benchmarks", "out", "engine", "tools", "max_frames", "generation"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown eval config keys {unknown}; expected some of {sorted(known)}")
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{file}: an eval config is a mapping with 'benchmarks', 'out' and 'engine'")
+        data = dict(data)
         benchmarks = []
-        for i, entry in enumerate(data.get("benchmarks") or []):
-            if not isinstance(entry, Mapping) or "name" not in entry or "annotations" not in entry:
-                raise ValueError(f"benchmarks[{i}] must be a mapping with 'name' and 'annotations'")
-            entry = dict(entry)
-            ann = entry["annotations"]
-            entry["annotations"] = [resolve(a) for a in ann] if isinstance(ann, list) else resolve(str(ann))
-            if entry.get("videos"):
-                entry["videos"] = resolve(str(entry["videos"]))
-            options = dict(entry.get("options") or {})
-            for key in ("gsub", "durations", "vid_map"):  # file-valued adapter options, as in the build configs
-                if isinstance(options.get(key), str):
-                    options[key] = resolve(options[key])
-            entry["options"] = options
-            benchmarks.append(BenchmarkInput(**entry))
-        engine = dict(data.get("engine") or {"kind": "transformers"})
-        settings = dict(engine.get("settings") or {})
-        model = settings.get("model")
-        if isinstance(model, str) and base is not None and (base / model).exists():
-            settings["model"] = str((base / model).resolve())  # a local checkpoint named relative to the config
-        if "out" not in data:
-            raise ValueError("missing top-level key 'out' (the output folder)")
-        return cls(
-            benchmarks=benchmarks,
-            out=resolve(str(data["out"])),
-            engine=EngineSpec(str(engine.get("kind", "transformers")), settings),
-            tools=str(data.get("tools", "both")),
-            max_frames=data.get("max_frames", 64),
-            generation=dict(data.get("generation") or {}),
-        )
+        for entry in data.get("benchmarks") or []:
+            if isinstance(entry, Mapping):
+                entry = dict(entry)
+                ann = entry.get("annotations")
+                if isinstance(ann, str):
+                    entry["annotations"] = resolve_path(base, ann)
+                elif isinstance(ann, list):
+                    entry["annotations"] = [resolve_path(base, a) if isinstance(a, str) else a for a in ann]
+                if isinstance(entry.get("videos"), str):
+                    entry["videos"] = resolve_path(base, entry["videos"])
+                if isinstance(entry.get("options"), Mapping):
+                    entry["options"] = _resolve_options(dict(entry["options"]), base)
+            benchmarks.append(entry)
+        if "benchmarks" in data:
+            data["benchmarks"] = benchmarks
+        if isinstance(data.get("out"), str):
+            data["out"] = resolve_path(base, data["out"])
+        try:
+            return cls.parse(data, EVAL_DEFAULTS, base=base)
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: {exc}" if file is not None else str(exc)) from None
 
 
-def load_eval_config(path: str | Path) -> EvalConfig:
-    """Read a YAML eval config (see `configs/eval_demo.yaml`); errors name the file."""
+def _resolve_options(options: dict[str, Any], base: Path | None) -> dict[str, Any]:
+    for key in ("gsub", "durations", "vid_map"):  # file-valued adapter options, as in the build configs
+        if isinstance(options.get(key), str):
+            options[key] = resolve_path(base, options[key])
+    return options
+
+
+def load_eval_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> EvalConfig:
+    """Read a YAML eval config (see `configs/eval_demo.yaml`), `overrides` (deep-merged) on top; errors name the
+    file and the key."""
     import yaml
 
+    from model.settings import deep_merge
+
     path = Path(path)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: an eval config is a mapping with 'benchmarks', 'out' and 'engine'")
     try:
-        return EvalConfig.from_dict(data, base_dir=path.resolve().parent)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if isinstance(data, Mapping) and overrides:
+        data = deep_merge(dict(data), overrides)
+    return EvalConfig.read(data, base_dir=path.resolve().parent, file=path)
 
 
 # --- reading a benchmark ---------------------------------------------------------------------------------------------
@@ -268,151 +227,39 @@ class _ReadBenchmarkFn(beam.DoFn):
         log.info("benchmark %s: %d samples read, %d records rejected", bench.name, counts["samples"], counts["errors"])
 
 
-# --- the model stage ----------------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Answer:
-    """The model's answer to one sample: its assistant text (all turns), tool calls and why it ended.
-
-    This, not a score, is what is cached, so scores are always derived from the current metric code.
-    """
-
-    sample: Sample
-    text: str
-    finish_reason: str
-    tool_calls: int = 0
-    successful_tool_calls: int = 0
-    error: str | None = None
-
-    @classmethod
-    def from_trajectory(cls, sample: Sample, traj: Trajectory) -> Answer:
-        return cls(
-            sample,
-            traj.assistant_text,
-            traj.finish_reason,
-            traj.num_tool_calls,
-            traj.num_successful_tool_calls,
-            traj.error,
-        )
-
-    @property
-    def complete(self) -> bool:
-        """Ended by the model's doing (answer, none, limits): a result; anything else is a machinery failure."""
-        return self.finish_reason in MODEL_OUTCOMES
-
-    def cache_value(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "finish_reason": self.finish_reason,
-            "tool_calls": self.tool_calls,
-            "successful_tool_calls": self.successful_tool_calls,
-            "error": self.error,
-        }
-
-    @classmethod
-    def from_cache(cls, sample: Sample, value: Mapping[str, Any]) -> Answer:
-        return cls(
-            sample,
-            str(value["text"]),
-            str(value["finish_reason"]),
-            int(value.get("tool_calls") or 0),
-            int(value.get("successful_tool_calls") or 0),
-            value.get("error"),
-        )
-
-
-class EvalHandler(GradingHandler):
-    """RunInference handler: a batch of samples in, one `Answer` each out (one greedy rollout per sample).
-
-    Everything but the output type is the grading handler's: engine loading and server sharing, video roots,
-    the rollout loop with the clip tool, and the per-sample retry when a batch raises.
-    """
-
-    def get_metrics_namespace(self) -> str:
-        return METRICS_NAMESPACE
-
-    def run_inference(
-        self, batch: Sequence[Sample], model: Any, inference_args: dict[str, Any] | None = None
-    ) -> Iterable[Answer]:
-        samples = list(batch)
-        groups = self.rollout_groups(samples, model)
-        answers = []
-        for sample, group in zip(samples, groups, strict=True):
-            if isinstance(group, BaseException):
-                answer = Answer(sample, "", INTERNAL_ERROR, error=f"{type(group).__name__}: {group}")
-            else:
-                answer = Answer.from_trajectory(sample, group[0])
-            self._record_answer(answer)
-            answers.append(answer)
-        log.info("eval (tools %s): %d answers", "on" if self.settings.tools else "off", len(answers))
-        return answers
-
-    def _record_answer(self, answer: Answer) -> None:
-        Metrics.counter(METRICS_NAMESPACE, f"finish_{answer.finish_reason}").inc()
-        if self.cache is not None and answer.complete:
-            self.cache.put(self.settings.cache_key(answer.sample.id), answer.cache_value())
+# --- scoring -------------------------------------------------------------------------------------------------------
 
 
 class _ScoreFn(beam.DoFn):
-    """An `Answer` -> its `SampleResult`; a machinery failure becomes a `failed` result (never dropped)."""
+    """A `ModelResult` -> its `SampleResult` (main) and, for a machinery failure, a `failed` result plus a dead
+    letter (`DEAD`): nothing is dropped. Scores come from the current metric code, cached answers included."""
 
     def __init__(self, benchmark: str, setting: str) -> None:
         self.benchmark, self.setting = benchmark, setting
 
-    def process(self, answer: Answer) -> Iterator[SampleResult]:
-        sample, where = answer.sample, {"benchmark": self.benchmark, "setting": self.setting}
-        if not answer.complete:
-            yield failed_result(sample, **where, reason=answer.finish_reason, detail=answer.error or "")
+    def setup(self) -> None:
+        self.metrics = StageMetrics(STAGE)
+
+    def process(self, result: ModelResult) -> Iterator[Any]:
+        sample, where = result.sample, {"benchmark": self.benchmark, "setting": self.setting}
+        traj = result.trajectories[0] if result.trajectories else None
+        if result.error is not None or traj is None or traj.finish_reason not in MODEL_OUTCOMES:
+            reason = "eval_error" if result.error is not None or traj is None else traj.finish_reason
+            detail = result.error or (traj.error if traj is not None else None) or ""
+            yield failed_result(sample, **where, reason=reason, detail=detail)
+            if result.error is not None:
+                yield self.metrics.rejected(SampleError.for_sample(sample, STAGE, "eval_error", detail))
             return
         try:
             yield score_sample(
-                sample, answer.text, **where, tool_calls=answer.tool_calls, finish_reason=answer.finish_reason
+                sample,
+                traj.assistant_text,
+                **where,
+                tool_calls=traj.num_tool_calls,
+                finish_reason=traj.finish_reason,
             )
         except ValueError as exc:  # the sample's own truth cannot be scored: a data bug, visible in the results
             yield failed_result(sample, **where, reason="unscorable", detail=str(exc))
-
-
-def _failed_batch(failed: tuple[Any, Any], benchmark: str, setting: str) -> Iterator[Any]:
-    """Beam's batch DLQ element -> a failed result per sample (main) and a dead letter each (`DEAD`)."""
-    batch, exc = failed
-    what = exc[1] if isinstance(exc, tuple) and len(exc) > 1 else f"{type(exc).__name__}: {exc}"
-    for sample in batch if isinstance(batch, list | tuple) else [batch]:
-        detail = f"batch failed: {what}"
-        yield failed_result(sample, benchmark=benchmark, setting=setting, reason="eval_error", detail=detail)
-        origin = str(sample.meta_dict.get("origin", sample.id))
-        yield beam.pvalue.TaggedOutput(
-            DEAD, SampleError(sample.source, origin, "eval_error", detail, STAGE, sample.id)
-        )
-
-
-class AnswerSamples(beam.PTransform):
-    """samples -> (Answers, dead letters of failed batches) for one setting: cache lookup, then RunInference."""
-
-    def __init__(
-        self,
-        settings: GradingSettings,
-        video_roots: Mapping[str, str],
-        *,
-        out_dir: str | None,
-        engine_factory: Callable[[EngineSpec], Engine] = build_engine,
-    ) -> None:
-        super().__init__()
-        self.settings = settings
-        self.cache = ResultCache(out_dir, STAGE) if out_dir is not None else None
-        self.handler = EvalHandler(settings, video_roots, cache=self.cache, engine_factory=engine_factory)
-
-    def expand(self, samples: beam.PCollection[Sample]) -> tuple[beam.PCollection, beam.PCollection]:
-        tag = engine_tag(self.settings.engine)
-        hits: list[beam.PCollection] = []
-        if self.cache is not None:
-            lookup = SplitCached(self.cache, self.settings.cache_key, Answer.from_cache, METRICS_NAMESPACE)
-            split = samples | "LookupCache" >> beam.ParDo(lookup).with_outputs(SplitCached.MISSES, main="hits")
-            hits, samples = [split.hits], split[SplitCached.MISSES]
-        answers, dlq = (
-            samples | "RunInference" >> RunInference(self.handler, model_identifier=tag).with_exception_handling()
-        )
-        return (*hits, answers) | "Answers" >> beam.Flatten(), dlq.failed_inferences
 
 
 def _failed_for_dead(keyed: tuple[str, Mapping[str, list[Any]]], benchmark: str, settings: Sequence[str]):
@@ -434,7 +281,7 @@ class EvaluateBenchmark(beam.PTransform):
         config: EvalConfig,
         *,
         out_dir: str | None,
-        engine_factory: Callable[[EngineSpec], Engine] = build_engine,
+        engine_factory: Callable[[EngineConfig], Engine] = build_engine,
     ) -> None:
         super().__init__()
         self.bench, self.config = bench, config
@@ -459,17 +306,17 @@ class EvaluateBenchmark(beam.PTransform):
             | "RefusedResults" >> beam.FlatMap(_failed_for_dead, name, settings)
         )
         results, dead = [refused], [read[DEAD], probe_dead]
-        video_roots = {name: self.bench.videos or ""}
+        video_roots = {name: self.bench.videos}
         for setting, tools in self.config.settings:
-            grading = self.config.grading(tools)
-            answer = AnswerSamples(grading, video_roots, out_dir=self.out_dir, engine_factory=self.engine_factory)
-            answers, failed = probed | f"Answer_{setting}" >> answer
-            scored = answers | f"Score_{setting}" >> beam.ParDo(_ScoreFn(name, setting))
-            lost = failed | f"FailedBatches_{setting}" >> beam.FlatMap(_failed_batch, name, setting).with_outputs(
+            model = CachedInference(
+                self.config.stage(tools), video_roots, out_dir=self.out_dir, engine_factory=self.engine_factory
+            )
+            answers, _ = probed | f"Answer_{setting}" >> model
+            scored = answers | f"Score_{setting}" >> beam.ParDo(_ScoreFn(name, setting)).with_outputs(
                 DEAD, main="results"
             )
-            results += [scored, lost.results]
-            dead.append(lost[DEAD])
+            results.append(scored.results)
+            dead.append(scored[DEAD])
         keyed = (
             tuple(results) | "Results" >> beam.Flatten() | "Key" >> beam.Map(lambda r: ((r.benchmark, r.setting), r))
         )
@@ -493,28 +340,21 @@ def _write_dead_letters(errors: list[SampleError], out_dir: str) -> str:
 
 
 def check_inputs(config: EvalConfig) -> None:
-    """Fail before any pipeline work on an unknown benchmark name or an annotation path that does not exist."""
-    from mtvr_data.benchmarks import available_benchmarks
-
-    known = available_benchmarks()
+    """Fail before any pipeline work on an annotation path that does not exist."""
     for bench in config.benchmarks:
-        if bench.name not in known:
-            raise ValueError(f"unknown benchmark {bench.name!r}; known: {', '.join(known)}")
         paths = bench.annotations if isinstance(bench.annotations, list) else [bench.annotations]
-        missing = [str(p) for p in paths if not Path(p).exists()]
+        missing = [str(p) for p in paths if "://" not in str(p) and not Path(p).exists()]
         if missing:
-            raise FileNotFoundError(f"benchmark {bench.name!r}: annotations not found: {', '.join(missing)}")
+            raise ConfigError(f"benchmarks.{bench.name}.annotations: not found: {', '.join(missing)}")
 
 
 def evaluate(
     config: EvalConfig | str | Path,
     pipeline_args: list[str] | None = None,
     *,
-    engine_factory: Callable[[EngineSpec], Engine] = build_engine,
+    engine_factory: Callable[[EngineConfig], Engine] = build_engine,
 ) -> dict[str, Any]:
     """Run the evaluation of `config` (a config or its YAML path); returns the table (also in `<out>/table.json`)."""
-    from pipelines.eval_report import write_report
-
     if not isinstance(config, EvalConfig):
         config = load_eval_config(config)
     check_inputs(config)
@@ -564,25 +404,35 @@ def config_from_args(
     tools: str = "both",
     max_frames: int = 64,
     engine_settings: Mapping[str, Any] | None = None,
-    generation: Mapping[str, Any] | None = None,
+    sampling: Mapping[str, Any] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     cap: int | None = None,
 ) -> EvalConfig:
-    """An `EvalConfig` from command-line values: (name, annotations, videos) per benchmark."""
-    spec = EngineSpec(engine, {"model": model, **dict(engine_settings or {})})
-    inputs = [
-        BenchmarkInput(name, annotations, videos, dict((options or {}).get(name, {})), cap)
-        for name, annotations, videos in benchmarks
-    ]
-    return EvalConfig(inputs, out, spec, tools, max_frames, dict(generation or {}))
+    """An `EvalConfig` from command-line values: (name, annotations, videos) per benchmark; relative paths are taken
+    against the working directory."""
+    data = {
+        "benchmarks": [
+            {
+                "name": name,
+                "annotations": annotations,
+                "videos": videos,
+                "options": dict((options or {}).get(name, {})),
+                "cap": cap,
+            }
+            for name, annotations, videos in benchmarks
+        ],
+        "out": out,
+        "engine": {"kind": engine, "settings": {"model": model, **dict(engine_settings or {})}},
+        "tools": tools,
+        "frames": {"max_frames": max_frames},
+        "sampling": dict(sampling or {}),
+    }
+    return EvalConfig.read(data, base_dir=Path.cwd(), file="command line")
 
 
 __all__ = [
-    "Answer",
-    "AnswerSamples",
     "BenchmarkInput",
     "EvalConfig",
-    "EvalHandler",
     "EvaluateBenchmark",
     "config_from_args",
     "evaluate",

@@ -5,9 +5,13 @@ work that already finished. So each model result is written the moment it exists
 it, and a rerun with the same output directory looks the key up before sending anything to an engine.
 
 Why it looks like this:
-- Key = (sample id, engine kind, model id, config hash). The config hash covers only the settings that change
-  results (K, sampling, tools, frame budget, pass rule, seed); batch sizes or concurrency do not, so they can be
-  tuned between runs without losing the cache. Any change of what the model sees gives new keys, never a stale hit.
+- Key = (sample id, engine kind, portable model identity, config hash). The identity is a Hub id with its revision
+  or a content hash of a local checkpoint (`model.settings.EngineConfig.identity`), never a path, so a moved
+  checkout keeps its hits. The config hash (`StageDefinition.config_hash`) covers what decides the model's text: K,
+  sampling (the build seed included), rollout limits, tools, and what the model saw: prompt templates, tool
+  schemas, frame and clip budgets (the teacher adds its hint wording and routing). Batch sizes or concurrency do
+  not, so they can be tuned between runs without losing the cache; the pass rule and rewards do not either, since
+  a value is the model's text and is scored when read.
 - One file per key (`<out>/cache/<stage>/<first 2 hex of the digest>/<digest>.json`), sharded so that no
   directory holds millions of entries. A file per key needs no lock and no merge: Beam workers in any number of
   processes write their own keys, and a half-finished run leaves exactly its finished keys behind.
@@ -28,30 +32,16 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import apache_beam as beam
-from apache_beam.metrics import Metrics
-
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
-
-
-def config_hash(settings: Mapping[str, Any]) -> str:
-    """A stable hash of `settings` (JSON-able): same settings, same hash, on every machine and Python version.
-
-    Canonical JSON (sorted keys, no whitespace, floats as Python writes them) so that dict order and formatting
-    never change it. 16 hex digits: a collision needs ~4e9 distinct configs of one (sample, engine, model).
-
-    >>> config_hash({"k": 8, "temperature": 1.0}) == config_hash({"temperature": 1.0, "k": 8})
-    True
-    """
-    text = json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+#: 2: values are the model's text (trajectories) for every stage, keys name the model portably and fingerprint the
+#: prompts. Entries of version 1 (grades stored as rewards, keyed by a model path) are misses: recomputed, never read.
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,39 +137,3 @@ class ResultCache:
 
     def __repr__(self) -> str:
         return f"ResultCache({str(self.root)!r})"
-
-
-class SplitCached(beam.DoFn):
-    """Elements whose result is cached -> the decoded result (main output); the others -> `misses`, for the engine.
-
-    `key_fn(element)` gives the element's `CacheKey`; `decode_fn(element, value)` rebuilds the result from the
-    stored value and the element (so a result carries the element as it is now, not a stored copy). Hits and
-    misses are counted under `namespace` (`cache_hits`, `cache_misses`). The functions must pickle.
-    """
-
-    MISSES = "misses"
-
-    def __init__(
-        self,
-        cache: ResultCache,
-        key_fn: Callable[[Any], CacheKey],
-        decode_fn: Callable[[Any, dict[str, Any]], Any],
-        namespace: str,
-    ) -> None:
-        self.cache = cache
-        self.key_fn = key_fn
-        self.decode_fn = decode_fn
-        self.namespace = namespace
-
-    def setup(self) -> None:
-        self.hits = Metrics.counter(self.namespace, "cache_hits")
-        self.missed = Metrics.counter(self.namespace, "cache_misses")
-
-    def process(self, element: Any) -> Iterator[Any]:
-        value = self.cache.get(self.key_fn(element))
-        if value is None:
-            self.missed.inc()
-            yield beam.pvalue.TaggedOutput(self.MISSES, element)
-        else:
-            self.hits.inc()
-            yield self.decode_fn(element, value)

@@ -87,12 +87,6 @@ class StageMetrics:
         return {"stage": self.stage, "namespace": self.namespace, "_counters": {}}
 
 
-def _error(sample: Sample, stage: str, reason: str, detail: str) -> SampleError:
-    """A dead letter for a sample refused after read: located by its origin, `raw` is its id."""
-    origin = sample.meta_dict.get("origin", sample.id)
-    return SampleError(source=sample.source, location=origin, reason=reason, detail=detail, stage=stage, raw=sample.id)
-
-
 class CountStage(beam.PTransform):
     """Samples -> `Tally` per source: how many elements `stage` took in (`kind="in"`) or kept."""
 
@@ -185,7 +179,7 @@ class _ProbeFn(beam.DoFn):
             if isinstance(out, Sample):
                 problems = validate_sample(out)
                 if problems:
-                    out = _error(out, "probe", problems[0], ", ".join(problems) + " (after probing)")
+                    out = SampleError.for_sample(out, "probe", problems[0], ", ".join(problems) + " (after probing)")
             if isinstance(out, SampleError):
                 yield self.metrics.rejected(out)
             else:
@@ -247,7 +241,7 @@ class _PickWinnerFn(beam.DoFn):
             self.metrics.inc("in", len(group))
         for loser in group[1:]:
             detail = f"{self.what} as kept row {winner.id} ({winner.meta_dict.get('origin', '')})"
-            yield self.metrics.rejected(_error(loser, "dedup", self.reason, detail))
+            yield self.metrics.rejected(SampleError.for_sample(loser, "dedup", self.reason, detail))
         if self.last:
             self.metrics.inc("kept")
         yield winner
@@ -299,7 +293,9 @@ class _ContaminationFn(beam.DoFn):
         self.metrics.inc("in")
         why = self.lists.match(sample.video, sample.question)
         if why is not None:
-            yield self.metrics.rejected(_error(sample, "contamination", "benchmark_contamination", why))
+            yield self.metrics.rejected(
+                SampleError.for_sample(sample, "contamination", "benchmark_contamination", why)
+            )
         else:
             self.metrics.inc("kept")
             yield sample

@@ -47,10 +47,10 @@ def built(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     rl_config = demo_build_config(work, manifest, tiny, corpus=demo_corpus)
     cot_config = demo_build_config(work, manifest, tiny, corpus=demo_corpus, kind="cot")
     out = work / "build"
-    assert main(["build-rl", str(rl_config), "--runner=DirectRunner"]) == 0
+    assert main(["build-rl", str(rl_config), "--", "--runner=DirectRunner"]) == 0
     rl_accounting = (out / "accounting.json").read_bytes()
     rl_rejected = {p.name: p.read_bytes() for p in (out / "rejected").glob("*.jsonl")}
-    assert main(["build-cot", str(cot_config), "--runner=DirectRunner"]) == 0
+    assert main(["build-cot", str(cot_config), "--", "--runner=DirectRunner"]) == 0
     return {
         "config": cot_config,
         "out": out,
@@ -71,6 +71,11 @@ def test_accounting_chain_sums_and_builds_keep_their_own_records(built):
     assert stages["read"]["in"] == 55 and stages["probe"]["kept"] == 35
     assert stages["verify"]["kept"] == stages["teacher"]["in"] > 0  # the oracle's chains all verify
     assert stages["balance"]["kept"] < stages["balance"]["in"]  # the demo has more rows than some tiny cells
+    # grading reuses build-rl's results (same grade block, same cache keys); the teacher computes its chains
+    # (a count of 0 is left out of a row, as `render_accounting` reads it)
+    assert stages["grade"]["cached"] == stages["grade"]["in"] > 0 and stages["grade"].get("computed", 0) == 0
+    assert stages["teacher"]["computed"] == stages["teacher"]["in"] and stages["teacher"].get("cached", 0) == 0
+    assert not any(k in stages["verify"] for k in ("cached", "computed"))
     reasons = {json.loads(line)["reason"] for f in rejected_dir(out).glob("*.jsonl") for line in f.open()}
     assert {"video_missing", "over_target"} <= reasons
     # build-rl's records in the same folder are untouched, and still add up on their own.
@@ -97,7 +102,7 @@ def test_rows_are_verified_chains_and_load(built, tmp_path, monkeypatch):
         assistant = "\n".join(m.content for m in row.messages if m.role == "assistant")
         assert check_format(assistant, final=True) is None, row.sample.id
         assert task_reward(row.sample, assistant).passed, row.sample.id
-        assert row.answer_conditioned and row.teacher == "oracle:oracle-demo"
+        assert row.answer_conditioned and row.teacher == "oracle:oracle-demo"  # EngineConfig.name: kind:identity
         assert not any(HINT_PREFIX in m.content for m in row.messages)  # the student's prompt has no hint
         tool_turns = [m for m in row.messages if m.role == "tool"]
         if row.sample.source in TOOL_SOURCES:
@@ -125,6 +130,8 @@ def test_card_lists_both_configs(built):
 
 
 def test_rerun_makes_no_teacher_calls_and_writes_the_same_shards(built, monkeypatch):
+    import pipelines.model_stage
+
     cache = built["out"] / "cache" / "teach"
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")}
     assert before, "teacher results were cached"
@@ -135,11 +142,23 @@ def test_rerun_makes_no_teacher_calls_and_writes_the_same_shards(built, monkeypa
         calls.append(len(requests))
         return await original(self, requests)
 
+    loads: list[str] = []
+    make_engine = pipelines.model_stage.make_engine
+
+    def counting_loads(kind, **settings):
+        loads.append(kind)
+        return make_engine(kind, **settings)
+
     monkeypatch.setattr(OracleEngine, "generate", counting)  # the DirectRunner runs in this process
-    assert main(["build-cot", str(built["config"]), "--runner=DirectRunner"]) == 0
+    monkeypatch.setattr(pipelines.model_stage, "make_engine", counting_loads)
+    assert main(["build-cot", str(built["config"]), "--", "--runner=DirectRunner"]) == 0
     assert calls == []
+    assert loads == []  # grading and teaching all cached: neither the grader nor the teacher is built
     assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")} == before
     assert _shard_bytes(built["out"], "cot") == built["shards"]
+    stages = {s["stage"]: s for s in read_cot_accounting(built["out"])["stages"]}
+    for stage in ("grade", "teacher"):
+        assert stages[stage]["cached"] == stages[stage]["in"] > 0 and stages[stage].get("computed", 0) == 0
 
 
 # --- the oracle engine -----------------------------------------------------------------------------------------------
@@ -222,7 +241,7 @@ def test_build_rl_after_build_cot_keeps_the_cot_facts(built):
 
     out = built["out"]
     rl_config = built["config"].with_name("build_rl.yaml")
-    assert main(["build-rl", str(rl_config), "--runner=DirectRunner"]) == 0
+    assert main(["build-rl", str(rl_config), "--", "--runner=DirectRunner"]) == 0
     card = DatasetCard.load(out / "README.md")
     assert [c["config_name"] for c in card.data.configs] == ["cot", "rl"]
     text = (out / "README.md").read_text()
@@ -237,8 +256,10 @@ def test_build_rl_after_build_cot_keeps_the_cot_facts(built):
 def test_build_cot_refuses_one_file_in_both_tool_parts(built):
     import yaml
 
+    from model.config_error import ConfigError
     from pipelines.build_cot import cot_settings
-    from pipelines.config import BuildConfig, ConfigError
+    from pipelines.config import BuildConfig
+    from pipelines.stage_settings import GradeSettings, TeachSettings
 
     settings = yaml.safe_load(built["config"].read_text())
     (entry,) = [e for e in settings["sources"] if e["source"] == "vidchapters"]
@@ -246,4 +267,8 @@ def test_build_cot_refuses_one_file_in_both_tool_parts(built):
     with pytest.raises(ConfigError, match="vidchapters"):
         cot_settings(BuildConfig.from_dict(settings))
     settings["sources"].pop()
-    cot_settings(BuildConfig.from_dict(settings))  # one entry per file: fine
+    grading, teaching = cot_settings(BuildConfig.from_dict(settings))  # one entry per file: fine
+    assert isinstance(grading, GradeSettings) and isinstance(teaching, TeachSettings)
+    # the teacher's block over its defaults: the config's k and frames, the teacher's temperature
+    assert teaching.k == 1 and teaching.frames.max_frames == 8 and teaching.sampling.temperature == 0.7
+    assert grading.k == 4 and grading.keep == "all" and not grading.rollout.tools

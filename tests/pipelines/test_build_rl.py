@@ -12,6 +12,7 @@ from mtvr_data.parquet_io import read_parquet
 from pipelines.accounting import check_accounting, read_accounting
 from pipelines.build_rl import CHAIN
 from pipelines.cli import main
+from pipelines.config import load_config
 from pipelines.demo import demo_build_config
 
 TOOL_SOURCES = {"vidchapters", "longvideo_reason"}
@@ -26,7 +27,7 @@ def built(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("build_rl")
     manifest = json.loads((demo_corpus / "manifest.json").read_text())
     config = demo_build_config(work, manifest, build_tiny_checkpoint(work / "tiny"), corpus=demo_corpus)
-    assert main(["build-rl", str(config), "--runner=DirectRunner"]) == 0
+    assert main(["build-rl", str(config), "--", "--runner=DirectRunner"]) == 0
     out = work / "build"
     return {"config": config, "out": out, "manifest": manifest, "shards": _shard_bytes(out)}
 
@@ -38,6 +39,10 @@ def test_accounting_chain_and_planted_faults(built):
     assert stages["read"]["in"] == 55 and stages["probe"]["kept"] == 35
     assert stages["grade"]["in"] == stages["contamination"]["kept"]
     assert stages["balance"]["in"] == stages["grade"]["kept"]
+    # a model stage's row says where its results came from: a first build computes every one (a count of 0 is
+    # left out of the row, as `render_accounting` reads it)
+    assert stages["grade"].get("cached", 0) == 0 and stages["grade"]["computed"] == stages["grade"]["in"]
+    assert "cached" not in stages["probe"]
     rejected = [json.loads(line) for f in (built["out"] / "rejected").glob("*.jsonl") for line in f.open()]
     reasons = {(e["stage"], e["reason"]) for e in rejected}
     for fault in built["manifest"]["broken"]:
@@ -73,7 +78,7 @@ def test_a_sample_in_both_parts_is_graded_both_ways_under_separate_cache_keys(bu
     settings["out"] = str(tmp_path / "both")
     config = tmp_path / "both.yaml"
     config.write_text(yaml.safe_dump(settings))
-    assert main(["build-rl", str(config), "--runner=DirectRunner"]) == 0
+    assert main(["build-rl", str(config), "--", "--runner=DirectRunner"]) == 0
     out = tmp_path / "both"
     check_accounting(read_accounting(out), chain=CHAIN)
     rows = [r for p in sorted((out / "rl").glob("*.parquet")) for r in read_parquet(p, "rl")]
@@ -101,18 +106,37 @@ def test_shards_and_card_load(built, tmp_path, monkeypatch):
     row = ds[0]
     assert row["num_rollouts"] == 4 and 0.0 <= row["pass_rate"] <= 1.0
     assert row["difficulty"] == pytest.approx(1.0 - row["pass_rate"])
+    # the policy is named portably: engine kind and the checkpoint's content hash, never its path
+    engine = load_config(built["config"]).grade.engine
+    assert engine.identity.startswith("sha256:") and set(ds["policy"]) == {engine.name}
+    assert engine.name == f"transformers:{engine.identity}"
+    entries = [json.loads(p.read_text())["key"] for p in (built["out"] / "cache" / "grade").rglob("*.json")]
+    assert {(e["engine"], e["model"]) for e in entries} == {("transformers", engine.identity)}
     card = DatasetCard.load(built["out"] / "README.md")
     assert [c["config_name"] for c in card.data.configs] == ["rl"]
 
 
-def test_rerun_reuses_model_work_and_writes_the_same_shards(built):
+def test_rerun_reuses_model_work_and_writes_the_same_shards(built, monkeypatch):
+    import pipelines.model_stage
+
     cache = built["out"] / "cache"
     before = {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")}
     assert before, "grading results were cached"
-    assert main(["build-rl", str(built["config"]), "--runner=DirectRunner"]) == 0
+    loads: list[str] = []
+    make_engine = pipelines.model_stage.make_engine
+
+    def counting(kind, **settings):
+        loads.append(kind)
+        return make_engine(kind, **settings)
+
+    monkeypatch.setattr(pipelines.model_stage, "make_engine", counting)  # the DirectRunner runs in this process
+    assert main(["build-rl", str(built["config"]), "--", "--runner=DirectRunner"]) == 0
+    assert loads == []  # every result cached: the engine is never built
     after = {p: p.stat().st_mtime_ns for p in cache.rglob("*.json")}
     assert after == before  # no result recomputed or rewritten
     assert _shard_bytes(built["out"]) == built["shards"]
+    grade = {s["stage"]: s for s in read_accounting(built["out"])["stages"]}["grade"]
+    assert grade["cached"] == grade["in"] > 0 and grade.get("computed", 0) == 0
 
 
 def test_multi_processing_runner_gives_the_same_accounting(built, tmp_path):
@@ -126,6 +150,7 @@ def test_multi_processing_runner_gives_the_same_accounting(built, tmp_path):
     args = [
         "build-rl",
         str(config),
+        "--",
         "--runner=DirectRunner",
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=2",

@@ -191,24 +191,6 @@ def test_stats_json_is_stable(tmp_path: Path) -> None:
     assert path.read_text().index('"a"') < path.read_text().index('"b"')
 
 
-def test_beam_helper_writes_the_same_files(tmp_path: Path) -> None:
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from pipelines.dataset_writer import DatasetWriterFn
-
-    rows = [make_rl(i) for i in range(12)]
-    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as p:
-        _ = (
-            p
-            | beam.Create(rows)
-            | beam.combiners.ToList()
-            | beam.Map(DatasetWriterFn(tmp_path / "beam", "rl", validation_fraction=0.2))
-        )
-    write_dataset(tmp_path / "plain", "rl", rows, validation_fraction=0.2)
-    assert digests(tmp_path / "beam") == digests(tmp_path / "plain")
-
-
 RL_FACTS = CardFacts(scale=0.001, seed=0, grader={"model": "rl-grader", "tools": "per source"}, deviations=["rl only"])
 COT_FACTS = CardFacts(
     scale=0.002, seed=0, grader={"model": "cot-grader"}, teacher={"engine": "oracle"}, deviations=["cot only"]

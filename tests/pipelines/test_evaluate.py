@@ -1,8 +1,9 @@
 """`mtvr eval` on the demo benchmark: the real Beam pipeline with a scripted engine (pipeline logic: settings,
 resume, dead letters, the table), and once with the tiny checkpoint through the transformers engine and the CLI.
 
-The scripted engine is built in `load_model` from an `EngineSpec(kind="scripted")` through the injected factory, and
-logs every `generate` call (its request keys) to a file, so model calls are counted across threads.
+The scripted engine is built lazily (on the first batch) from an `EngineConfig(kind="scripted")` through the injected
+factory, and logs its construction and every `generate` call (its request keys) to a file, so engine builds and model
+calls are counted across threads.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from typing import Any
 import pytest
 import yaml
 
+from model.config_error import ConfigError
 from model.engine_api import Completion, GenerationRequest
+from model.settings import EngineConfig
 from mtvr_data.benchmarks import read_benchmark
 from mtvr_data.eval_metrics import FAILED, read_results
+from mtvr_data.frames import FrameBudget
 from mtvr_data.schema import Sample
 from pipelines.evaluate import BenchmarkInput, EvalConfig, evaluate, results_name
-from pipelines.grading import EngineSpec
 
 
 class ScriptedEngine:
@@ -31,6 +34,8 @@ class ScriptedEngine:
 
     def __init__(self, truth: dict[str, list[float]], log: str) -> None:
         self.truth, self.log = truth, log
+        with open(self.log, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"pid": os.getpid(), "built": True}) + "\n")
 
     async def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
         with open(self.log, "a", encoding="utf-8") as fh:
@@ -46,18 +51,34 @@ class ScriptedEngine:
         pass
 
 
-def scripted_factory(spec: EngineSpec) -> ScriptedEngine:
-    assert spec.kind == "scripted"
-    return ScriptedEngine(**spec.settings)
+def scripted_factory(engine: EngineConfig) -> ScriptedEngine:
+    assert engine.kind == "scripted"
+    return ScriptedEngine(engine.settings["truth"], engine.settings["log"])
+
+
+def scripted_engine(truth: dict[str, list[float]], log: Path) -> EngineConfig:
+    """The scripted engine's config: an unchecked kind (`model_construct`), built by `scripted_factory`."""
+    return EngineConfig.model_construct(
+        kind="scripted", settings={"model": "scripted", "truth": truth, "log": str(log)}
+    )
+
+
+def _log(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def calls(log: Path) -> list[list[str]]:
-    return [json.loads(line)["keys"] for line in log.read_text().splitlines()] if log.exists() else []
+    return [entry["keys"] for entry in _log(log) if "keys" in entry]
+
+
+def builds(log: Path) -> int:
+    """How many times the engine factory built the scripted engine."""
+    return sum(1 for entry in _log(log) if entry.get("built"))
 
 
 def charades(corpus: Path) -> BenchmarkInput:
     annotations = corpus / "annotations" / "charades_sta" / "charades_sta_train.txt"
-    return BenchmarkInput("charades-sta", str(annotations), str(corpus / "videos"))
+    return BenchmarkInput(name="charades-sta", annotations=str(annotations), videos=str(corpus / "videos"))
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +89,20 @@ def scripted_run(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp_path_factory.mktemp("eval")
     log = out / "calls.log"
     truth = {s.id: list(s.span or [0.0, 1.0]) for s in samples}
-    config = EvalConfig(
-        [bench],
-        str(out / "eval"),
-        EngineSpec("scripted", {"truth": truth, "log": str(log)}),
-        tools="both",
-        max_frames=4,
-        generation={"max_batch_size": 4, "workers": 2},
+    config = EvalConfig.read(
+        {
+            "benchmarks": [bench.model_dump()],
+            "out": "eval",
+            "engine": scripted_engine(truth, log),
+            "tools": "both",
+            "frames": {"max_frames": 4},
+            "batching": {"max_batch_size": 4, "workers": 2},
+        },
+        base_dir=out,
     )
+    assert config.out == str(out / "eval") and config.engine.name == "scripted:scripted"
     table = evaluate(config, ["--runner=DirectRunner"], engine_factory=scripted_factory)
-    first_calls = calls(log)
+    first_calls, first_builds = calls(log), builds(log)
     files = {p.name: p.read_bytes() for p in Path(config.out).glob("*.*")}
     table2 = evaluate(config, ["--runner=DirectRunner"], engine_factory=scripted_factory)
     return {
@@ -86,7 +111,9 @@ def scripted_run(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) ->
         "table": table,
         "table2": table2,
         "first_calls": first_calls,
+        "first_builds": first_builds,
         "calls_after_rerun": calls(log),
+        "builds_after_rerun": builds(log),
         "files": files,
     }
 
@@ -124,6 +151,10 @@ def test_unreadable_videos_are_dead_letters_and_failed_rows(scripted_run: dict[s
 def test_a_rerun_makes_no_model_calls_and_writes_the_same_files(scripted_run: dict[str, Any]) -> None:
     first = scripted_run["first_calls"]
     assert first and scripted_run["calls_after_rerun"] == first  # zero new generate calls
+    # the engine is built on the first batch: a fully cached rerun builds none
+    assert scripted_run["first_builds"] >= 1 and scripted_run["builds_after_rerun"] == scripted_run["first_builds"]
+    entries = list((scripted_run["out"] / "cache" / "eval").rglob("*.json"))
+    assert entries and all(json.loads(p.read_text())["key"]["model"] == "scripted" for p in entries)
     out = scripted_run["out"]
     assert {p.name: p.read_bytes() for p in out.glob("*.*")} == scripted_run["files"]
     assert scripted_run["table2"] == scripted_run["table"]
@@ -152,29 +183,63 @@ def test_eval_diff_on_the_command_line(scripted_run: dict[str, Any], capsys: pyt
 
     out = scripted_run["out"]
     off, on = out / results_name("charades-sta", "tool_off"), out / results_name("charades-sta", "tool_on")
-    assert main(["eval", "diff", str(off), str(on)]) == 1
+    assert main(["eval-diff", str(off), str(on)]) == 1
     text = capsys.readouterr().out
     answered = [r for r in read_results(on) if r.status != FAILED]
     assert f"{len(answered)} rows differ: changed {len(answered)}" in text
-    assert main(["eval", "diff", str(on), str(on)]) == 0
+    assert main(["eval-diff", str(on), str(on)]) == 0
 
 
 def test_config_validation_names_the_problem(tmp_path: Path) -> None:
-    bench = BenchmarkInput("charades-sta", "x.txt")
-    with pytest.raises(ValueError, match="tools must be"):
-        EvalConfig([bench], str(tmp_path), EngineSpec("transformers"), tools="sometimes")
-    with pytest.raises(ValueError, match="unknown generation settings"):
-        EvalConfig([bench], str(tmp_path), EngineSpec("transformers"), generation={"k": 8})
-    with pytest.raises(ValueError, match="listed twice"):
-        EvalConfig([bench, bench], str(tmp_path), EngineSpec("transformers"))
-    with pytest.raises(ValueError, match="unknown benchmark 'charades'"):
-        evaluate(EvalConfig([BenchmarkInput("charades", "x.txt")], str(tmp_path), EngineSpec("transformers")))
-    with pytest.raises(FileNotFoundError, match="annotations not found: x.txt"):
-        evaluate(EvalConfig([bench], str(tmp_path), EngineSpec("transformers")))
-    config = EvalConfig([bench], str(tmp_path), EngineSpec("transformers", {"model": "m"}), max_frames=16)
-    off, on = config.grading(False), config.grading(True)
-    assert off.k == 1 and off.temperature == 0.0 and dict(off.frame_budget) == {"max_frames": 16}
+    bench = {"name": "charades-sta", "annotations": "x.txt"}
+    engine = {"kind": "transformers", "settings": {"model": "m"}}
+
+    def read(**data: Any) -> EvalConfig:
+        return EvalConfig.read({"benchmarks": [bench], "out": "eval", "engine": engine, **data}, base_dir=tmp_path)
+
+    with pytest.raises(ConfigError, match=r"^tools: Input should be 'off', 'on' or 'both'"):
+        read(tools="sometimes")
+    with pytest.raises(ConfigError, match=r"^k: Input should be 1"):
+        read(k=8)
+    for removed in ("generation", "max_frames"):  # the old flat keys: unknown now, with the allowed keys named
+        with pytest.raises(ConfigError, match=rf"^{removed}: unknown key; allowed: .*frames.*sampling"):
+            read(**{removed: {"max_new_tokens": 8} if removed == "generation" else 16})
+    with pytest.raises(ConfigError, match=r"^sampling.temperature: Input should be greater than or equal to 0"):
+        read(sampling={"temperature": -1.0})
+    with pytest.raises(ConfigError, match="listed twice"):
+        read(benchmarks=[bench, bench])
+    with pytest.raises(ConfigError, match="unknown benchmark 'charades'"):  # when the config is read, not run
+        read(benchmarks=[{**bench, "name": "charades"}])
+    with pytest.raises(ConfigError, match=r"options: unknown \['colour'\] for charades-sta"):
+        read(benchmarks=[{**bench, "options": {"colour": "red"}}])
+    with pytest.raises(ConfigError, match="engine.kind"):
+        read(engine={"kind": "scripted", "settings": {"model": "m"}})
+    with pytest.raises(ConfigError, match=r"^engine[.:] ?settings\.model: '\./nowhere' is neither a checkpoint"):
+        read(engine={"kind": "transformers", "settings": {"model": "./nowhere"}})
+    with pytest.raises(ConfigError, match=r"annotations: not found: .*x\.txt"):
+        evaluate(read())
+    config = read(frames={"max_frames": 16})
+    assert config.out == str(tmp_path / "eval") and config.benchmarks[0].annotations == str(tmp_path / "x.txt")
+    off, on = config.stage(False), config.stage(True)
+    assert off.call.k == 1 and off.call.sampling.temperature == 0.0 and off.call.sampling.repetition_penalty == 1.0
+    assert off.call.frames == FrameBudget(max_frames=16)  # the rest of the budget as default
+    assert not off.tools and on.tools
     assert off.config_hash != on.config_hash  # tools is part of the resume key
+    assert config.facts()["config_hashes"] == {"tool_off": off.config_hash, "tool_on": on.config_hash}
+
+
+def test_a_bad_eval_config_is_one_error_line_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipelines.cli import main
+
+    path = tmp_path / "eval.yaml"
+    engine = {"kind": "transformers", "settings": {"model": "m"}}
+    bench = {"name": "charades-sta", "annotations": "x.txt"}
+    path.write_text(yaml.safe_dump({"benchmarks": [bench], "out": "o", "engine": engine, "tools": "sometimes"}))
+    assert main(["eval", str(path)]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"mtvr: error: {path}: tools: ")
 
 
 def test_tiny_checkpoint_through_the_transformers_engine_and_the_cli(
@@ -197,16 +262,21 @@ def test_tiny_checkpoint_through_the_transformers_engine_and_the_cli(
         ],
         "engine": {"kind": "transformers", "settings": {"model": str(ckpt), "device": "cpu"}},
         "tools": "both",
-        "max_frames": 4,
-        "generation": {"max_new_tokens": 8, "max_engine_calls": 1},
+        "frames": {"max_frames": 4},
+        "sampling": {"max_new_tokens": 8},
+        "batching": {"max_engine_calls": 1},
     }
     path = tmp_path / "eval.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(["eval", str(path)]) == 0
+    assert main(["eval", str(path), "--", "--runner=DirectRunner"]) == 0
     assert "| tool on |" in capsys.readouterr().out
     table = json.loads((tmp_path / "eval" / "table.json").read_text())
     settings = table["benchmarks"][0]["settings"]
-    assert table["run"]["engine"] == "transformers" and table["run"]["model"] == str(ckpt)
+    # the model is named portably: the checkpoint's content hash, not its path
+    identity = EngineConfig(kind="transformers", settings={"model": str(ckpt), "device": "cpu"}).identity
+    assert identity.startswith("sha256:") and str(ckpt) not in identity
+    assert table["run"]["engine"] == "transformers" and table["run"]["model"] == identity
+    assert table["run"]["max_frames"] == 4 and table["run"]["max_new_tokens"] == 8
     for setting in ("tool_off", "tool_on"):
         assert settings[setting]["n"] == 2 and settings[setting]["n_failed"] == 0
         rows = read_results(tmp_path / "eval" / results_name("charades-sta", setting))

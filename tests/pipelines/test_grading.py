@@ -1,7 +1,8 @@
 """Grading by pass rate: the handler, the RL-row rule, the resume cache, and runs on Beam's DirectRunner.
 
-Model work is done by `ScriptedEngine`, built in `load_model` from an `EngineSpec(kind="scripted")` through the
-handler's injected engine factory, so it pickles to Beam workers as a spec. Every `generate` call appends one line
+Model work is done by `ScriptedEngine`, built on the first batch from an `EngineConfig(kind="scripted")` (made with
+`model_construct`, since "scripted" is no real kind) through the handler's injected engine factory, so it pickles to
+Beam workers as a config. Every `generate` call appends one line
 (the request keys) to a log file, so calls are counted across threads and processes.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import apache_beam as beam
@@ -17,22 +19,16 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from model.engine_api import Completion, GenerationRequest
-from model.trajectory import ANSWER, ENGINE_ERROR, MEDIA_ERROR, NO_ANSWER, TOKEN_BUDGET
+from model.settings import EngineConfig, fingerprint
+from model.trajectory import ANSWER, ENGINE_ERROR, MEDIA_ERROR, NO_ANSWER, TOKEN_BUDGET, Trajectory
 from mtvr_data.adapters import make_adapter
+from mtvr_data.frames import FrameBudget
 from mtvr_data.parquet_io import record_to_row
 from mtvr_data.schema import Sample, SampleError
-from pipelines.grading import (
-    EngineSpec,
-    Grade,
-    GradeResult,
-    GradeToRlRow,
-    GradingHandler,
-    GradingSettings,
-    bucket,
-    build_engine,
-    engine_tag,
-)
-from pipelines.result_cache import CacheKey, ResultCache, config_hash
+from pipelines.grading import Grade, GradeStage, GradeToRlRow, bucket, graded
+from pipelines.model_stage import ModelResult, StageHandler, build_engine, engine_tag
+from pipelines.result_cache import CacheKey, ResultCache
+from pipelines.stage_settings import GradeSettings
 
 K = 4
 
@@ -64,9 +60,13 @@ class ScriptedEngine:
         pass
 
 
-def scripted_factory(spec: EngineSpec) -> ScriptedEngine:
-    assert spec.kind == "scripted"
-    return ScriptedEngine(**spec.settings)
+def scripted_factory(engine: EngineConfig) -> ScriptedEngine:
+    assert engine.kind == "scripted"
+    return ScriptedEngine(**engine.settings)
+
+
+def scripted(**settings: Any) -> EngineConfig:
+    return EngineConfig.model_construct(kind="scripted", settings=settings)
 
 
 def call_log(log: Path) -> list[dict[str, Any]]:
@@ -106,14 +106,19 @@ def script(samples: list[Sample]) -> dict[str, list[str]]:
     return out
 
 
-def settings_for(log: Path, script: dict[str, list[str]], **overrides: Any) -> GradingSettings:
-    engine = EngineSpec("scripted", {"answers": script, "log": str(log)})
-    base: dict[str, Any] = {"k": K, "frame_budget": {"max_frames": 4}, "max_batch_size": 3, "workers": 2}
-    return GradingSettings(engine=engine, **{**base, **overrides})
+def settings_for(log: Path, script: dict[str, list[str]], max_batch_size: int = 3, **overrides: Any) -> GradeSettings:
+    engine = scripted(answers=script, log=str(log))
+    batching = {"max_batch_size": max_batch_size, "workers": 2}
+    base: dict[str, Any] = {"k": K, "frames": FrameBudget(max_frames=4), "batching": batching}
+    return GradeSettings(engine=engine, **{**base, **overrides})
+
+
+def cache_key(settings: GradeSettings, sample_id: str) -> CacheKey:
+    return GradeStage(call=settings, tools=settings.rollout.tools).key(sample_id)
 
 
 def run_grade(
-    samples: list[Sample], settings: GradingSettings, video_root: Path, out: Path, *args: str, factory=scripted_factory
+    samples: list[Sample], settings: GradeSettings, video_root: Path, out: Path, *args: str, factory=scripted_factory
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Run `Grade` on the DirectRunner; the rows and dead letters as sorted JSON-able dicts (read back from files)."""
     results = out / f"results-{len(list(out.glob('results-*'))) if out.exists() else 0}"
@@ -145,17 +150,22 @@ def result(passed: list[bool], finish: list[str] | None = None, rewards: list[fl
     finish = finish or [ANSWER] * len(passed)
     rewards = rewards or [2.0 if p else 1.0 for p in passed]
     sample = Sample(id="s1", source="src", task="mcq", modality="video", video="v.mp4", question="q?")
-    return GradeResult(sample, "scripted:m", rewards, passed, finish, [None] * len(passed))
+    trajectories = []
+    for i, (p, f, r) in enumerate(zip(passed, finish, rewards, strict=True)):
+        t = Trajectory(sample_id="s1", index=i, tools=True, finish_reason=f)
+        t.reward, t.passed = (SimpleNamespace(total=r) if r is not None else None), p
+        trajectories.append(t)
+    return ModelResult(sample, "scripted:m", trajectories, tools=True)
 
 
 def test_pass_rate_difficulty_and_bucket_leave_machinery_failures_out() -> None:
-    settings = GradingSettings(k=4)
+    settings = GradeSettings(engine=scripted(), k=4)
     r = result(
         [True, False, False, True],
         [ANSWER, NO_ANSWER, ENGINE_ERROR, TOKEN_BUDGET],
         [2.5, 1.0, None, 0.5],
     )
-    assert r.graded == [0, 1, 3] and r.num_passed == 2 and r.pass_rate == pytest.approx(2 / 3)
+    assert graded(r) == [0, 1, 3]
     row = GradeToRlRow(settings).convert(r)
     assert not isinstance(row, SampleError)
     assert row.num_rollouts == 3 and row.pass_rate == pytest.approx(2 / 3)
@@ -172,49 +182,67 @@ def test_bucket_thirds_are_exact_at_the_boundaries() -> None:
 
 
 def test_zero_and_all_passes_are_dead_letters_unless_keep_all() -> None:
-    medium = GradeToRlRow(GradingSettings(k=4))
+    medium = GradeToRlRow(GradeSettings(engine=scripted(), k=4))
     failed, passed = medium.convert(result([False] * 4)), medium.convert(result([True] * 4))
     assert isinstance(failed, SampleError) and (failed.stage, failed.reason) == ("grade", "all_failed")
     assert isinstance(passed, SampleError) and (passed.stage, passed.reason) == ("grade", "all_passed")
-    everything = GradeToRlRow(GradingSettings(k=4, keep="all"))
+    everything = GradeToRlRow(GradeSettings(engine=scripted(), k=4, keep="all"))
     assert everything.convert(result([False] * 4)).difficulty == 1.0
     assert everything.convert(result([True] * 4)).bucket == "easy"
 
 
 def test_too_few_graded_rollouts_and_errors_are_dead_letters() -> None:
-    rule = GradeToRlRow(GradingSettings(k=4))  # needs ceil(0.5 * 4) = 2 graded
+    rule = GradeToRlRow(GradeSettings(engine=scripted(), k=4))  # needs ceil(0.5 * 4) = 2 graded
     few = rule.convert(result([True, False, False, False], [ANSWER, MEDIA_ERROR, ENGINE_ERROR, ENGINE_ERROR]))
     assert isinstance(few, SampleError) and few.reason == "grading_failed" and "1/4 rollouts graded" in few.detail
-    broken = GradeResult(result([]).sample, "scripted:m", error="RuntimeError: boom")
+    broken = ModelResult(result([]).sample, "scripted:m", error="RuntimeError: boom")
     out = rule.convert(broken)
     assert isinstance(out, SampleError) and (out.reason, out.detail) == ("grading_error", "RuntimeError: boom")
 
 
-def test_settings_validate_and_hash_only_what_decides_results() -> None:
-    base = GradingSettings()
-    assert base.k == 8 and base.temperature == 1.0 and base.tools and base.keep == "medium"
-    assert base.config_hash == GradingSettings(max_batch_size=32, workers=2, keep="all").config_hash
-    for change in ({"k": 4}, {"temperature": 0.7}, {"tools": False}, {"seed": 1}, {"frame_budget": {"max_frames": 8}}):
-        assert GradingSettings(**change).config_hash != base.config_hash, change
-    assert GradingSettings(pass_rule={"tg_min_iou": 0.3}).config_hash != base.config_hash
+def test_settings_validate_and_the_fingerprint_covers_only_what_decides_the_text() -> None:
+    base = GradeSettings(engine=scripted())
+    assert base.k == 8 and base.sampling.temperature == 1.0 and base.rollout.tools and base.keep == "medium"
+
+    def key(settings: GradeSettings) -> str:
+        return GradeStage(call=settings, tools=settings.rollout.tools).config_hash
+
+    same = GradeSettings(
+        engine=scripted(), batching={"max_batch_size": 32, "workers": 2}, keep="all", pass_rule={"tg_min_iou": 0.3}
+    )
+    assert key(same) == key(base)  # batching, the keep rule and the pass rule are applied on read
+    for change in (
+        {"k": 4},
+        {"sampling": {"temperature": 0.7}},
+        {"rollout": {"tools": False}},
+        {"sampling": {"seed": 1}},
+        {"frames": {"max_frames": 8}},
+        {"clip": {"max_frames": 8}},
+        {"rollout": {"max_total_tokens": 4096}},
+    ):
+        assert key(GradeSettings.read({**change, "engine": base.engine})) != key(base), change
     with pytest.raises(ValueError, match="keep"):
-        GradingSettings(keep="hard")
-    with pytest.raises(TypeError):
-        GradingSettings(frame_budget={"max_frame": 8})
-    with pytest.raises(ValueError, match="unknown grading settings"):
-        GradingSettings.from_dict({"K": 8})
-    parsed = GradingSettings.from_dict({"engine": {"kind": "vllm", "settings": {"model": "Qwen/x"}}, "k": 4})
-    assert parsed.engine.grader == "vllm:Qwen/x" and parsed.k == 4
+        GradeSettings.read({"keep": "hard", "engine": base.engine})
+    with pytest.raises(ValueError, match="frames.max_frame: unknown key"):
+        GradeSettings.read({"frames": {"max_frame": 8}, "engine": base.engine})
+    with pytest.raises(ValueError, match="grade.K: unknown key"):
+        GradeSettings.read({"K": 8, "engine": base.engine})
+    parsed = GradeSettings.read({"engine": {"kind": "vllm", "settings": {"model": "Qwen/x"}}, "k": 4})
+    assert parsed.engine.name == "vllm:Qwen/x@main" and parsed.k == 4
 
 
 def test_handler_declares_batching_sharing_and_its_name(tmp_path: Path) -> None:
-    scripted = GradingHandler(GradingSettings(engine=EngineSpec("scripted"), min_batch_size=2, max_batch_size=5))
-    assert scripted.batch_elements_kwargs() == {"min_batch_size": 2, "max_batch_size": 5}
-    assert not scripted.share_model_across_processes()
-    assert not GradingHandler(GradingSettings(engine=EngineSpec("transformers"))).share_model_across_processes()
-    vllm = GradingHandler(GradingSettings(engine=EngineSpec("vllm", {"model": "Qwen/Qwen2.5-VL-7B-Instruct"})))
-    assert vllm.share_model_across_processes() and vllm.model_name == "vllm:Qwen/Qwen2.5-VL-7B-Instruct"
-    assert GradingHandler(GradingSettings(engine=EngineSpec("openai"))).share_model_across_processes()
+    def handler(engine: EngineConfig, **batching: int) -> StageHandler:
+        return StageHandler(GradeStage(call=GradeSettings(engine=engine, batching=batching)))
+
+    small = handler(scripted(), min_batch_size=2, max_batch_size=5)
+    assert small.batch_elements_kwargs() == {"min_batch_size": 2, "max_batch_size": 5}
+    assert not small.share_model_across_processes()
+    vllm = handler(EngineConfig(kind="vllm", settings={"model": "Qwen/Qwen2.5-VL-7B-Instruct"}))
+    assert vllm.share_model_across_processes() and vllm.model_name == "vllm:Qwen/Qwen2.5-VL-7B-Instruct@main"
+    assert handler(
+        EngineConfig(kind="openai", settings={"model": "m", "base_url": "u"})
+    ).share_model_across_processes()
 
 
 def test_a_server_kind_shares_only_a_client_recipe_across_processes() -> None:
@@ -224,10 +252,12 @@ def test_a_server_kind_shares_only_a_client_recipe_across_processes() -> None:
     from apache_beam.utils.multi_process_shared import MultiProcessShared
 
     from model.engines.openai_engine import OpenAIEngine
-    from pipelines.grading import EngineHost
+    from pipelines.model_stage import EngineHost
 
-    spec = EngineSpec("openai", {"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_concurrency": 4})
-    handler = GradingHandler(GradingSettings(engine=spec))
+    spec = EngineConfig(
+        kind="openai", settings={"base_url": "http://127.0.0.1:9/v1", "model": "m", "max_concurrency": 4}
+    )
+    handler = StageHandler(GradeStage(call=GradeSettings(engine=spec)))
     host = MultiProcessShared(lambda: EngineHost(spec), tag=f"test-host-{os.getpid()}", always_proxy=True).acquire()
     engine = handler._engine(host)
     assert isinstance(engine, OpenAIEngine) and (engine.base_url, engine.model) == ("http://127.0.0.1:9/v1", "m")
@@ -244,7 +274,7 @@ def test_a_server_kind_shares_only_a_client_recipe_across_processes() -> None:
 
 def test_cache_round_trip_atomic_files_and_untrusted_entries(tmp_path: Path) -> None:
     cache = ResultCache(tmp_path)
-    key = CacheKey("s1", "vllm", "m", config_hash({"k": 8}))
+    key = CacheKey("s1", "vllm", "m", fingerprint({"k": 8}))
     assert cache.get(key) is None
     path = cache.put(key, {"rewards": [1.5, None]})
     assert path.parent.parent == tmp_path / "cache" / "grade" and path.parent.name == key.digest[:2]
@@ -297,7 +327,7 @@ def test_grade_writes_rows_and_a_rerun_makes_no_engine_calls(tmp_path, demo_corp
     cache = ResultCache(out)
     lost = [readable[2], readable[5]]
     for s in lost:
-        cache.path(settings.cache_key(s.id)).unlink()
+        cache.path(cache_key(settings, s.id)).unlink()
     rows3, dead3 = run_grade(samples, settings, videos, out)
     new = calls(log)[len(first_calls) :]
     assert new and {key.split("/")[0] for keys in new for key in keys} == {s.id for s in lost}
@@ -316,27 +346,29 @@ def test_grade_in_two_worker_processes(tmp_path, demo_corpus, samples, script) -
     assert os.getpid() not in {call["pid"] for call in call_log(log)[n:]}  # the engine ran in the workers
 
 
-class PoisonedHandler(GradingHandler):
+class PoisonedHandler(StageHandler):
     """Raises out of the rollout whenever sample `poison` is in the batch (a bug the loop did not contain)."""
 
     poison = ""
 
-    async def _rollout(self, samples, engine):
+    async def _run(self, samples, engine):
         if any(s.id == self.poison for s in samples):
             raise RuntimeError("loop bug")
-        return await super()._rollout(samples, engine)
+        return await super()._run(samples, engine)
 
 
 def test_a_batch_that_raises_is_retried_per_sample_and_only_the_culprit_fails(
     tmp_path, demo_corpus, samples, script
 ) -> None:
     settings = settings_for(tmp_path / "calls.log", script)
-    handler = PoisonedHandler(settings, {"charades_sta": str(demo_corpus / "videos")}, engine_factory=scripted_factory)
+    stage = GradeStage(call=settings, tools=True)
+    handler = PoisonedHandler(stage, {"charades_sta": str(demo_corpus / "videos")}, engine_factory=scripted_factory)
     handler.poison = samples[2].id
     results = list(handler.run_inference(samples[1:4], handler.load_model()))
     assert [r.sample.id for r in results] == [s.id for s in samples[1:4]]
     assert results[1].error == "RuntimeError: loop bug" and results[1].finish_reasons == []
-    assert [r.num_passed for r in (results[0], results[2])] == [1, 3] and results[0].error is None
+    passes = [sum(bool(t.passed) for t in r.trajectories) for r in (results[0], results[2])]
+    assert passes == [1, 3] and results[0].error is None
 
 
 def test_beams_batch_dead_letter_queue_is_the_outer_net(tmp_path, demo_corpus, samples, script) -> None:
@@ -371,29 +403,40 @@ def test_real_tiny_checkpoint_through_the_transformers_engine(tmp_path, demo_cor
     from model.tiny_checkpoint import build_tiny_checkpoint
 
     ckpt = build_tiny_checkpoint(tmp_path / "tiny")
-    engine = EngineSpec("transformers", {"model": str(ckpt), "device": "cpu", "batch_size": 4})
-    settings = GradingSettings(
-        engine=engine, k=2, max_new_tokens=8, frame_budget={"max_frames": 4}, keep="all", seed=0, max_batch_size=2
+    engine = {"kind": "transformers", "settings": {"model": str(ckpt), "device": "cpu", "batch_size": 4}}
+    settings = GradeSettings.read(
+        {
+            "engine": engine,
+            "k": 2,
+            "sampling": {"max_new_tokens": 8, "seed": 0},
+            "frames": {"max_frames": 4},
+            "keep": "all",
+            "batching": {"max_batch_size": 2},
+        }
     )
     picked = samples[:2]
     rows, dead = run_grade(picked, settings, demo_corpus / "videos", tmp_path / "out", factory=build_engine)
     assert dead == [] and sorted(r["id"] for r in rows) == sorted(s.id for s in picked)
     for r in rows:
-        assert r["num_rollouts"] == 2 and r["policy"] == f"transformers:{ckpt}" and 0.0 <= r["pass_rate"] <= 1.0
+        assert r["num_rollouts"] == 2 and r["policy"] == f"transformers:{settings.engine.identity}"
+        assert r["policy"].startswith("transformers:sha256:") and 0.0 <= r["pass_rate"] <= 1.0
     assert len(ResultCache(tmp_path / "out")) == 2
 
 
 def test_one_model_tag_per_engine_so_settings_and_stages_share_a_server():
     """Beam shares a server-kind engine (one `vllm serve` per worker) by RunInference's tag: tools off and on, and
     an evaluation of the same engine, must reach the same server, and another model must not."""
-    from pipelines.evaluate import BenchmarkInput, EvalConfig
+    from pipelines.evaluate import EvalConfig
 
-    spec = EngineSpec("vllm", {"model": "Qwen/Qwen2.5-VL-7B-Instruct", "max_model_len": 32768})
-    off, on = GradingSettings(engine=spec, tools=False), GradingSettings(engine=spec, tools=True, k=4)
+    spec = EngineConfig(kind="vllm", settings={"model": "Qwen/Qwen2.5-VL-7B-Instruct", "max_model_len": 32768})
+    settings = GradeSettings(engine=spec)
+    off, on = GradeStage(call=settings, tools=False), GradeStage(call=settings.model_copy(update={"k": 4}), tools=True)
     assert off.config_hash != on.config_hash  # different results ...
-    assert engine_tag(off.engine) == engine_tag(on.engine)  # ... from one server
-    evaluation = EvalConfig([BenchmarkInput("charades-sta", "a.txt")], "out", spec, tools="both")
-    assert {engine_tag(evaluation.grading(t).engine) for t in (False, True)} == {engine_tag(spec)}
-    other = EngineSpec("vllm", {"model": "Qwen/Qwen2.5-VL-3B-Instruct", "max_model_len": 32768})
+    assert engine_tag(off.call.engine) == engine_tag(on.call.engine)  # ... from one server
+    evaluation = EvalConfig.read(
+        {"benchmarks": [{"name": "charades-sta", "annotations": "a.txt"}], "out": "out", "engine": spec.model_dump()}
+    )
+    assert {engine_tag(evaluation.stage(t).call.engine) for t in (False, True)} == {engine_tag(spec)}
+    other = EngineConfig(kind="vllm", settings={"model": "Qwen/Qwen2.5-VL-3B-Instruct", "max_model_len": 32768})
     assert engine_tag(other) != engine_tag(spec)
     assert "/" not in engine_tag(spec)

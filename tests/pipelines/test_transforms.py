@@ -69,7 +69,9 @@ def setup(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
     )
     config_path = tmp / "build.yaml"
     config_path.write_text(
-        json.dumps({"out": "out", "contamination": ["eval_list.jsonl"], "sources": sources, "grading": {"k": 8}}),
+        json.dumps(
+            {"out": "out", "contamination": ["eval_list.jsonl"], "sources": sources, "balance": {"scale": 0.5}}
+        ),
         encoding="utf-8",
     )  # JSON is YAML
     return {
@@ -210,11 +212,11 @@ def test_cap_keeps_the_first_samples_in_file_order(setup, tmp_path):
 # --- config and normalisation ---------------------------------------------------------------------------------------
 
 
-def test_config_resolves_paths_and_keeps_unknown_keys(setup):
+def test_config_resolves_paths_and_types_its_blocks(setup):
     config = setup["config"]
     assert Path(config.out).is_absolute() and Path(config.out).name == "out"
     assert Path(config.contamination[0]).name == "eval_list.jsonl" and Path(config.contamination[0]).is_absolute()
-    assert config.extra == {"grading": {"k": 8}}
+    assert config.balance.scale == 0.5 and config.balance.seed == 0 and config.grade is None
 
 
 @pytest.mark.parametrize(
@@ -228,6 +230,11 @@ def test_config_resolves_paths_and_keeps_unknown_keys(setup):
         ({"out": "o", "sources": [{"source": "nextqa", "annotations": "a", "ext": 1}]}, "go under 'options'"),
         ({"out": "o", "sources": [{"source": "nextqa", "annotations": "a", "tools": "yes"}]}, "'tools' must be true"),
         ({"out": "o", "sources": [{"source": "nextqa", "annotations": "a"}], "contamination": 5}, "'contamination'"),
+        ({"out": "o", "sources": [{"source": "nextqa", "annotations": "a"}], "grading": {}}, "grading: unknown top"),
+        (
+            {"out": "o", "sources": [{"source": "nextqa", "annotations": "a", "options": {"vid_mapp": "m"}}]},
+            r"options: unknown \['vid_mapp'\]",
+        ),
         (
             {"out": "o", "sources": [{"source": "nextqa", "annotations": a, "videos": a} for a in ("x", "y")]},
             "two video roots",
@@ -245,13 +252,14 @@ def test_source_entries_choose_their_tool_part():
         {"source": "vidchapters", "annotations": "b", "tools": True},
         {"source": "charades_sta", "annotations": "c", "tools": False},
     ]
-    config = BuildConfig.from_dict({"out": "o", "sources": entries, "grade": {"tools": False}}, base_dir="/tmp")
+    grade = {"engine": {"kind": "oracle"}, "rollout": {"tools": False}}
+    config = BuildConfig.from_dict({"out": "o", "sources": entries, "grade": grade}, base_dir="/tmp")
     assert [s.tools for s in config.sources] == [None, True, False]
     parts = config.tool_parts(default=False)
     assert list(parts) == [False, True]
     assert [s.source for s in parts[False].sources] == ["nextqa", "charades_sta"]
     assert [s.source for s in parts[True].sources] == ["vidchapters"]
-    assert parts[True].out == config.out and parts[True].extra == config.extra
+    assert parts[True].out == config.out and parts[True].grade == config.grade
     # An entry without `tools` follows the default (the grade block's `tools`).
     assert [s.source for s in config.tool_parts(default=True)[True].sources] == ["nextqa", "vidchapters"]
     assert list(BuildConfig.from_dict({"out": "o", "sources": entries[:1]}).tool_parts(True)) == [True]
@@ -270,6 +278,6 @@ def test_normalisation_and_contamination_list_format(tmp_path):
 
 def test_load_config_names_missing_files(tmp_path):
     path = tmp_path / "build.yaml"
-    path.write_text("out: o\nsources:\n  - {source: nextqa, annotations: nowhere.csv}\nteacher: {model: m}\n")
+    path.write_text("out: o\nsources:\n  - {source: nextqa, annotations: nowhere.csv}\n")
     with pytest.raises(ConfigError, match=r"build.yaml: these files do not exist: .*nowhere.csv"):
         load_config(path)
