@@ -121,7 +121,7 @@ def engine_settings_model(kind: str) -> type[BaseModel]:
         fields = {"model": (str, "oracle"), "name": (str, "oracle")}
     config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     model = create_model(f"{kind.title()}EngineSettings", __config__=config, **fields)  # type: ignore[call-overload]
-    return register_block(model)
+    return model
 
 
 class EngineConfig(Block):
@@ -162,13 +162,6 @@ class EngineConfig(Block):
     def name(self) -> str:
         """The model's name in rows and card: engine kind and portable identity."""
         return f"{self.kind}:{self.identity}"
-
-    def resolved(self, base: Path | None) -> EngineConfig:
-        """This engine with a local model path named relative to the config's folder made absolute."""
-        model = self.settings.get("model")
-        if base is None or not isinstance(model, str) or self.kind not in ("transformers", "vllm"):
-            return self
-        return self.model_copy(update={"settings": {**self.settings, "model": resolve_model(base, model)}})
 
 
 def check_model_ref(model: str) -> None:
@@ -372,7 +365,7 @@ def fingerprint(inputs: Mapping[str, Any]) -> str:
 _NESTED = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)*): (.*)$", re.DOTALL)
 
 
-def _first_error(exc: ValidationError, prefix: tuple[str, ...] = (), model: type | None = None) -> str:
+def _first_error(exc: ValidationError, prefix: tuple[str, ...], model: type) -> str:
     """One line from pydantic's errors: the key path, what is wrong, what was given (and how many more).
 
     `model` is the class that was validated, so an unknown key's message can list the allowed ones.
@@ -387,7 +380,7 @@ def _first_error(exc: ValidationError, prefix: tuple[str, ...] = (), model: type
         message = nested.group(2)
     path = ".".join(loc) or "config"
     if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        allowed = _allowed_keys(model or _MODELS_BY_TITLE.get(exc.title), first)
+        allowed = _allowed_keys(model, first)
         message = f"unknown key; allowed: {', '.join(allowed)}" if allowed else "unknown key"
     elif first["type"] not in ("value_error", "missing") and "input" in first:
         message += f" (got {first['input']!r})"
@@ -416,23 +409,7 @@ def _field_types(node: Any) -> dict[str, Any]:
     return {}
 
 
-#: Models whose unknown-key errors can list the allowed keys (filled by `register_block`).
-_MODELS_BY_TITLE: dict[str, type[BaseModel]] = {}
-
-
-def register_block(model: type[BaseModel]) -> type[BaseModel]:
-    """Let errors of `model` name the allowed keys (a class decorator for top-level config models)."""
-    _MODELS_BY_TITLE[model.__name__] = model
-    return model
-
-
-def config_error(
-    exc: ValidationError, *, where: str = "", file: str | Path | None = None, model: type | None = None
-) -> ConfigError:
+def config_error(exc: ValidationError, *, model: type, where: str = "", file: str | Path | None = None) -> ConfigError:
     """A `ConfigError` from pydantic's: `FILE: key.path: message` (`model`: the class that was validated)."""
     line = _first_error(exc, tuple(where.split(".")) if where else (), model)
     return ConfigError(f"{file}: {line}" if file is not None else line)
-
-
-for _model in (ModelCall, Sampling, RolloutLimits, Batching, EngineConfig):
-    register_block(_model)

@@ -33,7 +33,7 @@ from pydantic import Field, StrictInt, StrictStr, field_validator, model_validat
 
 from model.config_error import ConfigError
 from model.engine_api import Engine
-from model.settings import Block, EngineConfig, ModelCall, register_block, resolve_path
+from model.settings import Block, EngineConfig, ModelCall, resolve_path
 from model.trajectory import MODEL_OUTCOMES
 from mtvr_data.eval_metrics import SampleResult, failed_result, score_sample, write_results
 from mtvr_data.schema import Sample, SampleError
@@ -90,7 +90,6 @@ class BenchmarkInput(Block):
         return self
 
 
-@register_block
 class EvalConfig(ModelCall):
     """A whole evaluation: benchmarks, output folder, tool settings (`off`, `on`, `both`), and the `ModelCall`
     blocks (engine, sampling, rollout, frames, clip, batching) with `EVAL_DEFAULTS` under them. K is 1."""
