@@ -212,5 +212,3 @@ def replay_conversation(
                 text = message.content or clip_caption(message.clip.start, message.clip.end)
             turns.append(tool_turn(frames, text))
     return turns
-
-

@@ -22,12 +22,16 @@ object is an error naming `file:line`, since a silently short list would let con
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from mtvr_data import storage
 
 _PUNCT = re.compile(r"[^\w\s]", flags=re.UNICODE)
 _SPACE = re.compile(r"\s+")
@@ -75,16 +79,21 @@ class ContaminationList:
         return len(self.videos) + len(self.questions)
 
 
-def load_contamination(paths: Iterable[str | Path]) -> ContaminationList:
-    """Read contamination lists (format in the module docstring); raises ValueError naming `file:line`."""
+def load_contamination(paths: Iterable[str | os.PathLike[str]]) -> ContaminationList:
+    """Read contamination lists (format in the module docstring); raises ValueError naming `file:line`.
+
+    A list may be a local path or a URL (`s3://...`), read through `mtvr_data.storage`.
+    """
     out = ContaminationList()
-    for path in paths:
-        path = Path(path)
-        with open(path, encoding="utf-8") as fh:
+    for given in paths:
+        text = os.fspath(given)
+        path = text if "://" in text else str(Path(text))  # a URL as written; never through Path
+        filename = storage.name(path)
+        with io.TextIOWrapper(storage.open_read(path), encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
-                where = f"{path.name}:{lineno}"
+                where = f"{filename}:{lineno}"
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError as exc:

@@ -100,6 +100,7 @@ RL_OUR_CHOICES: dict[str, str] = {
     "text/video_r1_image": "the image share of the Video-R1 remainder (see text/video_r1_video)",
 }
 
+
 def scale_targets(targets: Mapping[str, int], scale: float) -> dict[str, int]:
     """`targets` times `scale`, rounded half up; any cell with a positive target keeps at least 1 row.
 

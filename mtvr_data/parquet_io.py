@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mtvr_data import storage
 from mtvr_data.schema import (
     COT_SCHEMA,
     ERROR_SCHEMA,
@@ -135,19 +135,21 @@ def validate_table(table: pa.Table, kind: str) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=expected)
 
 
-def write_parquet(path: str | os.PathLike[str], records: Iterable[Record], kind: str | None = None) -> Path:
-    """Write `records` to one Parquet file with their kind's schema; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(to_table(records, kind), path)
-    return path
+def write_parquet(path: str | os.PathLike[str], records: Iterable[Record], kind: str | None = None) -> str:
+    """Write `records` to one Parquet file (local path or URL, `mtvr_data.storage`) with their kind's schema."""
+    with storage.open_write(path) as fh:
+        pq.write_table(to_table(records, kind), fh)
+    return os.fspath(path)
 
 
 def read_table(path: str | os.PathLike[str], kind: str) -> pa.Table:
-    """A Parquet file as a table validated against the schema of `kind` (see `validate_table`)."""
-    path = Path(path)
+    """A Parquet file (local path or URL) as a table validated against the schema of `kind` (`validate_table`)."""
+    path = os.fspath(path)
     try:
-        table = pq.read_table(path)
+        if storage.is_url(path):
+            table = pq.read_table(pa.BufferReader(storage.read_bytes(path)))
+        else:
+            table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SchemaMismatch("*", f"not a readable Parquet file: {exc}", path) from exc
     try:

@@ -92,9 +92,16 @@ def cmd_build_cot(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from pipelines.publish import publish
+    """`mtvr publish OUT --repo-id R [-- OPTIONS]`: OUT may be a URL (Beam's options after `--` reach its storage)."""
+    from pipelines.publish import PublishError, publish
 
-    plan = publish(args.out, args.repo_id, private=args.private, dry_run=args.dry_run, large=args.large)
+    try:
+        plan = publish(args.out, args.repo_id, private=args.private, dry_run=args.dry_run, large=args.large)
+    except PublishError as exc:  # an unfit folder or a refused upload: the message names the file or says why
+        if args.verbose:
+            raise
+        print(f"mtvr: error: {exc}", file=sys.stderr)
+        return 2
     print(plan.render())
     return 0
 
@@ -113,7 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.max_new_tokens is not None:
             overrides["sampling"] = {"max_new_tokens": args.max_new_tokens}
         if args.out is not None:
-            overrides["out"] = str(Path(args.out).resolve())
+            overrides["out"] = args.out if "://" in args.out else str(Path(args.out).resolve())  # a URL as given
         engine: dict[str, Any] = {}
         if args.engine is not None:
             engine["kind"] = args.engine
@@ -144,24 +151,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
             cap=args.cap,
         )
     evaluate(config, args.beam_args)
-    out = Path(config.out)
-    print((out / "table.md").read_text(encoding="utf-8"))
-    print(f"results, dead letters, table.json and plot.svg in {out}")
+    from mtvr_data import storage
+    from pipelines.eval_report import TABLE_MD
+
+    print(storage.read_text(storage.join(config.out, TABLE_MD)))
+    print(f"results, dead letters, table.json and plot.svg in {config.out}")
     return 0
 
 
-def cmd_eval_diff(args: argparse.Namespace) -> int:
-    """Rows whose correctness or IoU changed between two results files (or same-named files of two folders)."""
-    from mtvr_data.eval_metrics import diff_results, read_results, render_diff
+def _is_folder(path: str) -> bool:
+    """A local directory, or a URL with no object at it (an eval output prefix)."""
+    from mtvr_data import storage
 
-    a, b = Path(args.a), Path(args.b)
-    if a.is_dir() and b.is_dir():
-        pairs = [(f, b / f.name) for f in sorted(a.glob("results_*.jsonl")) if (b / f.name).exists()]
+    return not storage.is_file(path) if storage.is_url(path) else Path(path).is_dir()
+
+
+def cmd_eval_diff(args: argparse.Namespace) -> int:
+    """Rows whose correctness or IoU changed between two results files (or same-named files of two folders); each
+    may be a local path or a URL."""
+    from mtvr_data import storage
+    from mtvr_data.eval_metrics import diff_results, render_diff
+    from pipelines.eval_report import folder_files, load_results
+
+    a, b = (p if "://" in p else str(Path(p)) for p in (args.a, args.b))
+    if _is_folder(a) and _is_folder(b):
+        named = [(f, storage.join(b, storage.name(f))) for f in folder_files(a, "results_*.jsonl")]
+        pairs = [(fa, fb) for fa, fb in named if storage.exists(fb)]
     else:
         pairs = [(a, b)]
     changed = 0
     for fa, fb in pairs:
-        diffs = diff_results(read_results(fa), read_results(fb))
+        diffs = diff_results(load_results(fa), load_results(fb))
         changed += len(diffs)
         print(f"== {fa} -> {fb}\n{render_diff(diffs)}")
     return 1 if changed else 0
@@ -248,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_build_cot)
 
     p = sub.add_parser("publish", help="upload a built dataset folder (shards, card, stats, report) to the Hub")
-    p.add_argument("out", help="the build's output directory")
+    p.add_argument("out", help="the build's output directory, local or a URL (s3://, gs://, ...)")
     p.add_argument("--repo-id", required=True, help="dataset repository, e.g. user/mtvr")
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--dry-run", action="store_true", help="list what would be uploaded; no network call")
@@ -307,8 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 BEAM_HELP = (
     "Beam pipeline options go after `--`, the same for build-rl, build-cot and eval: e.g. "
-    "`mtvr build-rl CONFIG -- --runner=DataflowRunner --project=P`."
+    "`mtvr build-rl CONFIG -- --runner=DataflowRunner --project=P`. eval-diff, contamination and publish take the "
+    "same options for their object-store paths only (e.g. `-- --s3_endpoint_url=URL`)."
 )
+#: Commands that run a Beam pipeline, and commands that only read or write object-store URLs with Beam's options.
+BEAM_COMMANDS = ("build-rl", "build-cot", "eval")
+STORAGE_COMMANDS = ("eval-diff", "contamination", "publish")
 
 
 def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -323,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     own, beam_args = split_beam_args(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(own)
     if beam_args:
-        if args.command not in ("build-rl", "build-cot", "eval"):
+        if args.command not in BEAM_COMMANDS + STORAGE_COMMANDS:
             print(f"mtvr {args.command}: takes no Beam options (after `--`): {' '.join(beam_args)}", file=sys.stderr)
             return 2
         args.beam_args = beam_args
@@ -332,10 +356,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     from model.config_error import ConfigError
     from mtvr_data.adapters.registry import UnknownSourceError
+    from mtvr_data.storage import StorageUnavailable
 
     try:
+        if beam_args:  # this process reads and writes URLs (config checks, eval files) with the pipeline's options
+            from mtvr_data import storage
+
+            storage.configure(beam_args)
         return args.func(args)
-    except (ConfigError, FileNotFoundError, UnknownSourceError) as exc:
+    except (ConfigError, FileNotFoundError, UnknownSourceError, StorageUnavailable) as exc:
         if args.verbose:
             raise
         print(f"mtvr: error: {exc}", file=sys.stderr)

@@ -20,9 +20,14 @@ One YAML file drives `mtvr build-rl` and `mtvr build-cot`:
 
 Relative paths (annotations, videos, contamination lists, out, and the file-valued adapter options in
 `PATH_OPTIONS`) resolve against the YAML file's folder, so a config means the same thing from any working
-directory. Every block is typed: an unknown key at any level, a value of the wrong type or range, an unknown
-adapter option, engine kind or engine setting, and a local model path that does not exist fail when the file is
-read, as one `ConfigError` line naming the file and the key path.
+directory. Each of those paths may instead be a URL Beam's file systems know (`gs://`, `s3://`, `azfs://`,
+`hdfs://`; `mtvr_data.storage`): a URL is kept as written, its scheme is checked when the file is read (an
+unknown scheme, or one whose pip extra is missing, is a `ConfigError` naming the key and the extra), and listed
+files must exist there too. The config file itself is a local YAML file.
+
+Every block is typed: an unknown key at any level, a value of the wrong type or range, an unknown adapter option,
+engine kind or engine setting, and a local model path that does not exist fail when the file is read, as one
+`ConfigError` line naming the file and the key path.
 """
 
 from __future__ import annotations
@@ -225,10 +230,43 @@ class BuildConfig:
         )
 
 
-def load_config(path: str | Path) -> BuildConfig:
-    """Read a YAML build config; errors are one `ConfigError` line naming the file and the key to fix."""
+def storage_paths(config: BuildConfig) -> list[tuple[str, str]]:
+    """(key, path) of every path the build reads or writes: out, contamination lists, annotations, video roots and
+    the file-valued adapter options."""
+    paths = [("out", config.out)]
+    paths += [(f"contamination[{i}]", p) for i, p in enumerate(config.contamination)]
+    for i, s in enumerate(config.sources):
+        paths.append((f"sources[{i}].annotations", s.annotations))
+        if s.videos is not None:
+            paths.append((f"sources[{i}].videos", s.videos))
+        paths += [(f"sources[{i}].options.{k}", v) for k, v in sorted(s.options.items()) if k in PATH_OPTIONS]
+    return [(key, p) for key, p in paths if isinstance(p, str)]
+
+
+def check_storage(config: BuildConfig) -> None:
+    """Every path's file system is available here (`storage.check`), else one `ConfigError` naming the key, e.g.
+    `out: foo://x: no file system for foo:// (...)` or `sources[0].annotations: s3://b/a.txt: s3:// needs ...`."""
+    from mtvr_data import storage
+
+    for key, value in storage_paths(config):
+        try:
+            storage.check(value)
+        except storage.StorageUnavailable as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+
+
+def load_config(path: str | Path, pipeline_args: list[str] | None = None) -> BuildConfig:
+    """Read a YAML build config (a local file); errors are one `ConfigError` line naming the file and the key to fix.
+
+    The paths in it may be URLs: `pipeline_args` (the build's Beam options: S3 endpoint and keys, GCP project) are
+    handed to `mtvr_data.storage.configure` first, so the check that the listed files exist reaches the same
+    object store the pipeline will.
+    """
     import yaml
 
+    from mtvr_data import storage
+
+    storage.configure(pipeline_args)
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -239,10 +277,12 @@ def load_config(path: str | Path) -> BuildConfig:
         config = BuildConfig.from_dict(data, base_dir=path.resolve().parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    missing = [
-        s.annotations for s in config.sources if "://" not in s.annotations and not Path(s.annotations).exists()
-    ]
-    missing += [p for p in config.contamination if "://" not in p and not Path(p).exists()]
+    try:
+        check_storage(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    listed = [s.annotations for s in config.sources] + list(config.contamination)
+    missing = [p for p in listed if not storage.exists(p)]
     if missing:
         raise ConfigError(f"{path}: these files do not exist: {', '.join(missing)}")
     return config

@@ -12,19 +12,26 @@ marker.
 
 The names of the files an eval folder holds (`RUN_FILE`, `DEAD_LETTERS_FILE`, `results_name`) are defined here,
 where they are read back; `pipelines.evaluate`, which writes them, imports them from this module.
+
+The folder may be local or a URL (`out: s3://bucket/eval`): every file here is read and written through
+`mtvr_data.storage`, and a folder is only ever handled as a string (`save_results` / `load_results` carry the
+results files `mtvr_data.eval_metrics` formats to and from a URL).
 """
 
 from __future__ import annotations
 
+import glob
 import html
 import json
 import logging
+import os
+import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from mtvr_data.eval_metrics import read_results, summarize
+from mtvr_data import storage
+from mtvr_data.eval_metrics import SampleResult, read_results, summarize, write_results
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,38 @@ def results_name(benchmark: str, setting: str) -> str:
     return f"results_{benchmark}_{setting}.jsonl"
 
 
+# --- files of an eval folder (local or URL) --------------------------------------------------------------------------
+
+
+def folder_files(out: str | os.PathLike[str], pattern: str) -> list[str]:
+    """The files of folder `out` (a path or a URL) whose names match the glob `pattern`, sorted."""
+    out = os.fspath(out)
+    root = out if storage.is_url(out) else glob.escape(out)  # a local folder's own name is not a pattern
+    return storage.glob(storage.join(root, pattern))
+
+
+def save_results(path: str | os.PathLike[str], results: Iterable[SampleResult]) -> str:
+    """`eval_metrics.write_results` to a local path or a URL (the same bytes: a URL gets a copy of the local file)."""
+    path = os.fspath(path)
+    if not storage.is_url(path):
+        return str(write_results(path, results))
+    with tempfile.TemporaryDirectory(prefix="mtvr-results-") as tmp:
+        local = write_results(os.path.join(tmp, storage.name(path)), results)
+        storage.write_bytes(path, local.read_bytes())
+    return path
+
+
+def load_results(path: str | os.PathLike[str]) -> list[SampleResult]:
+    """`eval_metrics.read_results` of a local path or a URL (`FileNotFoundError` when there is none)."""
+    path = os.fspath(path)
+    if not storage.is_url(path):
+        return read_results(path)
+    with tempfile.TemporaryDirectory(prefix="mtvr-results-") as tmp:
+        local = os.path.join(tmp, storage.name(path))
+        storage.copy_to_local(path, local)
+        return read_results(local)
+
+
 def benchmark_info(name: str) -> tuple[str, str]:
     """(display name, metric family) of a benchmark: its `BenchmarkSpec` when registered, else `KNOWN_BENCHMARKS`."""
     try:
@@ -96,25 +135,32 @@ def primary_metrics(name: str, metric: str) -> list[str]:
 # --- building the table ----------------------------------------------------------------------------------------------
 
 
-def _run_facts(out: Path) -> dict[str, Any]:
-    path = out / RUN_FILE
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
-    names = sorted({p.name[len("results_") :].rsplit("_tool_", 1)[0] for p in out.glob("results_*_tool_*.jsonl")})
-    settings = sorted({"tool_" + p.stem.rsplit("_tool_", 1)[1] for p in out.glob("results_*_tool_*.jsonl")})
+def _read_text(path: str) -> str | None:
+    """The text of a file of the folder, None when there is none (one request to an object store, not two)."""
+    try:
+        return storage.read_text(path)
+    except FileNotFoundError:
+        return None
+
+
+def _run_facts(out: str) -> dict[str, Any]:
+    text = _read_text(storage.join(out, RUN_FILE))
+    if text is not None:
+        return json.loads(text)
+    files = [storage.name(p) for p in folder_files(out, "results_*_tool_*.jsonl")]
+    names = sorted({f[len("results_") :].rsplit("_tool_", 1)[0] for f in files})
+    settings = sorted({"tool_" + f.removesuffix(".jsonl").rsplit("_tool_", 1)[1] for f in files})
     return {"benchmarks": names, "settings": settings}
 
 
-def _dead_letters(out: Path) -> list[dict[str, Any]]:
-    path = out / DEAD_LETTERS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _dead_letters(out: str) -> list[dict[str, Any]]:
+    text = _read_text(storage.join(out, DEAD_LETTERS_FILE)) or ""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def build_table(out: str | Path) -> dict[str, Any]:
-    """The table of an eval output folder (format in `docs/evaluation.md`)."""
-    out = Path(out)
+def build_table(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The table of an eval output folder, a local path or a URL (format in `docs/evaluation.md`)."""
+    out = os.fspath(out)
     facts = _run_facts(out)
     dead = _dead_letters(out)
     benchmarks = []
@@ -122,8 +168,10 @@ def build_table(out: str | Path) -> dict[str, Any]:
         display, metric = benchmark_info(name)
         settings: dict[str, Any] = {}
         for setting in facts["settings"]:
-            path = out / results_name(name, setting)
-            results = read_results(path) if path.exists() else []
+            try:
+                results = load_results(storage.join(out, results_name(name, setting)))
+            except FileNotFoundError:
+                results = []
             settings[setting] = summarize(name, setting, metric, results).to_dict()
         read_errors = Counter(d["reason"] for d in dead if d.get("source") == name and d.get("stage") == "read")
         benchmarks.append(
@@ -276,12 +324,12 @@ def render_svg(table: Mapping[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write_report(out: str | Path) -> dict[str, Any]:
-    """Write table.json, table.md and plot.svg into `out` from its results; returns the table."""
-    out = Path(out)
+def write_report(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write table.json, table.md and plot.svg into `out` (a path or a URL) from its results; returns the table."""
+    out = os.fspath(out)
     table = build_table(out)
-    (out / TABLE_JSON).write_text(json.dumps(table, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (out / TABLE_MD).write_text(render_markdown(table), encoding="utf-8")
-    (out / PLOT_SVG).write_text(render_svg(table), encoding="utf-8")
-    log.info("eval table in %s", out / TABLE_MD)
+    storage.write_text(storage.join(out, TABLE_JSON), json.dumps(table, indent=2, sort_keys=True) + "\n")
+    storage.write_text(storage.join(out, TABLE_MD), render_markdown(table))
+    storage.write_text(storage.join(out, PLOT_SVG), render_svg(table))
+    log.info("eval table in %s", storage.join(out, TABLE_MD))
     return table

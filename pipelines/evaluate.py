@@ -13,6 +13,10 @@ Why it looks like this:
   calls and finish reason, never a score) is written as soon as its batch is done, keyed by (sample id, engine,
   model, hash of the settings that decide the answer, tools included). Scores are derived on read, so a metric fix
   rescores a finished run without a model call. Machinery failures are not cached: a rerun retries them.
+- The output folder may be a URL (`out: s3://bucket/eval`, with the store's Beam options after `--`): every file the
+  eval writes or reads back goes through `mtvr_data.storage` (`pipelines.eval_report` for the folder's files), and
+  the folder is passed on as a string, never through `pathlib.Path`. Annotations and adapter side files may be URLs
+  too. The config file itself is a local YAML file.
 - Nothing drops a question silently. Unreadable records (read), unreadable videos (probe) and failed inference
   batches are dead letters with a reason (`dead_letters.jsonl`); a question that had a sample but no answer (probe
   or engine failure) is ALSO a `failed` row of its results file, wrong in every denominator, counted apart.
@@ -35,9 +39,10 @@ from model.config_error import ConfigError
 from model.engine_api import Engine
 from model.settings import Block, EngineConfig, ModelCall, resolve_path
 from model.trajectory import MODEL_OUTCOMES
-from mtvr_data.eval_metrics import SampleResult, failed_result, score_sample, write_results
+from mtvr_data import storage
+from mtvr_data.eval_metrics import SampleResult, failed_result, score_sample
 from mtvr_data.schema import Sample, SampleError
-from pipelines.eval_report import DEAD_LETTERS_FILE, RUN_FILE, results_name, write_report
+from pipelines.eval_report import DEAD_LETTERS_FILE, RUN_FILE, results_name, save_results, write_report
 from pipelines.model_stage import CachedInference, ModelResult, RolloutStage, build_engine
 from pipelines.transforms import DEAD, ProbeAndValidate, StageMetrics
 
@@ -161,16 +166,20 @@ class EvalConfig(ModelCall):
             raise ConfigError(f"{file}: {exc}" if file is not None else str(exc)) from None
 
 
+#: Adapter options whose values are file paths (resolved against the YAML folder, as in the build configs).
+FILE_OPTIONS = ("gsub", "durations", "vid_map")
+
+
 def _resolve_options(options: dict[str, Any], base: Path | None) -> dict[str, Any]:
-    for key in ("gsub", "durations", "vid_map"):  # file-valued adapter options, as in the build configs
+    for key in FILE_OPTIONS:
         if isinstance(options.get(key), str):
             options[key] = resolve_path(base, options[key])
     return options
 
 
 def load_eval_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> EvalConfig:
-    """Read a YAML eval config (see `configs/eval_demo.yaml`), `overrides` (deep-merged) on top; errors name the
-    file and the key."""
+    """Read a YAML eval config (see `configs/eval_demo.yaml`; a local file, though the paths in it may be URLs),
+    `overrides` (deep-merged) on top; errors name the file and the key."""
     import yaml
 
     from model.settings import deep_merge
@@ -327,22 +336,40 @@ class EvaluateBenchmark(beam.PTransform):
 
 def _write_results(keyed: tuple[tuple[str, str], Iterable[SampleResult]], out_dir: str) -> str:
     (benchmark, setting), results = keyed
-    path = write_results(Path(out_dir) / results_name(benchmark, setting), results)
-    return str(path)
+    return save_results(storage.join(out_dir, results_name(benchmark, setting)), results)
 
 
 def _write_dead_letters(errors: list[SampleError], out_dir: str) -> str:
     rows = sorted((e.to_dict() for e in errors), key=lambda d: json.dumps(d, sort_keys=True))
-    path = Path(out_dir) / DEAD_LETTERS_FILE
-    path.write_text("".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return str(path)
+    text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
+    return storage.write_text(storage.join(out_dir, DEAD_LETTERS_FILE), text)
+
+
+def _paths(config: EvalConfig) -> list[tuple[str, str]]:
+    """(key, path) of every path the eval reads or writes: out, and per benchmark its annotations, video root and
+    file-valued adapter options."""
+    paths = [("out", config.out)]
+    for bench in config.benchmarks:
+        where = f"benchmarks.{bench.name}"
+        annotations = bench.annotations if isinstance(bench.annotations, list) else [bench.annotations]
+        paths += [(f"{where}.annotations", p) for p in annotations]
+        if bench.videos is not None:
+            paths.append((f"{where}.videos", bench.videos))
+        paths += [(f"{where}.options.{k}", v) for k, v in sorted(bench.options.items()) if k in FILE_OPTIONS]
+    return [(key, p) for key, p in paths if isinstance(p, str)]
 
 
 def check_inputs(config: EvalConfig) -> None:
-    """Fail before any pipeline work on an annotation path that does not exist."""
+    """Fail before any pipeline work: a path whose file system is not available here (an unknown scheme, a missing
+    pip extra) or an annotation path that does not exist (local or URL), as one `ConfigError` naming the key."""
+    for key, path in _paths(config):
+        try:
+            storage.check(path)
+        except storage.StorageUnavailable as exc:
+            raise ConfigError(f"{key}: {exc}") from None
     for bench in config.benchmarks:
         paths = bench.annotations if isinstance(bench.annotations, list) else [bench.annotations]
-        missing = [str(p) for p in paths if "://" not in str(p) and not Path(p).exists()]
+        missing = [str(p) for p in paths if not storage.exists(p)]
         if missing:
             raise ConfigError(f"benchmarks.{bench.name}.annotations: not found: {', '.join(missing)}")
 
@@ -353,12 +380,17 @@ def evaluate(
     *,
     engine_factory: Callable[[EngineConfig], Engine] = build_engine,
 ) -> dict[str, Any]:
-    """Run the evaluation of `config` (a config or its YAML path); returns the table (also in `<out>/table.json`)."""
+    """Run the evaluation of `config` (a config or its YAML path); returns the table (also in `<out>/table.json`).
+
+    `pipeline_args` are the Beam options; they also reach this process's file systems (`storage.configure`), so an
+    `out` or annotations URL is read and written with the same endpoint and keys here as on the workers.
+    """
+    storage.configure(pipeline_args)
     if not isinstance(config, EvalConfig):
         config = load_eval_config(config)
     check_inputs(config)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = config.out  # a local folder or a URL: a string, never a Path
+    storage.makedirs(out)
     facts = config.facts()
     log.info(
         "eval of %s (%s) on %s, settings %s", facts["model"], facts["engine"], facts["benchmarks"], facts["settings"]
@@ -367,7 +399,7 @@ def evaluate(
         keyed, dead = [], []
         for bench in config.benchmarks:
             results, errors = p | f"Eval_{bench.name}" >> EvaluateBenchmark(
-                bench, config, out_dir=str(out), engine_factory=engine_factory
+                bench, config, out_dir=out, engine_factory=engine_factory
             )
             keyed.append(results)
             dead.append(errors)
@@ -375,20 +407,20 @@ def evaluate(
             tuple(keyed)
             | "AllResults" >> beam.Flatten()
             | "ByBenchmarkAndSetting" >> beam.GroupByKey()
-            | "WriteResults" >> beam.Map(_write_results, str(out))
+            | "WriteResults" >> beam.Map(_write_results, out)
         )
         _ = (
             tuple(dead)
             | "AllDeadLetters" >> beam.Flatten()
             | "DeadList" >> beam.combiners.ToList()
-            | "WriteDeadLetters" >> beam.Map(_write_dead_letters, str(out))
+            | "WriteDeadLetters" >> beam.Map(_write_dead_letters, out)
         )
     for bench in config.benchmarks:  # a benchmark whose every record was rejected still gets its (empty) files
         for setting, _ in config.settings:
-            path = out / results_name(bench.name, setting)
-            if not path.exists():
-                write_results(path, [])
-    (out / RUN_FILE).write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            path = storage.join(out, results_name(bench.name, setting))
+            if not storage.exists(path):
+                save_results(path, [])
+    storage.write_text(storage.join(out, RUN_FILE), json.dumps(facts, indent=2, sort_keys=True) + "\n")
     table = write_report(out)
     log.info("eval finished: %s", out)
     return table

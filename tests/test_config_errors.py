@@ -138,3 +138,64 @@ def test_a_train_config_mistake_is_one_line_and_exit_2(tmp_path, capsys) -> None
     code, err = run(tmp_path, config, capsys, command="train dgrpo")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "rollout.max_tool_call" in err and "unknown key" in err
+
+
+# --- paths that are URLs (mtvr_data.storage) -------------------------------------------------------------------------
+
+SCHEME_MISTAKES = [
+    # (key to set, a value on a scheme no file system knows, the key the message names)
+    ("out", "foo://bucket/x", "out"),
+    ("contamination", ["foo://bucket/list.jsonl"], "contamination[0]"),
+    ("sources.0.annotations", "foo://bucket/ann.txt", "sources[0].annotations"),
+    ("sources.0.videos", "foo://bucket/videos", "sources[0].videos"),
+    ("sources.0.options", {"durations": "foo://bucket/lengths.csv"}, "sources[0].options.durations"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "path"), SCHEME_MISTAKES, ids=[m[0] for m in SCHEME_MISTAKES])
+def test_a_path_no_file_system_knows_is_one_line_naming_the_key(tmp_path, base, capsys, key, value, path) -> None:
+    code, err = run(tmp_path, edit(base, key, value), capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    shown = value[0] if isinstance(value, list) else value["durations"] if isinstance(value, dict) else value
+    assert err.startswith(f"mtvr: error: {tmp_path / 'config.yaml'}: {path}: {shown}: no file system for foo://"), err
+
+
+def test_a_scheme_whose_extra_is_missing_names_the_extra(tmp_path, base) -> None:
+    from pipelines.config import load_config
+
+    try:
+        import google.cloud.storage  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("apache-beam[gcp] is installed here: gs:// is available")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(edit(base, "out", "gs://bucket/build")), encoding="utf-8")
+    extra = r"gs:// needs `pip install 'apache-beam\[gcp\]'`"
+    with pytest.raises(ConfigError, match=rf"config.yaml: out: gs://bucket/build: {extra}"):
+        load_config(path)
+
+
+def test_annotations_and_lists_on_s3_are_checked_there(tmp_path, base, s3_server) -> None:
+    """A URL file must exist like a local one (checked on the store the build will read), and one that does is read."""
+    from mtvr_data import storage
+    from pipelines.config import load_config
+
+    annotations = storage.write_text(s3_server.prefix("config", "ann.txt"), "AAA 0.0 1.5##a person opens a door\n")
+    listed = storage.write_text(s3_server.prefix("config", "eval.jsonl"), '{"video": "AAA.mp4"}\n')
+    out = s3_server.prefix("config", "build")
+    config = edit(edit(edit(base, "sources.0.annotations", annotations), "contamination", [listed]), "out", out)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    loaded = load_config(path, s3_server.beam_args)
+    assert (loaded.out, loaded.contamination, loaded.sources[0].annotations) == (out, [listed], annotations)
+    missing = s3_server.prefix("config", "nowhere.txt")
+    path.write_text(yaml.safe_dump(edit(config, "sources.0.annotations", missing)), encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"config.yaml: these files do not exist: {missing}$"):
+        load_config(path, s3_server.beam_args)
+
+
+def test_an_eval_out_no_file_system_knows_is_one_line(tmp_path, capsys) -> None:
+    code, err = run(tmp_path, edit(eval_config(tmp_path), "out", "foo://bucket/eval"), capsys, command="eval")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("mtvr: error: out: foo://bucket/eval: no file system for foo://"), err

@@ -4,6 +4,11 @@ A subclass says how to walk its files (`records`) and how one native record beco
 (`to_samples`); the base owns everything else: decoding (a bad byte, a bad JSON line or a missing
 field costs one error record, never the read), stable ids, the record-level checks of
 `mtvr_data.schema.validate_sample`, and the counts a summary prints.
+
+Every file is read through `mtvr_data.storage`, so an annotation file (and the side files an adapter finds
+beside it) may be a local path or a URL (`s3://...`, `gs://...`). Paths are kept as strings, never as
+`pathlib.Path`: `location`, `file_name`, `file_stem`, `file_suffix` and `sibling` are the path helpers that
+work on both.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, ClassVar
 
+from mtvr_data import storage
 from mtvr_data.schema import Sample, SampleError, sample_id, validate_sample
 from mtvr_data.timecode import TimeFormatError
 
@@ -73,15 +79,58 @@ def printable(text: str, limit: int = RAW_CHARS) -> str:
     return clean if len(clean) <= limit else clean[:limit] + "..."
 
 
-def _read_text(path: Path) -> str:
-    return path.read_bytes().decode("utf-8", "surrogateescape")
+StrPath = str | os.PathLike[str]
 
 
-def iter_lines(path: Path) -> Iterator[RawRecord]:
+def location(path: StrPath) -> str:
+    """`path` as the string the adapters keep and print: a URL as written, a local path as `pathlib` spells it
+    (so local messages stay what they were); a URL never goes through `Path`."""
+    text = os.fspath(path)
+    return text if "://" in text else str(Path(text))
+
+
+def file_name(path: StrPath) -> str:
+    """The last part of a path or URL (`charades_sta_test.txt`)."""
+    return storage.name(location(path))
+
+
+def file_stem(path: StrPath) -> str:
+    """The file name without its last suffix, as `Path.stem` has it."""
+    return PurePosixPath(file_name(path)).stem
+
+
+def file_suffix(path: StrPath) -> str:
+    """The file name's last suffix (`.json`), as `Path.suffix` has it."""
+    return PurePosixPath(file_name(path)).suffix
+
+
+def sibling(path: StrPath, name: str) -> str:
+    """The file `name` in the folder holding `path` (a side file next to the annotations), path or URL."""
+    text = location(path)
+    return storage.join(storage.parent(text), name) if "://" in text else str(Path(text).with_name(name))
+
+
+def open_binary(path: StrPath) -> IO[bytes]:
+    """A binary reader of a path or URL (`FileNotFoundError` when there is nothing there)."""
+    return storage.open_read(location(path))
+
+
+def read_head(path: StrPath, size: int = 4096) -> bytes:
+    """The first `size` bytes of a file after a BOM and leading whitespace (format sniffing)."""
+    with open_binary(path) as fh:
+        return fh.read(size).lstrip(b"\xef\xbb\xbf \t\r\n")
+
+
+def _read_text(path: StrPath) -> str:
+    return storage.read_bytes(location(path)).decode("utf-8", "surrogateescape")
+
+
+def iter_lines(path: StrPath) -> Iterator[RawRecord]:
     """Non-blank lines of a text file, decoded one by one so a bad byte costs only its own line."""
-    with open(path, "rb") as fh:
+    name = file_name(path)
+    with open_binary(path) as fh:
         for lineno, data in enumerate(fh, start=1):
-            loc = f"{path.name}:{lineno}"
+            loc = f"{name}:{lineno}"
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -96,7 +145,7 @@ def iter_lines(path: Path) -> Iterator[RawRecord]:
                 yield RawRecord(loc, value=text, raw=printable(text))
 
 
-def iter_jsonl(path: Path) -> Iterator[RawRecord]:
+def iter_jsonl(path: StrPath) -> Iterator[RawRecord]:
     """Objects of a JSON-lines file; a line that is not a JSON object becomes a `bad_json` record."""
     for rec in iter_lines(path):
         if rec.error is not None:
@@ -113,7 +162,7 @@ def iter_jsonl(path: Path) -> Iterator[RawRecord]:
         yield RawRecord(rec.location, value=value, raw=rec.raw)
 
 
-def load_json(path: Path) -> Any:
+def load_json(path: StrPath) -> Any:
     """A whole JSON file; raises `AdapterError("bad_json")` naming the position when it does not parse.
 
     Decoding uses 'surrogateescape' so one record with bad bytes can be reported alone (`check_utf8`)
@@ -122,29 +171,30 @@ def load_json(path: Path) -> Any:
     try:
         return json.loads(_read_text(path))
     except json.JSONDecodeError as exc:
-        raise AdapterError("bad_json", f"{path.name} is not valid JSON: {exc}") from exc
+        raise AdapterError("bad_json", f"{file_name(path)} is not valid JSON: {exc}") from exc
 
 
-def iter_json_items(path: Path) -> Iterator[RawRecord]:
+def iter_json_items(path: StrPath) -> Iterator[RawRecord]:
     """Records of a JSON file holding either an object keyed by id (`file#key`) or an array (`file#index`).
 
     A file that does not parse at all yields a single `bad_json` record for the file: nothing in it
     can be trusted, and the error says so rather than the read stopping.
     """
+    name = file_name(path)
     try:
         data = load_json(path)
     except AdapterError as exc:
-        yield RawRecord(path.name, raw="", error=exc)
+        yield RawRecord(name, raw="", error=exc)
         return
     if isinstance(data, dict):
         items: Iterable[tuple[str, Any]] = data.items()
     elif isinstance(data, list):
         items = ((str(i), v) for i, v in enumerate(data))
     else:
-        yield RawRecord(path.name, error=AdapterError("bad_json", "top level is neither an object nor an array"))
+        yield RawRecord(name, error=AdapterError("bad_json", "top level is neither an object nor an array"))
         return
     for key, value in items:
-        loc = f"{path.name}#{printable(key, 80)}"
+        loc = f"{name}#{printable(key, 80)}"
         raw = printable(json.dumps({key: value}, ensure_ascii=False))
         if has_bad_bytes(key) or has_bad_bytes(value):
             yield RawRecord(loc, raw=raw, error=AdapterError("non_utf8", "record holds bytes that are not UTF-8"))
@@ -152,7 +202,7 @@ def iter_json_items(path: Path) -> Iterator[RawRecord]:
             yield RawRecord(loc, value=(key, value), raw=raw)
 
 
-def iter_csv(path: Path) -> Iterator[RawRecord]:
+def iter_csv(path: StrPath) -> Iterator[RawRecord]:
     """Rows of a CSV file with a header, as dicts; `file:line` is the row's first physical line."""
     text = _read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -161,9 +211,10 @@ def iter_csv(path: Path) -> Iterator[RawRecord]:
     except StopIteration:
         return
     header = [h.strip().lstrip("\ufeff") for h in header]
+    name = file_name(path)
     line = reader.line_num + 1
     for row in reader:
-        loc = f"{path.name}:{line}"
+        loc = f"{name}:{line}"
         line = reader.line_num + 1
         if not row or not any(cell.strip() for cell in row):
             continue
@@ -233,8 +284,9 @@ class SourceAdapter(ABC):
     def __init__(
         self, annotations: str | os.PathLike[str], *, split: str | None = None, video_ext: str = ".mp4"
     ) -> None:
-        self.annotations = Path(annotations)
-        if not self.annotations.exists():
+        #: The annotation file: a local path or a URL, as a string (`location`).
+        self.annotations: str = location(annotations)
+        if not storage.exists(self.annotations):
             raise FileNotFoundError(f"{self.name}: annotation file {self.annotations} does not exist")
         self.split = split or self.guess_split(self.annotations)
         self.video_ext = video_ext
@@ -242,9 +294,9 @@ class SourceAdapter(ABC):
         self._warned: set[str] = set()
 
     @staticmethod
-    def guess_split(path: Path) -> str:
+    def guess_split(path: StrPath) -> str:
         """Split named by the file name's words (train / val / test), defaulting to train."""
-        words = set(re.split(r"[^a-z0-9]+", path.stem.lower()))
+        words = set(re.split(r"[^a-z0-9]+", file_stem(path).lower()))
         if "test" in words:
             return "test"
         if words & {"val", "valid", "validation", "dev"}:

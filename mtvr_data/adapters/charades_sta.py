@@ -1,17 +1,27 @@
 """Charades-STA (temporal grounding): `charades_sta_{split}.txt` lines `"<VID> <start> <end>##<sentence>"`.
 
 The file has no durations; they come from the Charades v1 metadata CSV (`Charades_v1_{split}.csv`,
-column `length`), found beside the annotation file or given as `durations=`. Ends overshoot the
-length by up to 1.54 s upstream and are clamped (the original end is kept in `meta`).
+column `length`), found beside the annotation file or given as `durations=` (either may be a path or a URL).
+Ends overshoot the length by up to 1.54 s upstream and are clamped (the original end is kept in `meta`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, fit_span, iter_csv, iter_lines, to_float
+from mtvr_data import storage
+from mtvr_data.adapters.base import (
+    AdapterError,
+    RawRecord,
+    SourceAdapter,
+    fit_span,
+    iter_csv,
+    iter_lines,
+    location,
+    sibling,
+    to_float,
+)
 from mtvr_data.adapters.registry import register
 from mtvr_data.schema import Sample
 
@@ -25,13 +35,13 @@ class CharadesSTA(SourceAdapter):
         self, annotations: str | os.PathLike[str], *, durations: str | os.PathLike[str] | None = None, **options
     ) -> None:
         super().__init__(annotations, **options)
-        self.durations_path = Path(durations) if durations else self._find_durations()
+        self.durations_path = location(durations) if durations else self._find_durations()
         self.durations: dict[str, float] = self._load_durations() if self.durations_path else {}
 
-    def _find_durations(self) -> Path | None:
+    def _find_durations(self) -> str | None:
         for name in (f"Charades_v1_{self.split}.csv", "Charades_v1.csv"):
-            candidate = self.annotations.with_name(name)
-            if candidate.exists():
+            candidate = sibling(self.annotations, name)
+            if storage.exists(candidate):
                 return candidate
         return None
 

@@ -18,15 +18,28 @@ that is not an option -> `unknown_option`. The answer tag is read as in `video_r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_jsonl, printable, require
+from mtvr_data import storage
+from mtvr_data.adapters.base import (
+    AdapterError,
+    RawRecord,
+    SourceAdapter,
+    StrPath,
+    file_name,
+    file_suffix,
+    iter_jsonl,
+    location,
+    open_binary,
+    printable,
+    require,
+)
 from mtvr_data.adapters.registry import register
 from mtvr_data.adapters.video_r1 import answer_from_solution, answer_letter, check_letters
 from mtvr_data.schema import Sample
@@ -65,21 +78,28 @@ def parse_problem(problem: str) -> tuple[str, list[str], bool]:
     return question, [text for _, text in ordered], ordered != lettered
 
 
-def iter_parquet(path: Path) -> Iterator[RawRecord]:
-    """Rows of a parquet file, read in small batches (never the whole table), as `file#row` records."""
+def iter_parquet(path: StrPath) -> Iterator[RawRecord]:
+    """Rows of a parquet file, read in small batches (never the whole table), as `file#row` records.
+
+    A local file is handed to pyarrow by path; a URL as the seekable reader `storage` opens (pyarrow reads the
+    footer, then each row group's byte ranges, so an object is not downloaded whole).
+    """
+    path, name = location(path), file_name(path)
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=PARQUET_BATCH_ROWS)
-        row = 0
-        for batch in batches:
-            for value in batch.to_pylist():
-                yield RawRecord(
-                    f"{path.name}#{row}",
-                    value=value,
-                    raw=printable(json.dumps(value, ensure_ascii=False, default=str)),
-                )
-                row += 1
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(open_binary(path)) if storage.is_url(path) else path
+            batches = pq.ParquetFile(source).iter_batches(batch_size=PARQUET_BATCH_ROWS)
+            row = 0
+            for batch in batches:
+                for value in batch.to_pylist():
+                    yield RawRecord(
+                        f"{name}#{row}",
+                        value=value,
+                        raw=printable(json.dumps(value, ensure_ascii=False, default=str)),
+                    )
+                    row += 1
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid / ArrowIOError derive from these
-        yield RawRecord(path.name, error=AdapterError("bad_value", f"{path.name} is not readable parquet: {exc}"))
+        yield RawRecord(name, error=AdapterError("bad_value", f"{name} is not readable parquet: {exc}"))
 
 
 @register
@@ -88,7 +108,7 @@ class LongVideoReason(SourceAdapter):
     description = "LongVideo-Reason (Long-RL) MCQ with inlined, possibly out-of-order options (JSONL or HF parquet)"
 
     def records(self) -> Iterator[RawRecord]:
-        if self.annotations.suffix.lower() == ".parquet":
+        if file_suffix(self.annotations).lower() == ".parquet":
             return iter_parquet(self.annotations)
         return iter_jsonl(self.annotations)
 

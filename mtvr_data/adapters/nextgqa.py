@@ -18,10 +18,21 @@ The question text is kept as published: lower case, no "?". Video paths follow `
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, fit_span, load_json, require, to_float
+from mtvr_data import storage
+from mtvr_data.adapters.base import (
+    AdapterError,
+    RawRecord,
+    file_name,
+    file_stem,
+    fit_span,
+    load_json,
+    location,
+    require,
+    sibling,
+    to_float,
+)
 from mtvr_data.adapters.nextqa import NextQA, meta_qid, qid_key, read_int, read_options
 from mtvr_data.adapters.registry import register
 from mtvr_data.schema import Sample, option_letter
@@ -51,11 +62,11 @@ class NextGQA(NextQA):
         self, annotations: str | os.PathLike[str], *, gsub: str | os.PathLike[str] | None = None, **options: Any
     ) -> None:
         super().__init__(annotations, **options)
-        self.gsub_path = Path(gsub) if gsub else self._find_gsub()
-        if self.gsub_path is None or not self.gsub_path.exists():
-            looked = self.gsub_path or " or ".join(str(p) for p in self._gsub_candidates())
+        self.gsub_path = location(gsub) if gsub else self._find_gsub()
+        if self.gsub_path is None or not storage.exists(self.gsub_path):
+            looked = self.gsub_path or " or ".join(self._gsub_candidates())
             raise FileNotFoundError(
-                f"{self.name}: no grounding file for {self.annotations.name} (looked for {looked}); NExT-GQA "
+                f"{self.name}: no grounding file for {file_name(self.annotations)} (looked for {looked}); NExT-GQA "
                 f"publishes gsub_val.json and gsub_test.json only; pass gsub=<path> to name one"
             )
         try:
@@ -63,25 +74,26 @@ class NextGQA(NextQA):
         except AdapterError as exc:
             raise ValueError(f"{self.name}: {exc.detail}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{self.name}: {self.gsub_path.name} is not a JSON object keyed by video_id")
+            raise ValueError(f"{self.name}: {file_name(self.gsub_path)} is not a JSON object keyed by video_id")
         self.gsub: dict[str, Any] = {str(k).strip(): v for k, v in data.items()}
+        self.gsub_name = file_name(self.gsub_path)
 
-    def _gsub_candidates(self) -> list[Path]:
-        names = dict.fromkeys([f"gsub_{self.annotations.stem}.json", f"gsub_{self.split}.json"])
-        return [self.annotations.with_name(n) for n in names]
+    def _gsub_candidates(self) -> list[str]:
+        names = dict.fromkeys([f"gsub_{file_stem(self.annotations)}.json", f"gsub_{self.split}.json"])
+        return [sibling(self.annotations, n) for n in names]
 
-    def _find_gsub(self) -> Path | None:
-        return next((p for p in self._gsub_candidates() if p.exists()), None)
+    def _find_gsub(self) -> str | None:
+        return next((p for p in self._gsub_candidates() if storage.exists(p)), None)
 
     def _windows(self, vid: str, qid: str) -> tuple[list[list[float]], float | None, float | None, list[Any] | None]:
         """(windows sorted by start, duration, fps, the published windows if any was clamped) of one question."""
         entry = self.gsub.get(vid)
         if not isinstance(entry, dict):
-            raise AdapterError("missing_span", f"video {vid} is not in {self.gsub_path.name}")
+            raise AdapterError("missing_span", f"video {vid} is not in {self.gsub_name}")
         location = entry.get("location")
         raw = location.get(qid) if isinstance(location, dict) else None
         if not raw:
-            raise AdapterError("missing_span", f"no location for qid {qid} of video {vid} in {self.gsub_path.name}")
+            raise AdapterError("missing_span", f"no location for qid {qid} of video {vid} in {self.gsub_name}")
         duration = to_float(entry["duration"], "duration") if entry.get("duration") is not None else None
         fps = to_float(entry["fps"], "fps") if entry.get("fps") is not None else None
         if not isinstance(raw, list) or not all(isinstance(w, list) and len(w) == 2 for w in raw):

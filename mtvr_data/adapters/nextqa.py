@@ -6,7 +6,8 @@ column is `video` here and `video_id` in NExT-GQA; both are accepted. The questi
 published: lower case, no "?" ("s" stands for "'s").
 
 Videos live in the VidOR layout `<NNNN>/<video_id>.mp4`; `map_vid_vidorID.json` (video_id -> "NNNN/video_id")
-is found beside the CSV or given as `vid_map=` (`vid_map=False` ignores it and names videos `<video_id>.mp4`).
+is found beside the CSV or given as `vid_map=` (`vid_map=False` ignores it and names videos `<video_id>.mp4`);
+the CSV and the map may be local paths or URLs.
 A video missing from a map that is in use is an error (`bad_value`): the row would point at no file.
 `frame_count` gives no fps, so the duration is left to the probe stage; it is kept in `meta`.
 """
@@ -15,10 +16,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_csv, load_json, require
+from mtvr_data import storage
+from mtvr_data.adapters.base import (
+    AdapterError,
+    RawRecord,
+    SourceAdapter,
+    file_name,
+    iter_csv,
+    load_json,
+    location,
+    require,
+    sibling,
+)
 from mtvr_data.adapters.registry import register
 from mtvr_data.schema import Sample, option_letter
 
@@ -65,24 +76,25 @@ class NextQA(SourceAdapter):
     ) -> None:
         super().__init__(annotations, **options)
         if vid_map is False:
-            self.vid_map_path: Path | None = None
+            self.vid_map_path: str | None = None
         elif vid_map is None or vid_map is True:
-            candidate = self.annotations.with_name(VID_MAP_NAME)
-            self.vid_map_path = candidate if candidate.exists() else None
+            candidate = sibling(self.annotations, VID_MAP_NAME)
+            self.vid_map_path = candidate if storage.exists(candidate) else None
         else:
-            self.vid_map_path = Path(vid_map)
+            self.vid_map_path = location(vid_map)
         self.vid_map: dict[str, str] | None = self._load_vid_map(self.vid_map_path) if self.vid_map_path else None
+        self.vid_map_name = file_name(self.vid_map_path) if self.vid_map_path else ""
 
-    def _load_vid_map(self, path: Path) -> dict[str, str]:
+    def _load_vid_map(self, path: str) -> dict[str, str]:
         """video_id -> "NNNN/video_id"; a missing or malformed map is refused at once, not per row."""
-        if not path.exists():
+        if not storage.exists(path):
             raise FileNotFoundError(f"{self.name}: video map {path} does not exist")
         try:
             data = load_json(path)
         except AdapterError as exc:
             raise ValueError(f"{self.name}: {exc.detail}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{self.name}: {path.name} is not a JSON object (video_id -> NNNN/video_id)")
+            raise ValueError(f"{self.name}: {file_name(path)} is not a JSON object (video_id -> NNNN/video_id)")
         return {str(k).strip(): str(v).strip() for k, v in data.items()}
 
     def video_path(self, video_id: str) -> str:
@@ -91,7 +103,7 @@ class NextQA(SourceAdapter):
             return f"{video_id}{self.video_ext}"
         mapped = self.vid_map.get(video_id)
         if not mapped:
-            raise AdapterError("bad_value", f"video {video_id!r} is not in {self.vid_map_path.name}")
+            raise AdapterError("bad_value", f"video {video_id!r} is not in {self.vid_map_name}")
         return f"{mapped}{self.video_ext}"
 
     def video_id(self, row: dict[str, Any]) -> str:

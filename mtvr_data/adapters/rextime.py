@@ -28,6 +28,7 @@ from mtvr_data.adapters.base import (
     fit_span,
     iter_json_items,
     iter_jsonl,
+    read_head,
     require,
     to_float,
 )
@@ -51,9 +52,7 @@ class ReXTime(SourceAdapter):
 
     def records(self) -> Iterator[RawRecord]:
         """A JSON array (`file#index`) or JSON lines (`file:line`), told apart by the first byte."""
-        with open(self.annotations, "rb") as fh:
-            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-        if head.startswith(b"["):
+        if read_head(self.annotations).startswith(b"["):
             return iter_json_items(self.annotations)
         return iter_jsonl(self.annotations)
 

@@ -33,6 +33,7 @@ from mtvr_data.adapters.base import (
     fit_span,
     iter_json_items,
     iter_jsonl,
+    open_binary,
     printable,
     require,
     to_float,
@@ -62,7 +63,7 @@ class VidChapters(SourceAdapter):
         The first lines that parse decide (a bad first line must not turn a JSONL file into one `bad_json`);
         a pretty-printed chapters json has no line that parses to an object.
         """
-        with open(self.annotations, "rb") as fh:
+        with open_binary(self.annotations) as fh:
             for _, data in zip(range(probe_lines), fh, strict=False):
                 try:
                     line = json.loads(data)

@@ -27,7 +27,16 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_json_items, iter_jsonl, require
+from mtvr_data.adapters.base import (
+    AdapterError,
+    RawRecord,
+    SourceAdapter,
+    file_suffix,
+    iter_json_items,
+    iter_jsonl,
+    read_head,
+    require,
+)
 from mtvr_data.adapters.registry import register
 from mtvr_data.schema import OPTION_LETTERS, Sample
 
@@ -107,7 +116,7 @@ class VideoR1(SourceAdapter):
 
     def records(self) -> Iterator[RawRecord]:
         """Records of the JSON array (`file#index`) or, for `.jsonl` or a file not starting with "[", of JSONL."""
-        if self.annotations.suffix.lower() == ".jsonl" or not self._is_array():
+        if file_suffix(self.annotations).lower() == ".jsonl" or not self._is_array():
             yield from iter_jsonl(self.annotations)
             return
         for rec in iter_json_items(self.annotations):
@@ -116,9 +125,7 @@ class VideoR1(SourceAdapter):
             yield rec
 
     def _is_array(self) -> bool:
-        with open(self.annotations, "rb") as fh:
-            head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-        return head.startswith(b"[")
+        return read_head(self.annotations).startswith(b"[")
 
     def to_samples(self, record: RawRecord) -> list[Sample]:
         rec = record.value

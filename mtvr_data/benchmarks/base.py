@@ -17,10 +17,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_json_items
+from mtvr_data import storage
+from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, StrPath, iter_json_items, location
 from mtvr_data.schema import Sample
 
 BENCHMARK_SPLIT = "test"
@@ -112,3 +113,20 @@ class JsonRows(SourceAdapter):
                 yield RawRecord(rec.location, raw=rec.raw, error=error)
                 continue
             yield RawRecord(rec.location, value=row, raw=rec.raw)
+
+
+def files_in_folder(path: StrPath, names: Sequence[str]) -> list[str] | None:
+    """Those of `names` that exist inside the folder `path`, in that order; None when `path` is not a folder.
+
+    Local: `path` is a folder when it is a directory (the list may then be empty). A URL: object stores have no
+    folders, so it is one when no object sits at it and at least one of `names` sits under it; any other URL is
+    read as a file, and the adapter's "does not exist" names it when nothing is there.
+    """
+    path = location(path)
+    if not storage.is_url(path):
+        if not os.path.isdir(path):
+            return None
+        return [os.path.join(path, n) for n in names if os.path.exists(os.path.join(path, n))]
+    if storage.is_file(path):
+        return None
+    return [storage.join(path, n) for n in names if storage.exists(storage.join(path, n))] or None

@@ -17,11 +17,13 @@ The output is sorted and free of duplicates, so re-exporting the same files give
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from mtvr_data import storage
+from mtvr_data.adapters.base import location
 from mtvr_data.benchmarks.registry import annotation_files, get_benchmark, make_benchmark_adapter
 from mtvr_data.dedup import normalise_question, video_key
 
@@ -30,7 +32,8 @@ from mtvr_data.dedup import normalise_question, video_key
 class ExportSummary:
     """What one export wrote: lines per benchmark, and the records the adapters rejected."""
 
-    out: Path
+    #: Where the list was written: a local path or a URL.
+    out: str
     videos: dict[str, int] = field(default_factory=dict)
     questions: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
@@ -72,9 +75,12 @@ def benchmark_entries(name: str, annotations: Any, **options: Any) -> tuple[list
 
 
 def export_contamination(
-    benchmarks: Iterable[tuple[str, str | Path | list[str | Path]]], out: str | Path, **options: Any
+    benchmarks: Iterable[tuple[str, Any]], out: str | os.PathLike[str], **options: Any
 ) -> ExportSummary:
     """Write the contamination list of `(benchmark name, annotation file / folder / files)` pairs to `out`.
+
+    `out` and the annotation files may be local paths or URLs (`mtvr_data.storage`); the list is written whole or
+    not at all (a local file is replaced atomically, an object is one upload).
 
     A name given twice has its files read together. `options` go to every adapter (e.g. `video_ext`).
     Lines are unique across benchmarks (the first benchmark naming an item keeps it), in the order given.
@@ -83,7 +89,7 @@ def export_contamination(
     for name, files in benchmarks:
         get_benchmark(name)  # an unknown name fails before anything is read
         grouped.setdefault(name, []).extend(files if isinstance(files, list) else [files])
-    summary = ExportSummary(Path(out))
+    summary = ExportSummary(storage.check(location(out)))  # an unknown scheme fails before anything is read
     seen: set[tuple[str, str]] = set()
     text: list[str] = []
     for name, files in grouped.items():
@@ -98,6 +104,5 @@ def export_contamination(
             seen.add(key)
             (summary.videos if kind == "video" else summary.questions)[name] += 1
             text.append(json.dumps(line, ensure_ascii=False, sort_keys=True))
-    summary.out.parent.mkdir(parents=True, exist_ok=True)
-    summary.out.write_text("".join(t + "\n" for t in text), encoding="utf-8")
+    storage.write_text(summary.out, "".join(t + "\n" for t in text))
     return summary

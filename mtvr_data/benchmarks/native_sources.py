@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 from mtvr_data.adapters.activitynet_captions import ActivityNetCaptions
+from mtvr_data.adapters.base import StrPath, file_name, location
 from mtvr_data.adapters.charades_sta import CharadesSTA
 from mtvr_data.adapters.longvideo_reason import LongVideoReason
 from mtvr_data.adapters.nextgqa import NextGQA
 from mtvr_data.adapters.rextime import ReXTime
 from mtvr_data.adapters.vidchapters import VidChapters
-from mtvr_data.benchmarks.base import BenchmarkAdapter
+from mtvr_data.benchmarks.base import BenchmarkAdapter, files_in_folder
 
 
 class CharadesSTATest(BenchmarkAdapter, CharadesSTA):
@@ -34,23 +34,25 @@ class CharadesSTATest(BenchmarkAdapter, CharadesSTA):
 ANET_FILES: dict[str, tuple[str, ...]] = {"val_2": ("test.json", "val_2.json"), "val_1": ("val.json", "val_1.json")}
 
 
-def anet_part(path: Path, split: str) -> Path:
+def anet_part(path: StrPath, split: str) -> str:
     """The file of ActivityNet part `split` (val_1 / val_2): inside a folder, or the file itself if it is one.
 
     A file whose name says it is the other part (`val.json` read as val_2) is refused: reporting val_1 numbers
     as val_2 is the mistake this option exists to prevent. Other names are trusted to be the part asked for.
+    `path` may be a local path or a URL (a URL "folder" is a prefix holding one of the part's files).
     """
     if split not in ANET_FILES:
         raise ValueError(f"activitynet-mr: split must be one of {sorted(ANET_FILES)}, got {split!r}")
-    if path.is_dir():
-        for name in ANET_FILES[split]:
-            if (path / name).exists():
-                return path / name
+    path = location(path)
+    found = files_in_folder(path, ANET_FILES[split])
+    if found is not None:
+        if found:
+            return found[0]
         raise FileNotFoundError(f"activitynet-mr: no {' or '.join(ANET_FILES[split])} in {path} (split {split})")
     other = next(p for p in ANET_FILES if p != split)
-    if path.name in ANET_FILES[other]:
+    if file_name(path) in ANET_FILES[other]:
         raise ValueError(
-            f"activitynet-mr: {path.name} is ActivityNet Captions {other}, but split={split!r}; "
+            f"activitynet-mr: {file_name(path)} is ActivityNet Captions {other}, but split={split!r}; "
             f"pass split={other!r} to evaluate on it"
         )
     return path
@@ -67,7 +69,7 @@ class ActivityNetMR(BenchmarkAdapter, ActivityNetCaptions):
 
     def __init__(self, annotations: str | os.PathLike[str], *, split: str = "val_2", **options: Any) -> None:
         self.anet_split = split
-        super().__init__(anet_part(Path(annotations), split), **options)
+        super().__init__(anet_part(annotations, split), **options)
 
     def extra_meta(self) -> dict[str, Any]:
         return {"anet_split": self.anet_split}

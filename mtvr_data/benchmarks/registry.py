@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from mtvr_data.benchmarks.base import BenchmarkAdapter
+from mtvr_data.adapters.base import StrPath, file_suffix, location, open_binary
+from mtvr_data.benchmarks.base import BenchmarkAdapter, files_in_folder
 from mtvr_data.benchmarks.longvideobench import LongVideoBench
 from mtvr_data.benchmarks.mmvu import MMVU
 from mtvr_data.benchmarks.native_sources import (
@@ -207,33 +207,33 @@ def get_benchmark(name: str) -> BenchmarkSpec:
         ) from None
 
 
-def is_derived_file(path: Path) -> bool:
+def is_derived_file(path: StrPath) -> bool:
     """Whether a JSON file is a Video-R1-eval copy: a `"solution":` key in its first `SNIFF_BYTES` bytes."""
-    if path.suffix.lower() not in (".json", ".jsonl"):
+    if file_suffix(path).lower() not in (".json", ".jsonl"):
         return False
-    with open(path, "rb") as fh:
+    with open_binary(path) as fh:
         return bool(_SOLUTION_KEY.search(fh.read(SNIFF_BYTES)))
 
 
-def annotation_files(spec: BenchmarkSpec, annotations: str | Path | list[str | Path]) -> list[Path]:
-    """The files to read: a list as given, a folder's `spec.files` that exist, or the one path."""
+def annotation_files(spec: BenchmarkSpec, annotations: StrPath | list[StrPath]) -> list[str]:
+    """The files to read: a list as given, a folder's `spec.files` that exist, or the one path (paths or URLs)."""
     if isinstance(annotations, list | tuple):
         return [p for a in annotations for p in annotation_files(spec, a)]
-    path = Path(annotations)
-    if path.is_dir() and spec.files:
-        found = [path / name for name in spec.files if (path / name).exists()]
+    path = location(annotations)
+    found = files_in_folder(path, spec.files) if spec.files else None
+    if found is not None:
         if not found:
             raise FileNotFoundError(f"{spec.name}: none of {', '.join(spec.files)} in {path}")
         return found
     return [path]
 
 
-def make_benchmark_adapter(name: str, path: str | Path, *, format: str = "auto", **options: Any) -> BenchmarkAdapter:
+def make_benchmark_adapter(name: str, path: StrPath, *, format: str = "auto", **options: Any) -> BenchmarkAdapter:
     """The adapter reading one file of benchmark `name`: native, or Video-R1-eval (`format`, or sniffed)."""
     spec = get_benchmark(name)
     if format not in FORMATS:
         raise ValueError(f"{name}: format must be one of {FORMATS}, got {format!r}")
-    path = Path(path)
+    path = location(path)
     derived = format == "video-r1-eval" or (format == "auto" and (spec.adapter is None or is_derived_file(path)))
     if derived:
         if spec.name not in DERIVED_BENCHMARKS:
@@ -244,15 +244,13 @@ def make_benchmark_adapter(name: str, path: str | Path, *, format: str = "auto",
     return spec.adapter(path, **options)
 
 
-def read_benchmark(
-    name: str, annotations: str | Path | list[str | Path], **options: Any
-) -> Iterator[Sample | SampleError]:
+def read_benchmark(name: str, annotations: StrPath | list[StrPath], **options: Any) -> Iterator[Sample | SampleError]:
     """Every test sample (and rejected record) of benchmark `name` from its file(s), in file order.
 
-    `annotations` is a file, a folder (its `spec.files` are read) or a list of files. `options` go to the
-    adapter (e.g. `split="val_1"` for activitynet-mr, `durations=` for charades-sta, `video_ext=`), plus
-    `format="auto" | "native" | "video-r1-eval"`. Unknown names raise `UnknownBenchmarkError`; a missing file
-    raises FileNotFoundError before anything is read.
+    `annotations` is a file, a folder (its `spec.files` are read) or a list of files, each a local path or a URL
+    (`s3://...`, read through `mtvr_data.storage`). `options` go to the adapter (e.g. `split="val_1"` for
+    activitynet-mr, `durations=` for charades-sta, `video_ext=`), plus `format="auto" | "native" | "video-r1-eval"`.
+    Unknown names raise `UnknownBenchmarkError`; a missing file raises FileNotFoundError before anything is read.
     """
     spec = get_benchmark(name)
     adapters = [make_benchmark_adapter(name, path, **options) for path in annotation_files(spec, annotations)]

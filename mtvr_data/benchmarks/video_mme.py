@@ -19,7 +19,15 @@ import json
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_json_items, printable, require
+from mtvr_data.adapters.base import (
+    AdapterError,
+    RawRecord,
+    SourceAdapter,
+    file_suffix,
+    iter_json_items,
+    printable,
+    require,
+)
 from mtvr_data.adapters.longvideo_reason import iter_parquet
 from mtvr_data.adapters.video_r1 import answer_letter, strip_prefixes
 from mtvr_data.benchmarks.base import BenchmarkAdapter
@@ -35,7 +43,7 @@ class VideoMMERows(SourceAdapter):
     name = "video-mme-rows"
 
     def records(self) -> Iterator[RawRecord]:
-        if self.annotations.suffix.lower() == ".parquet":
+        if file_suffix(self.annotations).lower() == ".parquet":
             yield from iter_parquet(self.annotations)
             return
         for rec in iter_json_items(self.annotations):

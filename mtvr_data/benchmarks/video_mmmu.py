@@ -21,7 +21,15 @@ import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-from mtvr_data.adapters.base import AdapterError, RawRecord, SourceAdapter, iter_json_items, printable, require
+from mtvr_data.adapters.base import (
+    AdapterError,
+    RawRecord,
+    SourceAdapter,
+    file_name,
+    iter_json_items,
+    printable,
+    require,
+)
 from mtvr_data.adapters.video_r1 import answer_letter, is_number
 from mtvr_data.benchmarks.base import BenchmarkAdapter, youtube_id
 from mtvr_data.schema import Sample
@@ -36,6 +44,7 @@ class VideoMMMUTracks(SourceAdapter):
     name = "video-mmmu-tracks"
 
     def records(self) -> Iterator[RawRecord]:
+        name = file_name(self.annotations)
         for rec in iter_json_items(self.annotations):
             if rec.error is not None:
                 yield rec
@@ -47,7 +56,7 @@ class VideoMMMUTracks(SourceAdapter):
                 continue
             for key, item in items.items():
                 raw = printable(json.dumps({key: item}, ensure_ascii=False))
-                yield RawRecord(f"{self.annotations.name}#{track}/{key}", value=(track, key, item), raw=raw)
+                yield RawRecord(f"{name}#{track}/{key}", value=(track, key, item), raw=raw)
 
     def to_samples(self, record: RawRecord) -> list[Sample]:
         track, key, item = record.value

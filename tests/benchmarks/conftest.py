@@ -28,3 +28,11 @@ def read(name: str, annotations, **options) -> tuple[list[Sample], list[SampleEr
 
 def meta(sample: Sample) -> dict:
     return json.loads(sample.meta)
+
+
+@pytest.fixture(scope="session")
+def s3_samples(s3_server) -> str:
+    """An `s3://` copy of tests/fixtures/samples (the same files under the same names)."""
+    from tests.adapters.conftest import upload_tree
+
+    return upload_tree(s3_server, SAMPLES, "benchmark-samples")

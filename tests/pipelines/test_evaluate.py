@@ -190,6 +190,52 @@ def test_eval_diff_on_the_command_line(scripted_run: dict[str, Any], capsys: pyt
     assert main(["eval-diff", str(on), str(on)]) == 0
 
 
+def test_an_eval_reads_and_writes_on_s3_with_the_bytes_of_a_local_run(
+    scripted_run: dict[str, Any],
+    demo_corpus: Path,
+    s3_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`out: s3://...` and annotations on S3 (the store's Beam options passed like any pipeline args): results, dead
+    letters, run.json and the table land on the store byte for byte as the local run wrote them, and `mtvr eval-diff`
+    reads them there."""
+    from mtvr_data import storage
+    from pipelines.cli import main
+    from tests.adapters.conftest import upload_tree
+
+    monkeypatch.chdir(tmp_path)  # were a URL taken for a relative local path, it would land here, not in the repo
+    annotations = upload_tree(s3_server, demo_corpus / "annotations" / "charades_sta", "eval-input", "charades_sta")
+    bench = charades(demo_corpus).model_copy(
+        update={"annotations": storage.join(annotations, "charades_sta_train.txt")}
+    )
+    truth = {s.id: list(s.span or [0.0, 1.0]) for s in scripted_run["samples"]}
+    out = s3_server.prefix("eval-output", "run")
+    config = EvalConfig.read(
+        {
+            "benchmarks": [bench.model_dump()],
+            "out": out,
+            "engine": scripted_engine(truth, tmp_path / "calls.log"),
+            "tools": "both",
+            "frames": {"max_frames": 4},
+            "batching": {"max_batch_size": 4, "workers": 2},
+        },
+        base_dir=tmp_path,
+    )
+    assert config.out == out and config.benchmarks[0].annotations.startswith("s3://")
+    table = evaluate(config, ["--runner=DirectRunner", *s3_server.beam_args], engine_factory=scripted_factory)
+    assert table == scripted_run["table"]
+    local = scripted_run["files"]  # every file of the local run's folder, by name
+    assert {"run.json", "dead_letters.jsonl", "table.json", "table.md", "plot.svg"} <= set(local)
+    assert {name: storage.read_bytes(storage.join(out, name)) for name in local} == local
+    assert not (tmp_path / "s3:").exists()  # nothing took the URL for a local folder (`Path` makes it "s3:/...")
+    on, off = (storage.join(out, results_name("charades-sta", s)) for s in ("tool_on", "tool_off"))
+    assert main(["eval-diff", out, str(scripted_run["out"])]) == 0  # two folders, one on S3: the same rows
+    assert main(["eval-diff", off, on]) == 1
+    assert "rows differ: changed" in capsys.readouterr().out
+
+
 def test_config_validation_names_the_problem(tmp_path: Path) -> None:
     bench = {"name": "charades-sta", "annotations": "x.txt"}
     engine = {"kind": "transformers", "settings": {"model": "m"}}
