@@ -19,6 +19,10 @@ How the work is scheduled, and why:
   is abandoned: its thread runs on until the decoder returns and its result is dropped. The pool is shut
   down without waiting, so `run` never blocks on such a thread (interpreter exit still joins it; the
   decoders' own ffmpeg timeouts bound that).
+- Media in an object store (a URL video root) is staged first, in the same thread under the same
+  `media_timeout_s` (`mtvr_data.media_staging`: downloaded once per worker, however many rollouts or samples
+  share the video). The sample holds its local copy until its conversations end, so the clip tool, bound to
+  that copy and to nothing else, never finds it evicted; a failed download is the sample's `media_error`.
 - Nothing raises out of `run` for one sample or one conversation: each ends with a reason from the closed
   set `FINISH_REASONS` (see there), and only a caller error (k < 1, or k > MAX_ROLLOUTS with a seed) raises.
 
@@ -72,6 +76,7 @@ from model.trajectory import (
     Turn,
 )
 from mtvr_data.frames import FrameCache, FrameError, FramePerturbation, Frames
+from mtvr_data.media_staging import LeaseGroup, MediaUnavailable, acquire_media
 from mtvr_data.normalize import resolve_media
 from mtvr_data.parsing import extract_answer, parse_blocks, parse_tool_call
 from mtvr_data.rewards import DEFAULT_PASS_RULE, PassRule, total_reward
@@ -167,6 +172,23 @@ class _Prepared:
     bound: BoundTools | None
 
 
+def _stage_and_load(
+    sample: Sample, source: str, prompt: PromptConfig, cache: FrameCache | None, leases: LeaseGroup
+) -> tuple[str, Frames]:
+    """(local path, prompt frames) of a sample's media, in a worker thread: staged (held in `leases`), then loaded.
+
+    A failed download is a `FrameError` with the staging's reason, so the sample ends as a `media_error` whose
+    text names the URL. If the rollout stopped waiting (media timeout), the lease is let go at once.
+    """
+    try:
+        lease = acquire_media(source)
+    except MediaUnavailable as exc:
+        raise FrameError(exc.reason, exc.detail, source) from exc
+    if not leases.add(lease):
+        raise FrameError("timeout", "the rollout stopped waiting for this media", source)
+    return lease.path, load_media(sample, lease.path, prompt, cache)
+
+
 class RolloutRunner:
     """Runs rollouts of many samples against one engine (see the module docstring for the scheduling).
 
@@ -232,43 +254,58 @@ class RolloutRunner:
     ) -> list[Trajectory]:
         async with gate:
             tools = self.config.tools and sample.modality == "video"
+            leases = LeaseGroup()  # the staged copy of the sample's media, held until its conversations end
             try:
-                prepared = await self._prepare(sample, hint, perturbation, tools)
-            except Exception as exc:  # any failure before the first turn is this sample's alone
-                detail = (
-                    f"{exc.reason}: {exc.detail}" if isinstance(exc, FrameError) else f"{type(exc).__name__}: {exc}"
+                try:
+                    prepared = await self._prepare(sample, hint, perturbation, tools, leases)
+                except Exception as exc:  # any failure before the first turn is this sample's alone
+                    detail = (
+                        f"{exc.reason}: {exc.detail}"
+                        if isinstance(exc, FrameError)
+                        else f"{type(exc).__name__}: {exc}"
+                    )
+                    log.warning("sample %s: prompt not built (%s)", sample.id, detail)
+                    return [Trajectory(sample.id, i, tools, finish_reason=MEDIA_ERROR, error=detail) for i in range(k)]
+                budget = min(self.config.sampling.max_new_tokens, self.config.max_total_tokens)
+                seed = self._request_seed(sample.id, 0, 0)
+                settings = dataclasses.replace(self.config.sampling, n=k, max_new_tokens=budget, seed=seed)
+                first = await self._generate(prepared, [], settings, key=f"{sample.id}/t0")
+                trajectories = [Trajectory(sample.id, i, tools) for i in range(k)]
+                await asyncio.gather(
+                    *(self._converse(prepared, t, c, budget) for t, c in zip(trajectories, first, strict=True))
                 )
-                log.warning("sample %s: prompt not built (%s)", sample.id, detail)
-                return [Trajectory(sample.id, i, tools, finish_reason=MEDIA_ERROR, error=detail) for i in range(k)]
-            budget = min(self.config.sampling.max_new_tokens, self.config.max_total_tokens)
-            seed = self._request_seed(sample.id, 0, 0)
-            settings = dataclasses.replace(self.config.sampling, n=k, max_new_tokens=budget, seed=seed)
-            first = await self._generate(prepared, [], settings, key=f"{sample.id}/t0")
-            trajectories = [Trajectory(sample.id, i, tools) for i in range(k)]
-            await asyncio.gather(
-                *(self._converse(prepared, t, c, budget) for t, c in zip(trajectories, first, strict=True))
-            )
-            return trajectories
+                return trajectories
+            finally:
+                leases.release()
 
     async def _prepare(
-        self, sample: Sample, hint: str | None, perturbation: FramePerturbation | None, tools: bool
+        self,
+        sample: Sample,
+        hint: str | None,
+        perturbation: FramePerturbation | None,
+        tools: bool,
+        leases: LeaseGroup,
     ) -> _Prepared:
-        path = str(resolve_media(self.video_root, sample.video))
+        """The sample's prompt and bound tools. Its media is staged (a URL downloaded to the scratch cache, under
+        the media timeout, in the executor) and held in `leases`; prompt frames and clips read the local copy.
+        The sample is not changed: its `video` stays the root-relative path that rows are written with."""
+        source = resolve_media(self.video_root, sample.video)
         perturbation = perturbation or self.config.prompt.perturbation  # a per-sample one over the config's
         prompt = dataclasses.replace(self.config.prompt, tools=tools, perturbation=perturbation)
         loop = asyncio.get_running_loop()
         try:
-            media: Frames = await asyncio.wait_for(
-                loop.run_in_executor(self._pool, load_media, sample, path, prompt, self.cache),
+            path, media = await asyncio.wait_for(
+                loop.run_in_executor(self._pool, _stage_and_load, sample, source, prompt, self.cache, leases),
                 self.config.media_timeout_s,
             )
         except TimeoutError as exc:
-            raise FrameError("timeout", f"media not loaded in {self.config.media_timeout_s:g} s", path) from exc
+            raise FrameError("timeout", f"media not loaded in {self.config.media_timeout_s:g} s", source) from exc
         messages, schemas = build_messages(sample, media, prompt, registry=self.config.registry, hint=hint)
         bound = None
         if tools:
             duration = sample.duration if sample.duration is not None else media.end
             # The clip budget is the prompt config's, so the trainer re-renders the clips the model saw here.
+            # The tools read the staged local copy of this sample's own video, and nothing else.
             ctx = MediaContext(path=path, duration=duration, budget=prompt.clip_budget, cache=self.cache)
             bound = self.config.registry.bind(ctx)
         return _Prepared(sample, messages, schemas, bound)

@@ -27,20 +27,26 @@ same thing when it is built, graded and trained on. The rules are VITAL's on Qwe
 
 Decoding (decord, ffmpeg fallback) is in `frame_decode`, the overlay in `frame_overlay`, the cache in
 `frame_cache`. Failures raise `FrameError` with the probe's reason codes, or `bad_window`.
+
+Paths are local files; a URL (`s3://...`) is staged to the worker's scratch disk first (`media_staging`) and held
+there while it is decoded, its `Frames.path` then naming the scratch copy (frames are never written out).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from mtvr_data import storage
 from mtvr_data.frame_cache import FrameCache
 from mtvr_data.frame_decode import (
     DecodeFailed,
@@ -53,6 +59,7 @@ from mtvr_data.frame_decode import (
     stat_video,
 )
 from mtvr_data.frame_overlay import draw_timestamp_inplace
+from mtvr_data.media_staging import MediaUnavailable, acquire_media
 from mtvr_data.video_probe import probe_image
 
 log = logging.getLogger(__name__)
@@ -345,6 +352,11 @@ def sample_frames_with(
 ) -> Frames:
     """`sample_frames` with a choice of decoder (`"decord"`, `"ffmpeg"`; None = decord, else ffmpeg), for
     tests and benchmarks that compare the two on files both can read."""
+    if storage.is_url(path):
+        with _staged(path) as local:
+            return sample_frames_with(
+                local, start=start, end=end, budget=budget, cache=cache, backend=backend, perturbation=perturbation
+            )
     p = Path(path)
     try:
         _check_window(0.0 if start is None else start, math.inf if end is None else end, None, partial=True)
@@ -438,6 +450,9 @@ def load_image(
     Resized like qwen-vl-utils' `fetch_image` (RGBA on white, bicubic). sample_fps is 0.0: an image has none.
     `perturbation` applies as to a one-frame video.
     """
+    if storage.is_url(path):
+        with _staged(path) as local:
+            return load_image(local, budget=budget, perturbation=perturbation)
     p = Path(path)
     try:
         with Image.open(p) as img:
@@ -456,6 +471,21 @@ def load_image(
     array = np.asarray(image, dtype=np.uint8)[None].copy()
     frames = Frames(frames=array, times=[0.0], sample_fps=0.0, start=0.0, end=0.0, path=str(p))
     return perturb_frames(frames, perturbation)
+
+
+@contextlib.contextmanager
+def _staged(url: str | os.PathLike[str]) -> Iterator[str]:
+    """The scratch copy of a URL (`media_staging`), held while it is decoded; a failed download is a `FrameError`.
+
+    Callers that pass local paths (the rollout stages its sample's video once and binds the clip tool to the copy)
+    never come here; this makes a URL given straight to the sampler work too, at one lease per call.
+    """
+    try:
+        lease = acquire_media(url)
+    except MediaUnavailable as exc:
+        raise FrameError(exc.reason, exc.detail, os.fspath(url)) from None
+    with lease:
+        yield lease.path
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtvr_data import storage
 from mtvr_data.adapters.base import AdapterError, SourceAdapter, fit_span
 from mtvr_data.schema import Sample, SampleError
 from mtvr_data.video_probe import ProbeResult, probe_media
@@ -25,24 +27,32 @@ log = logging.getLogger(__name__)
 DURATION_MISMATCH_S = 1.0
 
 
-def resolve_media(video_root: str | Path | None, video: str) -> Path:
-    """Where a sample's media lies: `video` under `video_root`, unless it is already absolute."""
-    path = Path(video)
-    if path.is_absolute() or video_root is None:
-        return path
-    return Path(video_root) / path
+def resolve_media(video_root: str | os.PathLike[str] | None, video: str) -> str:
+    """Where a sample's media lies: `video` under `video_root`, unless it is absolute or a URL already.
+
+    A string, never a `Path`: a URL root (`s3://bucket/videos`) is joined as text (`storage.join`), since `Path`
+    would turn it into the local folder `s3:/bucket/videos`. Decoders need a local file: `media_staging` makes
+    one of a URL. The sample itself keeps its root-relative `video`; this is only ever the path to read.
+    """
+    if video_root is None or storage.is_url(video) or os.path.isabs(video):
+        return video if storage.is_url(video) else str(Path(video))
+    root = os.fspath(video_root)
+    if storage.is_url(root) or root.startswith("file://"):
+        return storage.join(root, video)
+    return str(Path(root) / video)
 
 
 @dataclass
 class ProbeCache:
-    """Probe results by path, so a video shared by many questions is opened once."""
+    """Probe results by path, so a video shared by many questions is opened once (and a URL's downloaded once:
+    `probe_media` stages it, and a failed download is a failed `ProbeResult`, i.e. a dead letter)."""
 
     results: dict[str, ProbeResult] = field(default_factory=dict)
 
-    def get(self, path: Path, modality: str) -> ProbeResult:
-        key = str(path)
+    def get(self, path: str | os.PathLike[str], modality: str) -> ProbeResult:
+        key = os.fspath(path)
         if key not in self.results:
-            self.results[key] = probe_media(path, modality)
+            self.results[key] = probe_media(key, modality)
         return self.results[key]
 
 

@@ -33,7 +33,11 @@ MIN_CLIP_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class MediaContext:
-    """The one video a rollout's tools may read: fixed by the pipeline, never by the model."""
+    """The one video a rollout's tools may read: fixed by the pipeline, never by the model.
+
+    `path` is a local file: for media in an object store, the rollout's staged copy (`media_staging`), which the
+    rollout holds in the scratch cache until its conversations are over, so no clip finds it evicted.
+    """
 
     path: str
     duration: float

@@ -10,7 +10,9 @@ functions never raise for a bad file: they return a `ProbeResult` whose `reason`
 - `video_empty`: zero bytes;
 - `video_truncated`: the container is cut (mp4 index missing, fewer frames than the header announces, or
   the last frames do not decode);
-- `video_unreadable`: not a video (or image), an undecodable stream, a permission error, a timeout.
+- `video_unreadable`: not a video (or image), an undecodable stream, a permission error, a timeout;
+- `media_unavailable` (`probe_media` of a URL only): the object could not be downloaded to the scratch disk
+  (see `media_staging`; a missing object is `video_missing`).
 
 Images use the same codes (the schema field is called `video` for both). They raise only for a broken
 environment (no ffmpeg when one is needed, no Pillow), which is a fault of the machine, not of the file,
@@ -24,6 +26,7 @@ data is cut), ffmpeg's header dump and a decode of the last seconds take over.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mtvr_data.ffmpeg_bin import ffmpeg_exe
+from mtvr_data.media_staging import MediaUnavailable, acquire_media
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +119,24 @@ class FfmpegHeader:
 
 
 def probe_media(path: str | os.PathLike[str], modality: Modality) -> ProbeResult:
-    """`probe_video` or `probe_image`, as the sample's modality says."""
-    if modality == "video":
-        return probe_video(path)
-    if modality == "image":
-        return probe_image(path)
-    raise ValueError(f"modality must be 'video' or 'image', not {modality!r}")
+    """`probe_video` or `probe_image`, as the sample's modality says, of a local path or a URL.
+
+    A URL is staged first (`media_staging`: downloaded once into the worker's scratch cache, held while it is
+    probed) and the result names the URL, not the scratch copy. A download that fails is a failed result like a
+    bad file (`video_missing` for no such object, `media_unavailable` otherwise, the detail naming the URL), so
+    it becomes the sample's dead letter and never an exception that stops a batch.
+    """
+    if modality not in ("video", "image"):
+        raise ValueError(f"modality must be 'video' or 'image', not {modality!r}")
+    probe = probe_video if modality == "video" else probe_image
+    source = os.fspath(path)
+    try:
+        lease = acquire_media(source)
+    except MediaUnavailable as exc:
+        return ProbeResult(source, None, exc.reason, exc.detail)
+    with lease:
+        result = probe(lease.path)
+    return result if lease.path == source else dataclasses.replace(result, path=source)
 
 
 def probe_video(path: str | os.PathLike[str]) -> ProbeResult:

@@ -320,7 +320,7 @@ class StageHandler(ModelHandler[Sample, ModelResult, Any]):
     async def _run(self, samples: list[Sample], engine: Engine) -> list[ModelResult]:
         """The stage's work on the samples with their media resolved; results carry the samples as given."""
         resolved = [
-            dataclasses.replace(s, video=str(resolve_media(self.video_roots.get(s.source), s.video))) for s in samples
+            dataclasses.replace(s, video=resolve_media(self.video_roots.get(s.source), s.video)) for s in samples
         ]
         assert self._frames is not None
         results = await self.stage.run(resolved, engine, self._frames)

@@ -172,7 +172,7 @@ class _ProbeFn(beam.DoFn):
             self.cache.results.clear()
         if path not in self.cache.results:
             self.metrics.inc("probes")
-        probe = self.cache.get(Path(path), modality)
+        probe = self.cache.get(path, modality)  # a URL is staged to scratch disk by the probe
         for sample in samples:
             self.metrics.inc("in")
             out = apply_probe(dataclasses.replace(sample), probe)  # a copy: Beam inputs must not be mutated
@@ -204,7 +204,7 @@ class ProbeAndValidate(beam.PTransform):
         def media_key(s: Sample) -> tuple[tuple[str, str], Sample]:
             if s.source not in roots:
                 raise KeyError(f"no video root configured for source {s.source!r}")
-            return (str(resolve_media(roots[s.source], s.video)), s.modality), s
+            return (resolve_media(roots[s.source], s.video), s.modality), s
 
         out = (
             samples

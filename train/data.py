@@ -22,6 +22,7 @@ from model.prompts import PromptConfig, build_messages, load_media, replay_conve
 from model.teacher import SFT_BUDGET  # 128 frames of the whole video (docs/papers.md), as the teacher sees
 from mtvr_data.dataset_loading import load_built
 from mtvr_data.frames import FrameBudget
+from mtvr_data.media_staging import staged_media
 from mtvr_data.normalize import resolve_media
 from mtvr_data.parquet_io import row_to_record
 from mtvr_data.schema import CotRow, RlRow
@@ -30,7 +31,6 @@ from train.encoding import Encoded, EncodingError, concat_media, encode_conversa
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-
 
 
 def load_rows(data: str, config: str, split: str = "train", *, revision: str | None = None) -> Any:
@@ -78,13 +78,17 @@ def rl_record(row: dict[str, Any]) -> RlRow:
 
 
 def sft_messages(row: CotRow, video_root: str | Path | None, budget: FrameBudget = SFT_BUDGET) -> list[dict[str, Any]]:
-    """The full SFT conversation of a CoT row: the shared prompt, then its recorded turns with clips re-rendered."""
+    """The full SFT conversation of a CoT row: the shared prompt, then its recorded turns with clips re-rendered.
+
+    Media under a URL video root is staged to the worker's scratch disk (`media_staging`) and held while the
+    prompt's frames and the clips are decoded from it; the row keeps its root-relative `video`.
+    """
     sample = row.sample
-    path = str(resolve_media(video_root, sample.video))
     prompt = PromptConfig(tools=row.tools, budget=budget)
-    media = load_media(sample, path, prompt)
-    messages, _ = build_messages(sample, media, prompt)
-    return messages + replay_conversation(sample, path, row.messages)
+    with staged_media(resolve_media(video_root, sample.video)) as path:
+        media = load_media(sample, path, prompt)
+        messages, _ = build_messages(sample, media, prompt)
+        return messages + replay_conversation(sample, path, row.messages)
 
 
 class SftTransform:

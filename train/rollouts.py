@@ -35,6 +35,7 @@ from model.prompts import PromptConfig, build_messages, load_media, replay_conve
 from model.rollout import RolloutConfig, RolloutRunner
 from model.trajectory import MODEL_OUTCOMES, TOKEN_BUDGET, Trajectory, to_messages
 from mtvr_data.frames import FrameBudget, FrameCache, FramePerturbation
+from mtvr_data.media_staging import staged_media
 from mtvr_data.normalize import resolve_media
 from mtvr_data.schema import Sample
 from train.data import rl_record
@@ -213,15 +214,16 @@ class PolicyRollouts:
         perturbation: FramePerturbation | None = None,
     ) -> Encoded:
         """The trajectory as the policy saw it: prompt (video re-sampled, cached; hint and perturbation as in the
-        rollout) and turns with clips re-rendered."""
-        path = str(resolve_media(self.video_root, sample.video))
+        rollout) and turns with clips re-rendered. Media under a URL video root is read from its staged copy
+        (`media_staging`, held while the frames are decoded), as the rollout read it."""
         perturbation = perturbation or self.config.prompt.perturbation
         prompt = dataclasses.replace(self.config.prompt, tools=trajectory.tools, perturbation=perturbation)
-        media = load_media(sample, path, prompt, self.cache)
-        messages, _ = build_messages(sample, media, prompt, registry=self.config.registry, hint=hint)
-        messages += replay_conversation(
-            sample, path, to_messages(trajectory), self.cache, clip_budget=prompt.clip_budget
-        )
+        with staged_media(resolve_media(self.video_root, sample.video)) as path:
+            media = load_media(sample, path, prompt, self.cache)
+            messages, _ = build_messages(sample, media, prompt, registry=self.config.registry, hint=hint)
+            messages += replay_conversation(
+                sample, path, to_messages(trajectory), self.cache, clip_budget=prompt.clip_budget
+            )
         return encode_conversation(self.processor, messages)
 
     def _append_failed(self, batch: RolloutBatch, sample: Sample, trajectory: Trajectory) -> None:
