@@ -19,13 +19,13 @@ Files written:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
+from mtvr_data import storage
 from mtvr_data.schema import SampleError
 
 ACCOUNTING_FILE = "accounting.json"
@@ -62,7 +62,7 @@ def build_table(entries: Iterable[Entry]) -> dict[str, Any]:
     `computed`: how many results came from the result cache and how many the model produced in this run.
     """
     stages: dict[str, dict[str, Any]] = {}
-    for (kind, stage, source, reason), n in entries:
+    for (kind, stage, source, reason), n in sorted(entries):  # arrival order is the runner's: never shown
         row = stages.setdefault(stage, {"stage": stage, **_counts(), "by_source": {}})
         per_source = row["by_source"].setdefault(source, _counts())
         for target in (row, per_source):
@@ -117,28 +117,27 @@ def render_accounting(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def read_accounting(out_dir: str | Path) -> dict[str, Any]:
-    """The table a run wrote to `<out_dir>/accounting.json`."""
-    return json.loads((Path(out_dir) / ACCOUNTING_FILE).read_text(encoding="utf-8"))
+def read_accounting(out_dir: str | os.PathLike[str], name: str = ACCOUNTING_FILE) -> dict[str, Any]:
+    """The table a run wrote to `<out_dir>/accounting.json` (build-cot's: `name="accounting_cot.json"`)."""
+    return json.loads(storage.read_text(storage.join(os.fspath(out_dir), name)))
 
 
 def _write_text(path: str, text: str) -> None:
-    """Write through Beam's filesystems, so `out` may be a local folder or a bucket (gs://...)."""
-    with FileSystems.create(path) as fh:
-        fh.write(text.encode("utf-8"))
+    """Written whole through `mtvr_data.storage`, so `out` may be a local folder or a bucket (gs://...)."""
+    storage.write_text(path, text)
 
 
 def _write_stage(keyed: tuple[str, Iterable[SampleError]], out_dir: str) -> str:
     stage, errors = keyed
     rows = sorted((e.to_dict() for e in errors), key=lambda d: (d["source"], d["location"], d["reason"], d["raw"]))
-    path = FileSystems.join(out_dir, REJECTED_DIR, f"{stage}.jsonl")
+    path = storage.join(out_dir, REJECTED_DIR, f"{stage}.jsonl")
     _write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
     return path
 
 
 def _write_table(entries: list[Entry], out_dir: str) -> dict[str, Any]:
     table = build_table(entries)
-    _write_text(FileSystems.join(out_dir, ACCOUNTING_FILE), json.dumps(table, indent=2) + "\n")
+    _write_text(storage.join(out_dir, ACCOUNTING_FILE), json.dumps(table, indent=2) + "\n")
     return table
 
 
@@ -150,9 +149,9 @@ class WriteRejected(beam.PTransform):
     `((stage, source, "in" | "kept"), n)` elements of the stages' `StageOutput.counts`, flattened.
     """
 
-    def __init__(self, out_dir: str | Path) -> None:
+    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
         super().__init__()
-        self.out_dir = str(out_dir)
+        self.out_dir = os.fspath(out_dir)
 
     def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
         dead, tallies = inputs

@@ -5,14 +5,15 @@
 
 The stages are the Beam transforms of `pipelines.transforms`, `pipelines.grading` (`Grade`: the same grading as
 build-rl, so with the same `grade:` block both builds share its cached results) and `pipelines.teaching` (`Teach`).
-The final rows (at most the paper's ~71k) are balanced to the scaled CoT table and written in one step.
+The final rows (at most the paper's ~71k) are balanced to the scaled CoT table per mix cell and written as shards on
+the workers, then committed with a manifest (`pipelines.shard_writing`); `out` may be a local folder or a bucket.
 
 build-rl and build-cot may write into ONE output folder (the demo does): each writes only its own config's shards
 (`<out>/rl/`, `<out>/cot/`), and build-cot keeps its run records apart from build-rl's (`accounting.json`,
 `rejected/<stage>.jsonl`, `balance.json`): its table is `<out>/accounting_cot.json` (in = kept + rejected per stage),
 its dead letters `<out>/rejected/cot/<stage>.jsonl`, its balance report `<out>/balance_cot.json`. They are written by
-the shared `WriteRejected` into a staging folder (`<out>/.build-cot/`) and moved into place when the run succeeds,
-so a rerun also drops stage files it no longer has. Each build keeps its card facts and stats in
+the shared `WriteRejected` into the build's staging folder (`<out>/.staging/cot/records/`) and moved into place by
+the commit, so a rerun also drops stage files it no longer has. Each build keeps its card facts and stats in
 `<out>/facts_<config>.json`, and the card (`README.md`) and `stats.json` (config -> stats) are rewritten from the
 shards and all those records (`dataset_writer.write_card_and_stats`), so they describe both configs whichever
 build ran last.
@@ -27,25 +28,33 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from model.config_error import ConfigError
+from mtvr_data import storage
 from mtvr_data.mixing import COT_TARGETS, scale_targets
 from pipelines.accounting import ACCOUNTING_FILE as ACCOUNTING
-from pipelines.accounting import REJECTED_DIR, WriteRejected, check_accounting
-from pipelines.build_rl import BalanceAndWrite, rl_settings
+from pipelines.accounting import REJECTED_DIR, WriteRejected, read_accounting
+from pipelines.build_rl import rl_settings
 from pipelines.config import BuildConfig, load_config
 from pipelines.dataset_writer import CardFacts, write_card_and_stats
 from pipelines.grading import PrepareAndGrade
 from pipelines.report import write_report
+from pipelines.shard_writing import (
+    BALANCE_FILE,
+    RecordLayout,
+    WriteBalancedShards,
+    build_out,
+    commit_build,
+    prepare_staging,
+    read_staged,
+    records_folder,
+)
 from pipelines.stage_settings import GradeSettings, TeachSettings
 from pipelines.teaching import Teach
-from pipelines.transforms import DEAD
 
 log = logging.getLogger(__name__)
 
@@ -54,30 +63,19 @@ CHAIN = ("read", "probe", "dedup", "contamination", "grade", "teacher", "verify"
 ACCOUNTING_FILE = "accounting_cot.json"
 REJECTED_SUBDIR = "cot"
 BALANCE_REPORT = "balance_cot.json"
-STAGING_DIR = ".build-cot"
+RECORDS = RecordLayout(
+    rejected=f"{REJECTED_DIR}/{REJECTED_SUBDIR}", accounting=ACCOUNTING_FILE, balance=BALANCE_REPORT
+)
 
 
-def read_cot_accounting(out: str | Path) -> dict[str, Any]:
+def read_cot_accounting(out: str | os.PathLike[str]) -> dict[str, Any]:
     """The table the last build-cot run into `out` wrote."""
-    return json.loads((Path(out) / ACCOUNTING_FILE).read_text(encoding="utf-8"))
+    return read_accounting(out, ACCOUNTING_FILE)
 
 
-def rejected_dir(out: str | Path) -> Path:
+def rejected_dir(out: str | os.PathLike[str]) -> str:
     """Where build-cot's dead letters are, one `<stage>.jsonl` per stage that rejected something."""
-    return Path(out) / REJECTED_DIR / REJECTED_SUBDIR
-
-
-def _publish_records(out: Path, staging: Path) -> None:
-    """Move the staged table and dead letters into place (replacing the previous run's)."""
-    target = rejected_dir(out)
-    if target.is_dir():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = staging / REJECTED_DIR
-    if staged.is_dir():
-        os.replace(staged, target)
-    os.replace(staging / ACCOUNTING, out / ACCOUNTING_FILE)
-    shutil.rmtree(staging)
+    return storage.join(os.fspath(out), REJECTED_DIR, REJECTED_SUBDIR)
 
 
 def cot_settings(config: BuildConfig) -> tuple[GradeSettings, TeachSettings]:
@@ -99,43 +97,28 @@ def cot_settings(config: BuildConfig) -> tuple[GradeSettings, TeachSettings]:
     return grading, config.teach
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -> dict[str, Any]:
+def build_cot(config_path: str | os.PathLike[str], pipeline_args: list[str] | None = None) -> dict[str, Any]:
     """Run the MTVR-CoT pipeline of `config_path`; returns the accounting table (`<out>/accounting_cot.json`)."""
+    storage.configure(pipeline_args)  # the launcher reads and commits through the same file systems as the workers
     config = load_config(config_path)
     grading, teaching = cot_settings(config)
     scale, seed = config.balance.scale, config.balance.seed
     targets = scale_targets(COT_TARGETS, scale)
-    out = Path(config.out)
-    staging = out / STAGING_DIR
-    if staging.exists():
-        shutil.rmtree(staging)  # what a killed run staged: this run writes it anew
-    staging.mkdir(parents=True)
+    out = build_out(config.out)
+    staging = prepare_staging(out, "cot")
     options = PipelineOptions(pipeline_args or [])
     with beam.Pipeline(options=options) as p:
-        graded = p | "PrepareAndGrade" >> PrepareAndGrade(config, grading, out_dir=str(out))
+        graded = p | "PrepareAndGrade" >> PrepareAndGrade(config, grading, out_dir=out)
         rl_rows, dead = graded
         to_teach = rl_rows | "GradedSamples" >> beam.Map(lambda row: row.sample)
-        taught = to_teach | "Teach" >> Teach(teaching, config.video_roots, out_dir=str(out))
+        taught = to_teach | "Teach" >> Teach(teaching, config.video_roots, out_dir=out)
         cot_rows, teach_dead = taught
-        balanced = (
-            cot_rows
-            | "AllRows" >> beam.combiners.ToList()
-            | "BalanceAndWrite"
-            >> beam.ParDo(BalanceAndWrite(str(out), "cot", targets, seed, BALANCE_REPORT)).with_outputs(
-                DEAD, main="tallies"
-            )
-        )
-        dead_all = (dead, teach_dead, balanced[DEAD]) | "AllDeadLetters" >> beam.Flatten()
-        tallies = (graded.counts, taught.counts, balanced.tallies) | "AllTallies" >> beam.Flatten()
-        _ = (dead_all, tallies) | "Accounting" >> WriteRejected(str(staging))
-    _publish_records(out, staging)
-    table = read_cot_accounting(out)
-    check_accounting(table, chain=CHAIN)
+        tallies_out, dead_out = cot_rows | "BalanceAndWrite" >> WriteBalancedShards(staging, "cot", targets, seed)
+        dead_all = (dead, teach_dead, dead_out) | "AllDeadLetters" >> beam.Flatten()
+        tallies = (graded.counts, taught.counts, tallies_out) | "AllTallies" >> beam.Flatten()
+        _ = (dead_all, tallies) | "Accounting" >> WriteRejected(records_folder(staging))
     grader = grading.facts(config)
+    balance_report = read_staged(staging, BALANCE_FILE)  # read before the commit moves it into place
     deviations = [
         "MTVR-CoT chains come from this build's teacher (see teacher settings), answer-conditioned as in the paper; "
         "a chain is kept only if strictly formatted, right, with every tool call returning frames, and one chain "
@@ -146,23 +129,28 @@ def build_cot(config_path: str | Path, pipeline_args: list[str] | None = None) -
             "DEMO BUILD: the teacher is the `oracle` test engine, which copies the answer from its hint; these "
             "chains show the pipeline works and are not training data."
         )
-    facts = CardFacts(
-        scale=scale,
-        seed=seed,
-        grader=grader,
-        teacher=teaching.facts(),
-        pass_rule=json.dumps(dataclasses.asdict(grading.pass_rule)),
-        balance={"cot": _read_json(out / BALANCE_REPORT)},
-        deviations=deviations,
-    )
-    stats = {
-        "accounting": table,
-        "grading": grader,
-        "teacher": teaching.facts(),
-        "scale": scale,
-        "targets": targets,
-    }
-    write_card_and_stats(out, "cot", facts, stats)  # keeps build-rl's facts when it wrote into `out` too
-    write_report(out)
+
+    def finish(table: dict[str, Any]) -> None:
+        facts = CardFacts(
+            scale=scale,
+            seed=seed,
+            grader=grader,
+            teacher=teaching.facts(),
+            pass_rule=json.dumps(dataclasses.asdict(grading.pass_rule)),
+            balance={"cot": balance_report},
+            deviations=deviations,
+        )
+        stats = {
+            "accounting": table,
+            "grading": grader,
+            "teacher": teaching.facts(),
+            "scale": scale,
+            "targets": targets,
+        }
+        write_card_and_stats(out, "cot", facts, stats)  # keeps build-rl's facts when it wrote into `out` too
+        write_report(out)
+
+    table = read_staged(staging, ACCOUNTING)
+    commit_build(out, "cot", RECORDS, chain=CHAIN, finish=finish)
     log.info("build-cot finished: %s", out)
     return table

@@ -7,9 +7,15 @@ Layout (what `datasets.load_dataset(out_dir, "cot")` and `(out_dir, "rl")` read 
     <out>/stats.json
     <out>/<config>/train-00000-of-00002.parquet
     <out>/<config>/validation-00000-of-00001.parquet
+    <out>/manifest.json                       # written last by a build's commit (mtvr_data.build_manifest)
 
-Plain functions over lists of records: the pipelines collect the final rows (tens of thousands at most)
-and call them from one Beam step that holds them (build-rl and build-cot balance, then write).
+`out` may be a local folder or a bucket URL: every read and write goes through `mtvr_data.storage`.
+
+A row's split is a seeded hash of its sample id (`is_validation`), its shard another (`shard_of`), so the
+pipelines write shards in parallel, one shard per worker at a time (`pipelines.shard_writing`), and
+`write_dataset` writes the same files in one process. Shards are staged under `<out>/.staging/<config>/` and
+put in place by `commit_config`, which marks the manifest pending first and writes it complete last: a reader
+never takes a half-replaced folder for a finished one.
 
 Everything written is a function of the rows and the facts only (rows are sorted, no dates, no absolute
 paths, fixed Parquet options), so a rerun on the same inputs writes byte-identical files, and a resumed
@@ -27,13 +33,14 @@ import logging
 import math
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
+from mtvr_data import build_manifest, storage
 from mtvr_data.mixing import RL_OUR_CHOICES, mix_key_of
 from mtvr_data.parquet_io import read_table, record_to_row, to_table
 from mtvr_data.schema import CotRow, RlRow
@@ -47,6 +54,10 @@ ROW_TYPES: dict[str, type] = {"cot": CotRow, "rl": RlRow}
 MAX_ROWS_PER_SHARD = 50_000
 #: Fixed Parquet options: part of what makes reruns byte-identical.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": True, "write_statistics": True}
+#: Where a build stages its shards and records before its commit (never matched by the card's globs).
+STAGING_DIR = ".staging"
+#: Files besides the shards that a build's manifest vouches for: what `load_dataset` and people read first.
+META_FILES: tuple[str, ...] = ("README.md", "stats.json")
 
 
 def shard_name(split: str, index: int, total: int) -> str:
@@ -68,29 +79,54 @@ def _sort_key(row: CotRow | RlRow) -> tuple[str, bool, str]:
     return (row.sample.id, row.tools, json.dumps(record_to_row(row), sort_keys=True, default=str))
 
 
-def _chunks(rows: Sequence[Any], num: int) -> list[Sequence[Any]]:
-    """`rows` cut into `num` contiguous chunks whose sizes differ by at most one."""
-    size, extra = divmod(len(rows), num)
-    out, start = [], 0
-    for i in range(num):
-        end = start + size + (1 if i < extra else 0)
-        out.append(rows[start:end])
-        start = end
-    return out
+def shard_of(sample_id: str, total: int, seed: int = 0) -> int:
+    """The shard (0 .. total-1) of a sample: a seeded hash of its id, so any worker places a row alone.
+
+    Shards are filled in parallel (`pipelines.shard_writing`), so a row's shard cannot be its place in one
+    sorted list; a hash spreads every mix cell over every shard, so each shard is a sample of the whole set.
+    """
+    digest = hashlib.sha256(f"shard:{seed}:{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % total
 
 
-def _write_atomic(table: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, **PARQUET_OPTIONS)
-    os.replace(tmp, path)
+def plan_shards(rows: int, max_rows_per_shard: int = MAX_ROWS_PER_SHARD, num_shards: int | None = None) -> int:
+    """How many shards a split of `rows` rows gets: `num_shards` when set, else enough for `max_rows_per_shard`
+    each on average; never more than the rows, at least 1 when there are rows (0 shards for 0 rows)."""
+    if rows <= 0:
+        return 0
+    wanted = num_shards if num_shards else math.ceil(rows / max_rows_per_shard)
+    return max(1, min(wanted, rows))
+
+
+def split_of(sample_id: str, validation_fraction: float, seed: int) -> str:
+    """`validation` or `train` for a sample (`is_validation`)."""
+    return "validation" if is_validation(sample_id, validation_fraction, seed) else "train"
+
+
+def staging_folder(out_dir: str | os.PathLike[str], config_name: str) -> str:
+    """Where a build of `config_name` stages its shards and records before it commits: `<out>/.staging/<config>`."""
+    return storage.join(os.fspath(out_dir), STAGING_DIR, config_name)
+
+
+def staged_shard_path(staging: str, split: str, index: int) -> str:
+    """A staged shard's name: `<staging>/shards/<split>-<index>.parquet` (renumbered without gaps at commit)."""
+    return storage.join(staging, "shards", f"{split}-{index:05d}.parquet")
+
+
+def write_shard(path: str, config_name: str, rows: Iterable[CotRow | RlRow]) -> int:
+    """One shard: `rows` sorted (`_sort_key`), with the fixed Parquet options, written whole through storage."""
+    ordered = sorted(rows, key=_sort_key)
+    with storage.open_write(path) as fh:
+        pq.write_table(to_table(ordered, kind=config_name), fh, **PARQUET_OPTIONS)
+    return len(ordered)
 
 
 @dataclass(slots=True)
 class ConfigWritten:
-    """What `write_dataset` wrote for one config: shard paths and row counts per split."""
+    """What a commit put in place for one config: shard paths (local or URL) and row counts per split."""
 
     config: str
-    files: dict[str, list[Path]] = field(default_factory=dict)
+    files: dict[str, list[str]] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -101,8 +137,80 @@ class ConfigWritten:
         return {
             "config": self.config,
             "rows": dict(self.rows),
-            "files": {s: [p.name for p in ps] for s, ps in self.files.items()},
+            "files": {s: [storage.name(p) for p in ps] for s, ps in self.files.items()},
         }
+
+
+def commit_config(
+    out_dir: str | os.PathLike[str],
+    config_name: str,
+    *,
+    records: Mapping[str, str] | None = None,
+    clear: Iterable[str] = (),
+    finish: Callable[[], Any] | None = None,
+) -> ConfigWritten:
+    """Put a staged build of `config_name` in place, manifest last (`mtvr_data.build_manifest`).
+
+    1. `manifest.json` is marked pending: from here until step 5 the folder reads as unfinished, never as a mix.
+    2. The config's old shards are deleted and the staged ones moved in, renumbered per split without gaps
+       (`train-00000-of-00003.parquet`, the names `datasets` and the Hub expect).
+    3. `clear` (relative paths of the previous run's records) are deleted, then `records` (relative destination ->
+       staged path) moved in.
+    4. `finish()` writes what is derived from the shards now in place (card, stats, facts, report).
+    5. The manifest is written: this config's shards and the card files read back from storage; another config's
+       shards keep their entries from the previous manifest (a shard it did not vouch for is left out, so readers
+       of that config refuse it until it is rebuilt).
+    The staging folder is removed at the end.
+    """
+    out = os.fspath(out_dir)
+    staging = staging_folder(out, config_name)
+    staged = {split: storage.glob(storage.join(staging, "shards", f"{split}-*.parquet")) for split in SPLITS}
+    old = build_manifest.begin_commit(out, config_name)
+    storage.delete(storage.glob(storage.join(out, config_name, "*.parquet")))
+    result = ConfigWritten(config_name)
+    for split in SPLITS:
+        result.files[split] = []
+        result.rows[split] = 0
+        for index, path in enumerate(staged[split]):
+            target = storage.join(out, config_name, shard_name(split, index, len(staged[split])))
+            storage.move(path, target)
+            result.files[split].append(target)
+    storage.delete([storage.join(out, rel) for rel in clear])
+    for rel, path in sorted((records or {}).items()):
+        storage.move(path, storage.join(out, rel))
+    if finish is not None:
+        finish()
+    entries: dict[str, dict[str, Any]] = {}
+    for split, paths in result.files.items():
+        for path in paths:
+            entry = build_manifest.file_entry(path)
+            entries[storage.relative(path, out)] = entry
+            result.rows[split] += entry["rows"]
+    previous = (old or {}).get("files", {})
+    for rel in build_manifest.shard_paths(out, [c for c in CONFIGS if c != config_name]):
+        if rel in previous:
+            entries[rel] = previous[rel]
+        else:
+            log.warning("%s: not vouched for by a finished build; readers of its config will refuse it", rel)
+    for rel in META_FILES:
+        if storage.exists(storage.join(out, rel)):
+            entries[rel] = build_manifest.file_entry(storage.join(out, rel))
+    build_manifest.write_manifest(out, entries)
+    storage.delete_tree(staging)
+    if result.empty:
+        log.warning("config %r has no rows: no shards written; the card will say it is empty", config_name)
+    else:
+        log.info("committed %s: %s", config_name, ", ".join(f"{s} {n} rows" for s, n in result.rows.items()))
+    return result
+
+
+def _refresh_manifest(out: str, rel: str) -> None:
+    """After a card or stats file is rewritten outside a build's commit, keep the manifest's entry in step."""
+    manifest = build_manifest.read_manifest(out)
+    if manifest is not None:
+        files = dict(manifest["files"])
+        files[rel] = build_manifest.file_entry(storage.join(out, rel))
+        build_manifest.write_manifest(out, files)
 
 
 def write_dataset(
@@ -115,11 +223,12 @@ def write_dataset(
     seed: int = 0,
     max_rows_per_shard: int = MAX_ROWS_PER_SHARD,
 ) -> ConfigWritten:
-    """Write one config's rows as train/validation Parquet shards under `<out_dir>/<config_name>/`.
+    """Write one config's rows as train/validation shards under `<out_dir>/<config_name>/` and commit them.
 
-    `num_shards` sets the train shard count (capped at the row count); by default both splits use as few
-    shards as keep each at most `max_rows_per_shard` rows. Shards of an earlier run in that directory are
-    removed first, so a smaller rerun leaves no stale file for the card's globs to pick up.
+    In one process, the same files the pipelines' parallel writer makes (`pipelines.shard_writing`): rows go to a
+    split by `is_validation` and to a shard by `shard_of`; shards are staged, then `commit_config` replaces the
+    config's previous shards and writes the manifest. `num_shards` sets the train shard count (capped at the row
+    count); by default each split gets enough shards for `max_rows_per_shard` rows each on average.
     """
     if config_name not in ROW_TYPES:
         raise ValueError(f"config_name must be one of {CONFIGS}, got {config_name!r}")
@@ -128,50 +237,29 @@ def write_dataset(
     if num_shards is not None and num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")
     row_type = ROW_TYPES[config_name]
-    rows = list(rows)
+    by_split: dict[str, list[CotRow | RlRow]] = {s: [] for s in SPLITS}
     for row in rows:
         if not isinstance(row, row_type):
             raise TypeError(f"config {config_name!r} takes {row_type.__name__} rows, got {type(row).__name__}")
-    rows.sort(key=_sort_key)
-
-    by_split: dict[str, list[CotRow | RlRow]] = {s: [] for s in SPLITS}
-    for row in rows:
-        by_split["validation" if is_validation(row.sample.id, validation_fraction, seed) else "train"].append(row)
-
-    config_dir = Path(out_dir) / config_name
-    if config_dir.is_dir():
-        for split in SPLITS:
-            for stale in config_dir.glob(f"{split}-*-of-*.parquet"):
-                stale.unlink()
-    result = ConfigWritten(config_name)
-    for split in SPLITS:
-        split_rows = by_split[split]
-        result.rows[split] = len(split_rows)
-        result.files[split] = []
-        if not split_rows:
-            continue
-        wanted = num_shards if (split == "train" and num_shards) else math.ceil(len(split_rows) / max_rows_per_shard)
-        total = max(1, min(wanted, len(split_rows)))
-        config_dir.mkdir(parents=True, exist_ok=True)
-        for index, chunk in enumerate(_chunks(split_rows, total)):
-            path = config_dir / shard_name(split, index, total)
-            _write_atomic(to_table(chunk, kind=config_name), path)
-            result.files[split].append(path)
-    if result.empty:
-        log.warning("config %r has no rows: no shards written; the card will say it is empty", config_name)
-        if config_dir.is_dir() and not any(config_dir.iterdir()):
-            config_dir.rmdir()
-    else:
-        log.info("wrote %s: %s", config_name, ", ".join(f"{s} {n} rows" for s, n in result.rows.items()))
-    return result
+        by_split[split_of(row.sample.id, validation_fraction, seed)].append(row)
+    staging = staging_folder(out_dir, config_name)
+    storage.delete_tree(staging)
+    for split, split_rows in by_split.items():
+        total = plan_shards(len(split_rows), max_rows_per_shard, num_shards if split == "train" else None)
+        shards: dict[int, list[CotRow | RlRow]] = {}
+        for row in split_rows:
+            shards.setdefault(shard_of(row.sample.id, total, seed), []).append(row)
+        for index, shard_rows in sorted(shards.items()):
+            write_shard(staged_shard_path(staging, split, index), config_name, shard_rows)
+    return commit_config(out_dir, config_name)
 
 
 # --- What is on disk ----------------------------------------------------------------------------------------------
 
 
-def shard_files(out_dir: str | os.PathLike[str], config_name: str, split: str) -> list[Path]:
-    """The shards of one config and split on disk, sorted."""
-    return sorted((Path(out_dir) / config_name).glob(f"{split}-*-of-*.parquet"))
+def shard_files(out_dir: str | os.PathLike[str], config_name: str, split: str) -> list[str]:
+    """The shards of one config and split in the folder (local or URL), sorted."""
+    return storage.glob(storage.join(os.fspath(out_dir), config_name, f"{split}-*-of-*.parquet"))
 
 
 def summarize_output(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -221,11 +309,11 @@ def dumps_stable(value: Any) -> str:
     return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False, default=_json_default) + "\n"
 
 
-def write_stats(out_dir: str | os.PathLike[str], stats: Mapping[str, Any]) -> Path:
+def write_stats(out_dir: str | os.PathLike[str], stats: Mapping[str, Any]) -> str:
     """Write `stats.json` (sorted keys, stable bytes); dataclasses, paths and sets are converted."""
-    path = Path(out_dir) / "stats.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dumps_stable(dict(stats)), encoding="utf-8")
+    out = os.fspath(out_dir)
+    path = storage.write_text(storage.join(out, "stats.json"), dumps_stable(dict(stats)))
+    _refresh_manifest(out, "stats.json")
     return path
 
 
@@ -409,14 +497,14 @@ def render_card(facts: CardFacts | Mapping[str, Any], summary: dict[str, dict[st
     return "---\n" + meta + "---\n\n" + "\n".join(_body(facts, summary)) + "\n"
 
 
-def write_card(out_dir: str | os.PathLike[str], facts: CardFacts | Mapping[str, Any]) -> Path:
-    """Write `<out_dir>/README.md` from the shards on disk and `facts`; call it after `write_dataset`."""
-    summary = summarize_output(out_dir)
+def write_card(out_dir: str | os.PathLike[str], facts: CardFacts | Mapping[str, Any]) -> str:
+    """Write `<out_dir>/README.md` from the shards in the folder and `facts`; call it after `write_dataset`."""
+    out = os.fspath(out_dir)
+    summary = summarize_output(out)
     if not any(summary.values()):
-        log.warning("no shards under %s: the card lists no configs and `load_dataset` will find nothing", out_dir)
-    path = Path(out_dir) / "README.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_card(facts, summary), encoding="utf-8")
+        log.warning("no shards under %s: the card lists no configs and `load_dataset` will find nothing", out)
+    path = storage.write_text(storage.join(out, "README.md"), render_card(facts, summary))
+    _refresh_manifest(out, "README.md")
     return path
 
 
@@ -426,8 +514,8 @@ def write_card(out_dir: str | os.PathLike[str], facts: CardFacts | Mapping[str, 
 FACTS_FILE = "facts_{config}.json"
 
 
-def facts_path(out_dir: str | os.PathLike[str], config_name: str) -> Path:
-    return Path(out_dir) / FACTS_FILE.format(config=config_name)
+def facts_path(out_dir: str | os.PathLike[str], config_name: str) -> str:
+    return storage.join(os.fspath(out_dir), FACTS_FILE.format(config=config_name))
 
 
 def write_card_and_stats(
@@ -443,15 +531,14 @@ def write_card_and_stats(
     """
     if config_name not in ROW_TYPES:
         raise ValueError(f"config_name must be one of {CONFIGS}, got {config_name!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    facts_path(out, config_name).write_text(dumps_stable({"card": facts, "stats": dict(stats)}), encoding="utf-8")
+    out = os.fspath(out_dir)
+    storage.write_text(facts_path(out, config_name), dumps_stable({"card": facts, "stats": dict(stats)}))
     summary = summarize_output(out)
     records: dict[str, dict[str, Any]] = {}
     for name in CONFIGS:
         path = facts_path(out, name)
-        if path.is_file() and (name == config_name or summary.get(name)):
-            records[name] = json.loads(path.read_text(encoding="utf-8"))
+        if (name == config_name or summary.get(name)) and storage.is_file(path):
+            records[name] = json.loads(storage.read_text(path))
     write_card(out, merge_facts({name: CardFacts.from_mapping(r["card"]) for name, r in records.items()}))
     all_stats = {name: r["stats"] for name, r in records.items()}
     write_stats(out, all_stats)

@@ -6,6 +6,10 @@ build-cot writes `accounting_cot.json` beside it) and the dead letters (`<out>/r
 are in `rejected/cot/`). So the report describes what was written, and it can be redone on any finished output
 folder (`write_report(out)`), e.g. after both builds have run into one folder.
 
+The folder is a local path or a URL (`s3://bucket/run`, `gs://...`): every read and write goes through
+`mtvr_data.storage`, and each PNG is rendered in memory and written as one file (one object on a bucket), so the
+same bytes land in either place.
+
 Plots (matplotlib, Agg canvas, no pyplot state): rows by source and by task per config, the duration histogram,
 the RL pass-rate histogram and difficulty buckets, and rejections by stage and reason. Every plot is a fixed size
 and dpi, uses matplotlib's default style (a user's matplotlibrc changes nothing) and is saved without the
@@ -17,12 +21,13 @@ the layout `pipelines.publish.UPLOAD_PATTERNS` uploads (`report.html`, `report/*
 from __future__ import annotations
 
 import html
+import io
 import json
 import logging
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -30,6 +35,7 @@ import matplotlib.style
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mtvr_data import storage
 from mtvr_data.parquet_io import read_table
 from pipelines.accounting import REJECTED_DIR
 from pipelines.dataset_writer import CONFIGS, SPLITS, shard_files
@@ -59,8 +65,9 @@ class Plot:
 # --- reading the output folder -------------------------------------------------------------------------------------
 
 
-def read_rows(out_dir: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def read_rows(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """config -> split -> the rows' plotted columns, for the configs and splits that have shards."""
+    out_dir = os.fspath(out_dir)
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for config in CONFIGS:
         splits = {}
@@ -73,26 +80,30 @@ def read_rows(out_dir: Path) -> dict[str, dict[str, list[dict[str, Any]]]]:
     return out
 
 
-def read_accounting_files(out_dir: Path) -> dict[str, dict[str, Any]]:
+def read_accounting_files(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """file name -> accounting table, for every `accounting*.json` in the output folder (sorted by name)."""
-    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted(out_dir.glob("accounting*.json"))}
+    paths = storage.glob(storage.join(os.fspath(out_dir), "accounting*.json"))
+    return {storage.name(p): json.loads(storage.read_text(p)) for p in sorted(paths, key=storage.name)}
 
 
-def read_rejections(out_dir: Path) -> Counter[tuple[str, str]]:
+def read_rejections(out_dir: str | os.PathLike[str]) -> Counter[tuple[str, str]]:
     """(stage, reason) -> dead letters on disk, from every `rejected/**/*.jsonl` (the stage is each line's own).
 
     build-cot keeps its dead letters in `rejected/cot/`: a subfolder's stages are named `cot/<stage>`, so the
     two builds' `read` or `probe` rejections stay apart.
     """
-    root = out_dir / REJECTED_DIR
+    root = storage.join(os.fspath(out_dir), REJECTED_DIR)
     counts: Counter[tuple[str, str]] = Counter()
-    for path in sorted(root.rglob("*.jsonl")):
-        prefix = path.parent.relative_to(root).as_posix()
-        for line in path.read_text(encoding="utf-8").splitlines():
+    # Every file under the folder, filtered here: a bucket's `**/` needs at least one subfolder, a local one none.
+    for path in storage.list_files(root):
+        if not path.endswith(".jsonl"):
+            continue
+        prefix, _, file_name = storage.relative(path, root).rpartition("/")
+        for line in storage.read_text(path).splitlines():
             if line.strip():
                 error = json.loads(line)
-                stage = str(error.get("stage") or path.stem)
-                counts[(stage if prefix == "." else f"{prefix}/{stage}", str(error.get("reason", "")))] += 1
+                stage = str(error.get("stage") or file_name.removesuffix(".jsonl"))
+                counts[(f"{prefix}/{stage}" if prefix else stage, str(error.get("reason", "")))] += 1
     return counts
 
 
@@ -106,9 +117,12 @@ def _figure(rows: int = 1, cols: int = 1) -> tuple[Figure, Any]:
     return fig, axes
 
 
-def _save(fig: Figure, path: Path) -> None:
+def _save(fig: Figure, path: str) -> None:
+    """Render the PNG in memory and write it as one file (or object) through storage."""
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=DPI, metadata=PNG_METADATA)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata=PNG_METADATA)
+    storage.write_bytes(path, buffer.getvalue())
 
 
 def _barh_by_split(ax: Any, splits: dict[str, list[dict[str, Any]]], key: str, title: str) -> None:
@@ -130,14 +144,14 @@ def _barh_by_split(ax: Any, splits: dict[str, list[dict[str, Any]]], key: str, t
     ax.legend(fontsize=8, loc="best")
 
 
-def plot_rows(config: str, splits: dict[str, list[dict[str, Any]]], path: Path) -> None:
+def plot_rows(config: str, splits: dict[str, list[dict[str, Any]]], path: str) -> None:
     fig, axes = _figure(1, 2)
     _barh_by_split(axes[0][0], splits, "source", f"{config}: rows by source")
     _barh_by_split(axes[0][1], splits, "task", f"{config}: rows by task")
     _save(fig, path)
 
 
-def plot_durations(data: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> int:
+def plot_durations(data: dict[str, dict[str, list[dict[str, Any]]]], path: str) -> int:
     """Step histograms of video duration (s), one per config; returns how many rows had no duration."""
     fig, axes = _figure()
     ax = axes[0][0]
@@ -161,7 +175,7 @@ def plot_durations(data: dict[str, dict[str, list[dict[str, Any]]]], path: Path)
     return missing
 
 
-def plot_pass_rate(rows: list[dict[str, Any]], path: Path) -> None:
+def plot_pass_rate(rows: list[dict[str, Any]], path: str) -> None:
     fig, axes = _figure(1, 2)
     ax = axes[0][0]
     ax.hist([float(r["pass_rate"]) for r in rows], bins=[i / 10 for i in range(11)], edgecolor="white")
@@ -179,7 +193,7 @@ def plot_pass_rate(rows: list[dict[str, Any]], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_rejections(counts: Counter[tuple[str, str]], path: Path) -> None:
+def plot_rejections(counts: Counter[tuple[str, str]], path: str) -> None:
     fig, axes = _figure()
     ax = axes[0][0]
     keys = sorted(counts)
@@ -193,30 +207,31 @@ def plot_rejections(counts: Counter[tuple[str, str]], path: Path) -> None:
     _save(fig, path)
 
 
-def make_plots(out_dir: Path, data: dict[str, Any], rejections: Counter[tuple[str, str]]) -> list[Plot]:
+def make_plots(
+    out_dir: str | os.PathLike[str], data: dict[str, Any], rejections: Counter[tuple[str, str]]
+) -> list[Plot]:
     """Write every plot that has data into `<out>/report/` (old PNGs there removed first); returns them in order."""
-    folder = out_dir / REPORT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.png"):
-        stale.unlink()
+    folder = storage.join(os.fspath(out_dir), REPORT_DIR)
+    storage.makedirs(folder)
+    storage.delete(storage.glob(storage.join(folder, "*.png")))
     plots: list[Plot] = []
     with matplotlib.style.context("default"):
         for config, splits in data.items():
             name = f"rows_{config}.png"
-            plot_rows(config, splits, folder / name)
+            plot_rows(config, splits, storage.join(folder, name))
             total = sum(len(rows) for rows in splits.values())
             plots.append(Plot(name, f"Rows of {config} by source and task", f"{total} rows, stacked by split."))
         if data:
-            missing = plot_durations(data, folder / "duration.png")
+            missing = plot_durations(data, storage.join(folder, "duration.png"))
             note = f" {missing} rows have no duration and are left out." if missing else ""
             plots.append(Plot("duration.png", "Video duration", f"All splits of each config.{note}"))
         rl_rows = [r for rows in data.get("rl", {}).values() for r in rows]
         if rl_rows:
-            plot_pass_rate(rl_rows, folder / "pass_rate.png")
+            plot_pass_rate(rl_rows, storage.join(folder, "pass_rate.png"))
             caption = "Pass rate over the graded rollouts, and difficulty buckets by pass-rate thirds."
             plots.append(Plot("pass_rate.png", "RL pass rate and difficulty buckets", caption))
         if rejections:
-            plot_rejections(rejections, folder / "rejections.png")
+            plot_rejections(rejections, storage.join(folder, "rejections.png"))
             caption = f"{sum(rejections.values())} dead letters on disk."
             plots.append(Plot("rejections.png", "Rejections by stage and reason", caption))
     return plots
@@ -296,14 +311,15 @@ def render_html(
     return f"<!DOCTYPE html>\n<html><head>{head}</head><body>\n" + "\n".join(body) + "\n</body></html>\n"
 
 
-def write_report(out_dir: str | Path) -> Path:
-    """Write `<out>/report.html` and `<out>/report/*.png` from the build output in `out_dir`; returns the HTML path."""
-    out = Path(out_dir)
+def write_report(out_dir: str | os.PathLike[str]) -> str:
+    """Write `<out>/report.html` and `<out>/report/*.png` from the build output in `out_dir` (a local folder or a
+    URL); returns the HTML's path."""
+    out = os.fspath(out_dir)
     data = read_rows(out)
     accounting = read_accounting_files(out)
     rejections = read_rejections(out)
     plots = make_plots(out, data, rejections)
-    path = out / REPORT_HTML
-    path.write_text(render_html(data, accounting, rejections, plots), encoding="utf-8")
+    path = storage.join(out, REPORT_HTML)
+    storage.write_text(path, render_html(data, accounting, rejections, plots))
     log.info("report: %s (%d plots)", path, len(plots))
     return path

@@ -15,14 +15,15 @@ Why it looks like this:
 - One file per key (`<out>/cache/<stage>/<first 2 hex of the digest>/<digest>.json`), sharded so that no
   directory holds millions of entries. A file per key needs no lock and no merge: Beam workers in any number of
   processes write their own keys, and a half-finished run leaves exactly its finished keys behind.
-- Writes are atomic: a temporary file in the same directory, then `os.replace`. A reader sees a whole file or
-  none. There is no fsync (one per result would dominate a fast engine); after a power loss an entry may be
-  missing or unreadable, and an unreadable entry is treated as a miss and recomputed, never trusted.
+- The store is wherever `<out>` is: a local folder or a bucket (`gs://`, `s3://`, ... via `mtvr_data.storage`).
+  Writes are whole or nothing on both. Locally: a temporary file in the same directory, then `os.replace`.
+  On an object store, which has no rename: one write-once object per key, uploaded in one request, so a reader
+  sees the whole object or none; two workers that race on one key write the same bytes. No locks anywhere, so
+  any number of Dataflow workers write at once. There is no fsync (one per result would dominate a fast engine);
+  after a power loss an entry may be missing or unreadable, and an unreadable entry is treated as a miss and
+  recomputed, never trusted.
 - The file repeats its key; a lookup whose stored key differs (a digest collision, a file copied by hand) is a
   miss too.
-
-The store is a local (or mounted, shared) filesystem path. On Dataflow, `<out>` must then be a filesystem every
-worker mounts; an object-store variant (GCS has no atomic rename; write-once object names would do) is not built.
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from mtvr_data import storage
 
 log = logging.getLogger(__name__)
 
@@ -71,28 +72,27 @@ class CacheKey:
 class ResultCache:
     """Model results of one stage under `<out>/cache/<stage>/`, one JSON file per `CacheKey` (module docstring).
 
-    Cheap to construct and picklable (it holds only a path), so a Beam DoFn or a model handler can carry it to
-    workers. `get` never raises for a bad entry (it is a miss); `put` raises only on a filesystem error.
+    Cheap to construct and picklable (it holds only a path string, local or URL), so a Beam DoFn or a model handler
+    can carry it to workers. `get` never raises for a bad entry (it is a miss); `put` raises only on a storage error.
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], stage: str = "grade") -> None:
-        self.out_dir = str(out_dir)
+        self.out_dir = os.fspath(out_dir)
         self.stage = stage
 
     @property
-    def root(self) -> Path:
-        return Path(self.out_dir) / "cache" / self.stage
+    def root(self) -> str:
+        return storage.join(self.out_dir, "cache", self.stage)
 
-    def path(self, key: CacheKey) -> Path:
+    def path(self, key: CacheKey) -> str:
         digest = key.digest
-        return self.root / digest[:2] / f"{digest}.json"
+        return storage.join(self.root, digest[:2], f"{digest}.json")
 
     def get(self, key: CacheKey) -> dict[str, Any] | None:
         """The value stored for `key`, or None when there is none (or it cannot be trusted: see the docstring)."""
         path = self.path(key)
         try:
-            with open(path, encoding="utf-8") as fh:
-                entry = json.load(fh)
+            entry = json.loads(storage.read_text(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
@@ -104,36 +104,27 @@ class ResultCache:
         value = entry.get("value")
         return value if isinstance(value, dict) else None
 
-    def put(self, key: CacheKey, value: Mapping[str, Any]) -> Path:
-        """Store `value` (JSON-able) for `key` atomically; an existing entry is replaced. Returns the file's path."""
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def put(self, key: CacheKey, value: Mapping[str, Any]) -> str:
+        """Store `value` (JSON-able) for `key`, whole or not at all (replacing an entry); returns its path."""
         text = json.dumps(
             {"version": CACHE_VERSION, "key": key.to_dict(), "value": dict(value)},
             ensure_ascii=False,
             sort_keys=True,
             allow_nan=False,
         )
-        handle, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return storage.write_text(self.path(key), text)
 
     def __contains__(self, key: CacheKey) -> bool:
         return self.get(key) is not None
 
-    def files(self) -> Iterator[Path]:
-        """Every entry file (temporary files of unfinished writes left out)."""
-        if self.root.is_dir():
-            yield from sorted(p for p in self.root.glob("*/*.json") if not p.name.startswith("."))
+    def files(self) -> Iterator[str]:
+        """Every entry file (temporary files of unfinished local writes left out)."""
+        for path in storage.glob(storage.join(self.root, "*", "*.json")):
+            if not storage.name(path).startswith("."):
+                yield path
 
     def __len__(self) -> int:
         return sum(1 for _ in self.files())
 
     def __repr__(self) -> str:
-        return f"ResultCache({str(self.root)!r})"
+        return f"ResultCache({self.root!r})"

@@ -76,7 +76,7 @@ def test_accounting_chain_sums_and_builds_keep_their_own_records(built):
     assert stages["grade"]["cached"] == stages["grade"]["in"] > 0 and stages["grade"].get("computed", 0) == 0
     assert stages["teacher"]["computed"] == stages["teacher"]["in"] and stages["teacher"].get("cached", 0) == 0
     assert not any(k in stages["verify"] for k in ("cached", "computed"))
-    reasons = {json.loads(line)["reason"] for f in rejected_dir(out).glob("*.jsonl") for line in f.open()}
+    reasons = {json.loads(line)["reason"] for f in Path(rejected_dir(out)).glob("*.jsonl") for line in f.open()}
     assert {"video_missing", "over_target"} <= reasons
     # build-rl's records in the same folder are untouched, and still add up on their own.
     assert (out / "accounting.json").read_bytes() == built["rl_accounting"]

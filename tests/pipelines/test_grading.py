@@ -276,15 +276,34 @@ def test_cache_round_trip_atomic_files_and_untrusted_entries(tmp_path: Path) -> 
     cache = ResultCache(tmp_path)
     key = CacheKey("s1", "vllm", "m", fingerprint({"k": 8}))
     assert cache.get(key) is None
-    path = cache.put(key, {"rewards": [1.5, None]})
+    path = Path(cache.put(key, {"rewards": [1.5, None]}))
     assert path.parent.parent == tmp_path / "cache" / "grade" and path.parent.name == key.digest[:2]
     assert cache.get(key) == {"rewards": [1.5, None]} and len(cache) == 1
     assert not [p for p in path.parent.iterdir() if p.suffix == ".tmp"]
     other = CacheKey("s1", "vllm", "m2", key.config_hash)
-    cache.path(other).parent.mkdir(parents=True, exist_ok=True)
-    cache.path(other).write_text(path.read_text())  # a file whose stored key is not its own
+    Path(cache.path(other)).parent.mkdir(parents=True, exist_ok=True)
+    Path(cache.path(other)).write_text(path.read_text())  # a file whose stored key is not its own
     assert cache.get(other) is None
     path.write_text('{"version": 1, "key": ')  # torn write
+    assert cache.get(key) is None
+
+
+def test_cache_on_an_object_store_is_write_once_and_distrusts_bad_objects(s3_server) -> None:
+    from mtvr_data import storage
+
+    cache = ResultCache(s3_server.prefix("cache-test"), "grade")
+    key = CacheKey("s1", "vllm", "m", fingerprint({"k": 8}))
+    assert cache.get(key) is None
+    path = cache.put(key, {"text": ["a"]})
+    assert path == f"{s3_server.prefix('cache-test')}/cache/grade/{key.digest[:2]}/{key.digest}.json"
+    assert cache.get(key) == {"text": ["a"]} and len(cache) == 1 and list(cache.files()) == [path]
+    # No temporary objects: one object per key, written in one request.
+    listed = s3_server.client().list_objects_v2(Bucket=s3_server.bucket, Prefix="cache-test/")["Contents"]
+    assert [o["Key"] for o in listed] == [path.split("/", 3)[3]]
+    other = CacheKey("s1", "vllm", "m2", key.config_hash)
+    storage.write_text(cache.path(other), storage.read_text(path))  # an object whose stored key is not its own
+    assert cache.get(other) is None
+    storage.write_text(path, '{"version": 2, "key": ')  # an unreadable object is a miss, never an error
     assert cache.get(key) is None
 
 
@@ -327,7 +346,7 @@ def test_grade_writes_rows_and_a_rerun_makes_no_engine_calls(tmp_path, demo_corp
     cache = ResultCache(out)
     lost = [readable[2], readable[5]]
     for s in lost:
-        cache.path(cache_key(settings, s.id)).unlink()
+        Path(cache.path(cache_key(settings, s.id))).unlink()
     rows3, dead3 = run_grade(samples, settings, videos, out)
     new = calls(log)[len(first_calls) :]
     assert new and {key.split("/")[0] for keys in new for key in keys} == {s.id for s in lost}

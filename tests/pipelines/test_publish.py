@@ -1,15 +1,27 @@
-"""publish: validation first, one commit to a dataset repo, a dry run that touches nothing, no token leaks."""
+"""publish: validation first (a finished build only), one commit to a dataset repo, a dry run that touches nothing,
+no token leaks; a bucket folder is published from a validated local copy."""
 
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mtvr_data import storage
+from pipelines.cli import main
 from pipelines.dataset_writer import CardFacts, write_card, write_dataset, write_stats
-from pipelines.publish import DELETE_PATTERNS, UPLOAD_PATTERNS, PublishError, planned_files, publish
+from pipelines.publish import (
+    DELETE_PATTERNS,
+    UPLOAD_PATTERNS,
+    PublishError,
+    planned_files,
+    publish,
+    validate_output,
+)
 from tests.pipelines.test_dataset_writer import make_cot, make_rl
 
 SENTINEL = "hf_SENTINEL_do_not_print_0123456789"
@@ -156,3 +168,118 @@ def test_card_naming_a_missing_split_blocks_upload(out_dir: Path) -> None:
         shard.unlink()
     with pytest.raises(PublishError, match="cot/validation"):
         publish(out_dir, "me/mtvr", dry_run=True)
+
+
+# --- unfinished builds, and a folder in a bucket ---------------------------------------------------------------------
+
+
+def _upload(local: Path, url: str) -> str:
+    """Copy every file of a local folder under `url` through storage; returns `url`."""
+    for path in storage.list_files(str(local)):
+        storage.write_bytes(storage.join(url, storage.relative(path, str(local))), storage.read_bytes(path))
+    return url
+
+
+def _no_manifest(folder: str) -> str:
+    path = storage.join(folder, "manifest.json")
+    storage.delete([path])
+    return path
+
+
+def _extra_shard(folder: str) -> str:
+    """A shard the manifest does not list (as a killed rebuild with more shards would leave)."""
+    path = storage.join(folder, "rl", "train-00009-of-00010.parquet")
+    storage.write_bytes(path, storage.read_bytes(storage.glob(storage.join(folder, "rl", "train-*.parquet"))[0]))
+    return path
+
+
+def _other_shard(folder: str) -> str:
+    """A listed shard replaced by another valid shard (right schema, other rows): only the manifest can tell."""
+    path = storage.glob(storage.join(folder, "rl", "train-*.parquet"))[0]
+    other = storage.glob(storage.join(folder, "rl", "validation-*.parquet"))[0]
+    storage.write_bytes(path, storage.read_bytes(other))
+    return path
+
+
+def _same_size_other_bytes(folder: str) -> str:
+    """A listed shard with one byte changed: its size still agrees with the manifest, its hash does not."""
+    path = storage.glob(storage.join(folder, "cot", "train-*.parquet"))[0]
+    data = bytearray(storage.read_bytes(path))
+    data[len(data) // 2] ^= 0xFF
+    storage.write_bytes(path, bytes(data))
+    return path
+
+
+def _refused(folder: str, named: str) -> None:
+    """A dry run and a real publish both refuse `folder`, naming `named`; nothing reaches the Hub."""
+    with pytest.raises(PublishError) as dry:
+        publish(folder, "me/mtvr", dry_run=True)
+    assert named in str(dry.value)
+    api = FakeHfApi()
+    with pytest.raises(PublishError) as real:
+        publish(folder, "me/mtvr", api=api)
+    assert named in str(real.value) and api.calls == []
+
+
+@pytest.mark.parametrize("damage", [_no_manifest, _extra_shard, _other_shard, _same_size_other_bytes])
+def test_unfinished_or_mixed_build_is_refused_naming_the_file(out_dir: Path, damage: Any) -> None:
+    folder = str(out_dir)
+    assert validate_output(folder) == []
+    named = damage(folder)
+    problems = validate_output(folder)
+    assert problems and named in problems[0] and "manifest.json" in problems[0]
+    _refused(folder, named)
+
+
+# Each object-store call builds a new S3 client in Beam (slow), so the bucket tests cover the paths a bucket adds: a
+# dry run validating in place, and a real publish that checks sizes, then hashes its downloaded copy.
+@pytest.mark.parametrize("damage", [_extra_shard, _same_size_other_bytes])
+def test_unfinished_or_mixed_bucket_build_is_refused_naming_the_object(
+    out_dir: Path, s3_server: Any, damage: Any
+) -> None:
+    url = _upload(out_dir, s3_server.prefix("publish", uuid.uuid4().hex))
+    named = damage(url)
+    assert named.startswith(f"{url}/")
+    _refused(url, named)
+
+
+def test_dry_run_of_a_bucket_lists_what_the_folder_lists(
+    out_dir: Path, s3_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = _upload(out_dir, s3_server.prefix("publish", uuid.uuid4().hex))
+    local = publish(out_dir, "me/mtvr", dry_run=True)
+
+    def no_download(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a dry run must not download")
+
+    monkeypatch.setattr(storage, "copy_to_local", no_download)
+    remote = publish(url, "me/mtvr", dry_run=True)
+    assert [(f.path, f.size) for f in remote.files] == [(f.path, f.size) for f in local.files]
+    assert len(remote.files) >= 6 and remote.render() == local.render() and remote.folder == url
+    # `mtvr publish URL -- BEAM OPTIONS` hands the options to storage and says which file is wrong.
+    _no_manifest(url)
+    assert main(["publish", url, "--repo-id", "me/mtvr", "--dry-run", "--", *s3_server.beam_args]) == 2
+    assert f"{url}/manifest.json is missing" in capsys.readouterr().err
+
+
+def test_publish_of_a_bucket_uploads_a_validated_local_copy(out_dir: Path, s3_server: Any) -> None:
+    url = _upload(out_dir, s3_server.prefix("publish", uuid.uuid4().hex))
+
+    class CopyingApi(FakeHfApi):
+        """Records what the folder it is given holds when it is given it."""
+
+        def upload_folder(self, **kwargs: Any) -> str:
+            root = kwargs["folder_path"]
+            self.seen = {storage.relative(p, root): storage.read_bytes(p) for p in storage.list_files(root)}
+            return super().upload_folder(**kwargs)
+
+    api = CopyingApi()
+    plan = publish(url, "me/mtvr", api=api)
+    upload = api.calls[1][2]
+    folder_path = upload["folder_path"]
+    assert not storage.is_url(folder_path) and folder_path != str(out_dir)
+    assert not os.path.exists(folder_path)  # the temporary copy is gone
+    assert upload["allow_patterns"] == list(UPLOAD_PATTERNS) and plan.folder == url
+    uploaded = {f.path for f in planned_files(out_dir)}
+    assert set(api.seen) == uploaded | {"manifest.json"}
+    assert all(api.seen[rel] == (out_dir / rel).read_bytes() for rel in uploaded)

@@ -1,14 +1,17 @@
-"""The build report: plots and HTML from a small hand-made output folder, named, valid, and the same on a rerun."""
+"""The build report: plots and HTML from a small hand-made output folder, named, valid, and the same on a rerun, in
+a local folder or a bucket."""
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from mtvr_data import storage
 from mtvr_data.schema import CotRow, Message, RlRow, Sample
 from pipelines.dataset_writer import write_dataset
 from pipelines.report import REPORT_DIR, write_report
@@ -93,8 +96,8 @@ def _snapshot(out: Path) -> dict[str, bytes]:
 
 def test_report_names_every_plot_and_the_accounting(out: Path):
     path = write_report(out)
-    assert path == out / "report.html"
-    text = path.read_text(encoding="utf-8")
+    assert path == str(out / "report.html")
+    text = Path(path).read_text(encoding="utf-8")
     linked = re.findall(r'<img src="([^"]+)"', text)
     expected = {"rows_cot.png", "rows_rl.png", "duration.png", "pass_rate.png", "rejections.png"}
     assert {Path(s).name for s in linked} == expected
@@ -125,5 +128,33 @@ def test_rerun_writes_the_same_bytes_and_drops_stale_plots(out: Path):
 
 
 def test_empty_output_folder(tmp_path: Path):
-    text = write_report(tmp_path).read_text(encoding="utf-8")
+    text = Path(write_report(tmp_path)).read_text(encoding="utf-8")
     assert "No shards" in text and "No accounting file" in text and "<img" not in text
+
+
+def _upload(local: Path, url: str) -> None:
+    """Copy every file of a local folder under `url`, through storage."""
+    for path in storage.list_files(str(local)):
+        storage.write_bytes(storage.join(url, storage.relative(path, str(local))), storage.read_bytes(path))
+
+
+def _remote_snapshot(url: str) -> dict[str, bytes]:
+    files = [storage.join(url, "report.html"), *storage.glob(storage.join(url, REPORT_DIR, "*"))]
+    return {storage.relative(p, url): storage.read_bytes(p) for p in files}
+
+
+def test_report_into_a_bucket_writes_the_same_bytes_as_into_a_folder(out: Path, s3_server):
+    url = s3_server.prefix("report", uuid.uuid4().hex)
+    _upload(out, url)
+    storage.write_bytes(storage.join(url, REPORT_DIR, "old_plot.png"), b"stale")  # removed like a local one
+    assert write_report(out) == str(out / "report.html")
+    assert write_report(url) == f"{url}/report.html"
+    local = _snapshot(out)
+    assert len(local) == 6 and _remote_snapshot(url) == local
+
+
+def test_empty_bucket_prefix(s3_server):
+    url = s3_server.prefix("report", uuid.uuid4().hex)
+    text = storage.read_text(write_report(url))
+    assert "No shards" in text and "No accounting file" in text and "<img" not in text
+    assert storage.glob(storage.join(url, REPORT_DIR, "*")) == []
