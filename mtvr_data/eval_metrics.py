@@ -31,12 +31,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from mtvr_data import storage
 from mtvr_data.parsing import extract_answer, parse_grounded, parse_letter, parse_number, parse_span
 from mtvr_data.rewards import numeric_reward
 from mtvr_data.schema import Sample
@@ -388,19 +389,17 @@ def summarize(benchmark: str, setting: str, metric: str, results: Sequence[Sampl
 # --- results files and their diff ------------------------------------------------------------------------------------
 
 
-def write_results(path: str | Path, results: Iterable[SampleResult]) -> Path:
-    """JSON lines, one result per line, sorted by id, keys sorted: the same results give the same bytes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_results(path: str | os.PathLike[str], results: Iterable[SampleResult]) -> str:
+    """JSON lines, one result per line, sorted by id, keys sorted: the same results give the same bytes. `path` is a
+    local path or a URL (`mtvr_data.storage`), written whole or not at all."""
     rows = sorted(results, key=lambda r: r.id)
     text = "".join(json.dumps(r.to_dict(), sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return storage.write_text(path, text)
 
 
-def read_results(path: str | Path) -> list[SampleResult]:
-    """A results file back as `SampleResult`s (blank lines skipped)."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+def read_results(path: str | os.PathLike[str]) -> list[SampleResult]:
+    """A results file (local path or URL) back as `SampleResult`s (blank lines skipped)."""
+    lines = storage.read_text(path).splitlines()
     return [SampleResult.from_dict(json.loads(line)) for line in lines if line.strip()]
 
 

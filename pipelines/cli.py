@@ -170,8 +170,8 @@ def cmd_eval_diff(args: argparse.Namespace) -> int:
     """Rows whose correctness or IoU changed between two results files (or same-named files of two folders); each
     may be a local path or a URL."""
     from mtvr_data import storage
-    from mtvr_data.eval_metrics import diff_results, render_diff
-    from pipelines.eval_report import folder_files, load_results
+    from mtvr_data.eval_metrics import diff_results, read_results, render_diff
+    from pipelines.eval_report import folder_files
 
     a, b = (p if "://" in p else str(Path(p)) for p in (args.a, args.b))
     if _is_folder(a) and _is_folder(b):
@@ -181,7 +181,7 @@ def cmd_eval_diff(args: argparse.Namespace) -> int:
         pairs = [(a, b)]
     changed = 0
     for fa, fb in pairs:
-        diffs = diff_results(load_results(fa), load_results(fb))
+        diffs = diff_results(read_results(fa), read_results(fb))
         changed += len(diffs)
         print(f"== {fa} -> {fb}\n{render_diff(diffs)}")
     return 1 if changed else 0

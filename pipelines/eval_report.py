@@ -14,8 +14,8 @@ The names of the files an eval folder holds (`RUN_FILE`, `DEAD_LETTERS_FILE`, `r
 where they are read back; `pipelines.evaluate`, which writes them, imports them from this module.
 
 The folder may be local or a URL (`out: s3://bucket/eval`): every file here is read and written through
-`mtvr_data.storage`, and a folder is only ever handled as a string (`save_results` / `load_results` carry the
-results files `mtvr_data.eval_metrics` formats to and from a URL).
+`mtvr_data.storage` (the results files too: `mtvr_data.eval_metrics.write_results` / `read_results`), and a folder
+is only ever handled as a string.
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ import html
 import json
 import logging
 import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mtvr_data import storage
-from mtvr_data.eval_metrics import SampleResult, read_results, summarize, write_results
+from mtvr_data.eval_metrics import read_results, summarize
 
 log = logging.getLogger(__name__)
 
@@ -88,28 +87,6 @@ def folder_files(out: str | os.PathLike[str], pattern: str) -> list[str]:
     out = os.fspath(out)
     root = out if storage.is_url(out) else glob.escape(out)  # a local folder's own name is not a pattern
     return storage.glob(storage.join(root, pattern))
-
-
-def save_results(path: str | os.PathLike[str], results: Iterable[SampleResult]) -> str:
-    """`eval_metrics.write_results` to a local path or a URL (the same bytes: a URL gets a copy of the local file)."""
-    path = os.fspath(path)
-    if not storage.is_url(path):
-        return str(write_results(path, results))
-    with tempfile.TemporaryDirectory(prefix="mtvr-results-") as tmp:
-        local = write_results(os.path.join(tmp, storage.name(path)), results)
-        storage.write_bytes(path, local.read_bytes())
-    return path
-
-
-def load_results(path: str | os.PathLike[str]) -> list[SampleResult]:
-    """`eval_metrics.read_results` of a local path or a URL (`FileNotFoundError` when there is none)."""
-    path = os.fspath(path)
-    if not storage.is_url(path):
-        return read_results(path)
-    with tempfile.TemporaryDirectory(prefix="mtvr-results-") as tmp:
-        local = os.path.join(tmp, storage.name(path))
-        storage.copy_to_local(path, local)
-        return read_results(local)
 
 
 def benchmark_info(name: str) -> tuple[str, str]:
@@ -169,7 +146,7 @@ def build_table(out: str | os.PathLike[str]) -> dict[str, Any]:
         settings: dict[str, Any] = {}
         for setting in facts["settings"]:
             try:
-                results = load_results(storage.join(out, results_name(name, setting)))
+                results = read_results(storage.join(out, results_name(name, setting)))
             except FileNotFoundError:
                 results = []
             settings[setting] = summarize(name, setting, metric, results).to_dict()

@@ -40,9 +40,9 @@ from model.engine_api import Engine
 from model.settings import Block, EngineConfig, ModelCall, resolve_path
 from model.trajectory import MODEL_OUTCOMES
 from mtvr_data import storage
-from mtvr_data.eval_metrics import SampleResult, failed_result, score_sample
+from mtvr_data.eval_metrics import SampleResult, failed_result, score_sample, write_results
 from mtvr_data.schema import Sample, SampleError
-from pipelines.eval_report import DEAD_LETTERS_FILE, RUN_FILE, results_name, save_results, write_report
+from pipelines.eval_report import DEAD_LETTERS_FILE, RUN_FILE, results_name, write_report
 from pipelines.model_stage import CachedInference, ModelResult, RolloutStage, build_engine
 from pipelines.transforms import DEAD, ProbeAndValidate, StageMetrics
 
@@ -336,7 +336,7 @@ class EvaluateBenchmark(beam.PTransform):
 
 def _write_results(keyed: tuple[tuple[str, str], Iterable[SampleResult]], out_dir: str) -> str:
     (benchmark, setting), results = keyed
-    return save_results(storage.join(out_dir, results_name(benchmark, setting)), results)
+    return write_results(storage.join(out_dir, results_name(benchmark, setting)), results)
 
 
 def _write_dead_letters(errors: list[SampleError], out_dir: str) -> str:
@@ -419,7 +419,7 @@ def evaluate(
         for setting, _ in config.settings:
             path = storage.join(out, results_name(bench.name, setting))
             if not storage.exists(path):
-                save_results(path, [])
+                write_results(path, [])
     storage.write_text(storage.join(out, RUN_FILE), json.dumps(facts, indent=2, sort_keys=True) + "\n")
     table = write_report(out)
     log.info("eval finished: %s", out)

@@ -216,7 +216,7 @@ def test_results_file_is_sorted_and_two_runs_diff_row_by_row(tmp_path: Path) -> 
     run_b = [score(tg(1, truth), "0 - 10 s"), score(tg(2, truth), "0 - 4 s"), score(tg(4, truth), "0 - 1 s")]
     a = write_results(tmp_path / "a.jsonl", run_a)
     b = write_results(tmp_path / "b.jsonl", run_b)
-    assert [json.loads(line)["id"] for line in a.read_text().splitlines()] == ["tg-1", "tg-2", "tg-3"]
+    assert [json.loads(line)["id"] for line in Path(a).read_text().splitlines()] == ["tg-1", "tg-2", "tg-3"]
     assert read_results(a) == sorted(run_a, key=lambda r: r.id)
     diffs = diff_results(read_results(a), read_results(b))
     assert [(d.id, d.kind) for d in diffs] == [("tg-2", "changed"), ("tg-3", "only_a"), ("tg-4", "only_b")]
