@@ -26,6 +26,7 @@ gets no file and the card lists only the splits that exist; an empty config gets
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -197,6 +198,9 @@ def commit_config(
             entries[rel] = build_manifest.file_entry(storage.join(out, rel))
     build_manifest.write_manifest(out, entries)
     storage.delete_tree(staging)
+    if not storage.is_url(out):  # object stores have no folders; a local `.staging/` left empty goes too
+        with contextlib.suppress(OSError):
+            os.rmdir(storage.join(out, STAGING_DIR))
     if result.empty:
         log.warning("config %r has no rows: no shards written; the card will say it is empty", config_name)
     else:

@@ -101,6 +101,7 @@ def test_layout_and_load_dataset_round_trip(tmp_path: Path, hf_offline: None) ->
         "train-00001-of-00002.parquet",
     ]
     assert shard_files(out, "rl", "validation")
+    assert (out / "manifest.json").is_file() and not (out / ".staging").exists()  # committed, nothing staged left
     for config, make in (("rl", make_rl), ("cot", make_cot)):
         expected = {r.sample.id: r for r in (make(i) for i in range(60))}
         loaded = {}
