@@ -3,8 +3,8 @@
 Why this module exists apart from `rewards`: a reward is a training signal (scaled IoU, ROUGE, partial credit), a
 benchmark metric is what a paper reports (R@0.5 counts a hit or not, NExT-GQA's Acc@GQA needs the answer AND the
 evidence). Both read the model's text through the same functions (`mtvr_data.parsing`: only the last `<answer>`
-block, `parse_letter`, `parse_span`, `parse_grounded`; `mtvr_data.temporal_iou` for IoU), so an output reads the
-same when it is trained on and when it is evaluated; only what is counted differs.
+block, `letter_score` (the one letter rule), `parse_span`, `parse_grounded`; `mtvr_data.temporal_iou` for IoU), so
+an output reads the same when it is trained on and when it is evaluated; only what is counted differs.
 
 Definitions (sources in `docs/evaluation.md`), all reported in percent:
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtvr_data import storage
-from mtvr_data.parsing import extract_answer, parse_grounded, parse_letter, parse_number, parse_span
+from mtvr_data.parsing import extract_answer, letter_score, parse_grounded, parse_number, parse_span
 from mtvr_data.rewards import numeric_reward
 from mtvr_data.schema import Sample
 from mtvr_data.temporal_iou import best_iop, best_iou, format_window, temporal_iop
@@ -155,8 +155,7 @@ def _answer_score(sample: Sample, text: str) -> tuple[float, str | None]:
     """(score in [0, 1], what was read or None) of an answer text, by the sample's answer type."""
     kind = sample.answer_type
     if kind == "letter" or (sample.options and kind not in ("number", "regression")):
-        letter = parse_letter(text, len(sample.options) or None)
-        return (1.0 if letter is not None and letter == sample.answer.strip().upper() else 0.0), letter
+        return letter_score(text, sample.answer, len(sample.options) or None)  # the reward's letter rule
     if kind in ("number", "regression"):
         value, truth = parse_number(text), parse_number(sample.answer)
         if truth is None:

@@ -32,6 +32,8 @@ MAX_SECONDS = 1e6
 #: Anything that looks like an XML-ish tag: `<name ...>` or `</name ...>` (names start with a letter, so
 #: "a < b" and "<5 s" are text). Attributes and inner spaces make a known tag malformed, not a different one.
 _TAG = re.compile(r"<(/?)([A-Za-z][\w:.-]*)([^<>]*)>")
+#: Chat-template end-of-turn tokens a decoder may leave after the last block; they are not the model's text.
+_END_OF_TURN = re.compile(r"<\|(?:im_end|endoftext|eot_id)\|>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +94,14 @@ def parse_blocks(text: str) -> list[Block]:
 def check_format(text: str, *, final: bool = True) -> str | None:
     """`None` when `text` is well formed, else the first reason code found (strict VITAL rule).
 
-    Well formed: only exact `<think>`, `<tool_call>`, `<answer>` tags, each closed, none nested, only
+    Well formed: only exact `<think>`, `<tool_call>`, `<answer>` tags as structure, each closed, none nested, only
     white space outside and between blocks, think first, no kind twice in a row, and the sequence
     think (tool_call think)* answer. With `final=False` (a turn that stops at a tool call) the sequence is
     think (tool_call think)* tool_call. Block contents are not judged here (an unparseable tool call
-    earns no tool bonus; an empty answer earns no task reward).
+    earns no tool bonus; an empty answer earns no task reward): tag-like text inside an open block (`<br>`,
+    `a<b and c>d`, `<Think>`) is content, while an exact known tag there is `nested_tag`. After the last
+    block, chat end-of-turn tokens (`<|im_end|>`, `<|endoftext|>`) count as white space. The decisions and how
+    they differ from VITAL's released code are in docs/rewards.md.
 
     Codes: `empty`, `unknown_tag`, `malformed_tag` (a known tag with attributes or spaces), `nested_tag`,
     `unexpected_close_tag`, `mismatched_tag`, `unclosed_tag`, `text_outside_tags`, `must_start_with_think`,
@@ -114,6 +119,8 @@ def check_format(text: str, *, final: bool = True) -> str | None:
     opened: _Tag | None = None
     pos = 0
     for tag in _tags(text):
+        if opened is not None and not (tag.name in KNOWN_TAGS and tag.exact):
+            continue  # tag-like text inside a block ("<br>", "a<b and c>d") is content, judged by its own reader
         if tag.name not in KNOWN_TAGS:
             return "unknown_tag"
         if not tag.exact:
@@ -134,7 +141,7 @@ def check_format(text: str, *, final: bool = True) -> str | None:
             pos = tag.end
     if opened is not None:
         return "unclosed_tag"
-    if text[pos:].strip():
+    if _END_OF_TURN.sub("", text[pos:]).strip():
         return "text_outside_tags"
     return _check_sequence(kinds, final=final)
 
@@ -271,56 +278,95 @@ def extract_answer(text: str) -> str | None:
 _MARKUP = re.compile(r"[*`_]")
 #: The whole answer is one letter, maybe bracketed and punctuated: "B", "(B)", "[b]", "B.", "B)".
 _BARE = re.compile(r"^[(\[]?([A-Za-z])[)\]]?[.:)]?$")
-#: The answer starts with a label: "B) text", "B. text", "B: text", "(B) text", "[B] text".
-_LEADING = re.compile(r"^(?:[(\[]([A-Z])[)\]]|([A-Z])[.):\]])(?:\s|$)")
-#: A cue word then a letter: "answer is (B)", "Answer: B", "option B", "correct choice is C".
-_CUE = re.compile(r"\b(?i:answer|option|choice)\b\s*(?:(?i:is|was)\b\s*)?[:=]?\s*[(\[]?([A-Z])\b")
-#: A bracketed letter anywhere: "(B)", "[B]".
-_BRACKETED = re.compile(r"[(\[]([A-Z])[)\]]")
+#: The answer starts with an upper-case letter token: "B) text", "B. text", "(B) text", "B, since ...", "B is ...".
+#: Not followed by a word character, an apostrophe, a bracket or "-word" ("X-ray", "B's" are words).
+_LEADING = re.compile(r"^(?:[(\[]([A-Z])[)\]]|([A-Z])(?![\w'(\[]|-\w))")
+#: Right after a letter: a list of letters ("A or B", "B and C", "A/B", "B, C"), which commits to none.
+_LIST_AFTER = re.compile(
+    r"[)\].:]?\s*(?:(?:or|and|nor)\b|/|&)\s*[(\[]?[A-Z](?![\w'])|[)\]]?\s*,\s*[(\[]?[A-Z][)\]]?\s*(?:$|,|\b(?:or|and)\b)"
+)
+#: "A" / "I" followed by a lower-case word is the article / pronoun ("A person", "I think"), not a letter, except
+#: before a conjunction ("A or B") and, for "A", before "is"/"was" ("A is correct").
+_ARTICLE_AFTER = re.compile(r"\s+(?!(?:or|and|nor)\b)[a-z]")
+_A_IS = re.compile(r"\s+(?:is|was)\b")
+#: An explicit commitment: "answer is (B)", "Answer: B", "final answer = C", "the correct choice is D",
+#: "the best option is B", "I pick (C)", "I choose option B", "go with B".
+_COMMIT = re.compile(
+    r"(?:\b(?i:answer|(?:correct|right|best|final)\s+(?:option|choice))\b\s*"
+    r"(?:(?i:is|was|would\s+be|should\s+be|must\s+be)\b\s*)?(?:[:=]\s*)?"
+    r"|\b(?i:pick|choose|select|go\s+with)\b\s*)"
+    r"(?:(?i:option|choice)\s+)?[(\[]?([A-Z])(?![\w'])"
+)
+#: Weaker mentions, read only when nothing above decided: "option B", "choice C", a bracketed letter.
+_MENTION = re.compile(r"\b(?i:option|choice)\s+[(\[]?([A-Z])(?![\w'])|[(\[]([A-Z])[)\]]")
 #: A one-letter token.
 _LONE = re.compile(r"(?<![\w'])([A-Z])(?![\w'])")
-#: "A" / "I" followed by a lower-case word other than a conjunction is the article / pronoun, not a letter.
-_ARTICLE_AFTER = re.compile(r"\s+(?!(?:or|and|nor)\b)[a-z]")
+
+
+def _is_article(text: str, letter: str, end: int) -> bool:
+    """Whether the upper-case `letter` token ending at `end` is the word "A" / "I" rather than an option letter."""
+    if letter not in "AI" or not _ARTICLE_AFTER.match(text, end):
+        return False
+    return not (letter == "A" and _A_IS.match(text, end))
+
+
+def _one(found: set[str]) -> str | None:
+    return found.pop() if len(found) == 1 else None
+
+
+def _committed_letter(text: str) -> str | None:
+    if m := _BARE.match(text):
+        return m.group(1).upper()
+    if (m := _LEADING.match(text)) and not (m.group(2) and _is_article(text, m.group(2), m.end())):
+        return None if _LIST_AFTER.match(text, m.end()) else (m.group(1) or m.group(2))
+    commits = list(_COMMIT.finditer(text))
+    if commits:
+        if any(_LIST_AFTER.match(text, m.end()) for m in commits):
+            return None
+        return _one({m.group(1) for m in commits})
+    found = {m.group(1) or m.group(2) for m in _MENTION.finditer(text)}
+    found |= {m.group(1) for m in _LONE.finditer(text) if not _is_article(text, m.group(1), m.end())}
+    return _one(found)
 
 
 def parse_letter(answer: str, num_options: int | None = None) -> str | None:
-    """The option letter an answer names, or None when it names none, several, or one out of range.
+    """The option letter an answer COMMITS to, or None when it commits to none, several, or one out of range.
 
-    Rule, first step that finds a letter decides:
+    A letter the answer only mentions while explaining ("B, since option A is wrong", "B is correct, not C")
+    never decides. Rule, the first step that applies decides:
     1. the whole answer is one letter, bracketed or punctuated or not, either case ("b", "(B)", "B.");
-    2. it starts with an upper-case label "B)", "B.", "B:", "(B)" followed by text;
-    3. letters after a cue word (answer/option/choice) and bracketed letters anywhere ("The answer is (B).",
-       "Answer: B", "option B", "I pick (C)") - exactly one distinct letter, else None; a cue outranks the
-       article rule below, so "Answer: A man ..." reads as A;
-    4. upper-case one-letter tokens ("B is correct", "A or B"), where "A"/"I" followed by a lower-case word
-       (other than or/and/nor) is the article/pronoun ("A person ...", "I think ...") and does not count -
-       exactly one distinct letter, else None.
+    2. the answer starts with an upper-case letter token: a label "B)", "B.", "B:", "(B)", "B," or the letter as
+       a subject "B is ..."; that letter, whatever the explanation after it names. A list at the start
+       ("A or B", "B and C", "A/B", "B, C") commits to none (None). "A"/"I" followed by a lower-case word is the
+       article/pronoun ("A person ...", "I think ...") and not a label, except "A is"/"A was";
+    3. an explicit commitment anywhere: "answer is (B)", "Answer: B", "the correct choice is D", "I pick (C)" -
+       exactly one distinct letter, and not followed by a list ("answer is (B) or (C)"), else None. A commitment
+       outranks the article rule, so "Answer: A man ..." reads as A;
+    4. otherwise the letters the answer mentions - "option B", bracketed "(B)", upper-case one-letter tokens
+       (article/pronoun "A"/"I" excluded as in step 2) - exactly one distinct letter, else None.
     Lower case "a"/"i" are only letters in step 1, so prose never yields them. Markdown (* ` _) is ignored.
-    The decided letter must be among the first `num_options` letters when that is given.
+    The decided letter must be among the first `num_options` letters when that is given. The reward
+    (`rewards.mcq_reward`) and the benchmark metric (`eval_metrics`) both score letters with `letter_score`.
 
-    >>> parse_letter("The answer is (B)."), parse_letter("A person walks"), parse_letter("A or B")
-    ('B', None, None)
+    >>> parse_letter("The answer is (B)."), parse_letter("B, since option A is wrong"), parse_letter("A or B")
+    ('B', 'B', None)
     """
-    text = _MARKUP.sub("", answer).strip()
-    letter: str | None = None
-    if m := _BARE.match(text):
-        letter = m.group(1).upper()
-    elif m := _LEADING.match(text):
-        letter = m.group(1) or m.group(2)
-    else:
-        found = {m.group(1) for m in _CUE.finditer(text)} | {m.group(1) for m in _BRACKETED.finditer(text)}
-        if not found:
-            found = {
-                m.group(1)
-                for m in _LONE.finditer(text)
-                if not (m.group(1) in "AI" and _ARTICLE_AFTER.match(text, m.end()))
-            }
-        if len(found) != 1:
-            return None
-        letter = found.pop()
-    if num_options is not None and not 0 <= ord(letter) - ord("A") < num_options:
+    letter = _committed_letter(_MARKUP.sub("", answer).strip())
+    if letter is None or (num_options is not None and not 0 <= ord(letter) - ord("A") < num_options):
         return None
     return letter
+
+
+def letter_score(answer: str, truth_letter: str, num_options: int | None) -> tuple[float, str | None]:
+    """(1.0 if the letter `answer` commits to equals the true letter else 0.0, the letter read or None).
+
+    The one scoring rule for option letters, shared by the task reward and the benchmark metrics.
+
+    >>> letter_score("C, because B is wrong", "c", 4)
+    (1.0, 'C')
+    """
+    letter = parse_letter(answer, num_options)
+    return (1.0 if letter is not None and letter == truth_letter.strip().upper() else 0.0), letter
 
 
 # --- spans -----------------------------------------------------------------------------------------------------------
@@ -329,10 +375,17 @@ def parse_letter(answer: str, num_options: int | None = None) -> str | None:
 _TIME = r"\d+(?::\d+){1,2}(?:\.\d+)?|\d+(?:\.\d+)?"
 _UNIT = r"(?:\s*(?:seconds|second|secs|sec|s)\b)?"
 _JOIN = r"\s*(?:-|–|—|~|\bto\b|\band\b|\buntil\b|\btill\b|\bthrough\b)\s*"
-#: Not preceded by a word character, '.', ':' or '-' (so "-5" and "x5" never start a pair).
+#: A labelled start or end in prose: "starts at", "start:", "start time", "begins at", "end time is", "ends at".
+_START_LABEL = r"\b(?:start|begin)(?:s|ing)?(?:\s+time)?(?:\s+(?:at|is|from))?\s*[:=]?\s*"
+_END_LABEL = r"\b(?:end|finish)(?:s|es|ing)?(?:\s+time)?(?:\s+(?:at|is))?\s*[:=]?\s*"
+#: Between a labelled start and its end: punctuation, then optional "and"/"then", "it", "the".
+_LABEL_GAP = r"[\s,;]*(?:(?:and|then)\s+)?(?:it\s+)?(?:the\s+)?"
+#: Not preceded by a word character, '.', ':' or '-' (so "-5" and "x5" never start a pair). The third form is the
+#: prose span "starts at 10 and ends at 40 seconds", "start: 10, end: 40", "start time 10 s, end time 40 s".
 _PAIR_RE = (
     rf"(?<![\w.:\-])(?P<a>{_TIME}){_UNIT}{_JOIN}(?P<b>{_TIME}){_UNIT}"
     rf"|[\[(]\s*(?P<c>{_TIME}){_UNIT}\s*,\s*(?P<d>{_TIME}){_UNIT}\s*[\])]"
+    rf"|{_START_LABEL}(?P<e>{_TIME}){_UNIT}{_LABEL_GAP}{_END_LABEL}(?P<f>{_TIME}){_UNIT}"
 )
 _PAIR = re.compile(_PAIR_RE, re.IGNORECASE)
 _LEAD_IN = re.compile(r"^\s*(?:from|between)?\s*$", re.IGNORECASE)
@@ -352,7 +405,8 @@ def _spans(text: str) -> list[tuple[tuple[float, float], int, int]]:
     """Valid (start, end) pairs in text order, with their character range; pairs do not overlap."""
     out = []
     for m in _PAIR.finditer(text):
-        start, end = _time(m.group("a") or m.group("c")), _time(m.group("b") or m.group("d"))
+        start = _time(m.group("a") or m.group("c") or m.group("e"))
+        end = _time(m.group("b") or m.group("d") or m.group("f"))
         if start is not None and end is not None and start <= end:
             out.append(((start, end), m.start(), m.end()))
     return out
@@ -362,7 +416,8 @@ def parse_span(answer: str) -> tuple[float, float] | None:
     """The LAST valid (start, end) pair of seconds in the answer, or None (VITAL: "the last pair with S <= E").
 
     Pairs: "24.3 - 30.4 seconds", "24.3-30.4", "from 24.3 to 30.4", "between 24.3s and 30.4s",
-    "[24.3, 30.4]", clocks "01:05 - 01:12.5" and "1:02:03 - 1:02:09". Valid: both times finite, in
+    "[24.3, 30.4]", clocks "01:05 - 01:12.5" and "1:02:03 - 1:02:09", and labelled prose "starts at 24.3 and ends
+    at 30.4 seconds", "start: 24.3, end: 30.4", "Start time 24.3 s, end time 30.4 s". Valid: both times finite, in
     [0, 1e6] s and start <= end; a negative number ("-5 to 10") never starts a pair. Pairs are found left to
     right without overlap, so in "10 - 20, 40 - 30" the reversed last pair is skipped and (10, 20) wins.
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
-from mtvr_data.parsing import check_format, extract_answer, parse_grounded, parse_letter, parse_number, parse_span
+from mtvr_data.parsing import check_format, extract_answer, letter_score, parse_grounded, parse_number, parse_span
 from mtvr_data.schema import Sample
 from mtvr_data.temporal_iou import IOU_SCALE, NO_SCALE, best_iou, format_window, iou_scale_for, scale_iou, temporal_iou
-from mtvr_data.text_metrics import rouge_l_f1, rouge_n_f1, tokenize, word_error_rate
+from mtvr_data.text_metrics import rouge_f1, tokenize, word_error_rate
 
 __all__ = [
     "DEFAULT_PASS_RULE",
@@ -85,13 +85,14 @@ def tool_bonus(num_successful_calls: int) -> float:
 
 
 def mcq_reward(answer_text: str, truth_letter: str, num_options: int | None) -> float:
-    """1.0 if `parsing.parse_letter(answer_text, num_options)` equals the true letter, else 0.0.
+    """1.0 if the letter the answer commits to (`parsing.parse_letter`) equals the true letter, else 0.0.
 
-    >>> mcq_reward("The answer is (C).", "C", 4), mcq_reward("C or D", "C", 4)
-    (1.0, 0.0)
+    Scored by `parsing.letter_score`, the same rule the benchmark metrics use.
+
+    >>> mcq_reward("The answer is (C).", "C", 4), mcq_reward("C or D", "C", 4), mcq_reward("B, not C", "C", 4)
+    (1.0, 0.0, 0.0)
     """
-    letter = parse_letter(answer_text, num_options)
-    return 1.0 if letter is not None and letter == truth_letter.strip().upper() else 0.0
+    return letter_score(answer_text, truth_letter, num_options)[0]
 
 
 #: Enough digits to quantize any finite float (up to ~1.8e308) exactly; the default 28 raises on large values.
@@ -124,13 +125,12 @@ def numeric_reward(pred: float | None, truth: float | None) -> float:
 
 
 def rouge_reward(pred: str, truth: str) -> float:
-    """(ROUGE-1 F1 + ROUGE-2 F1 + ROUGE-L F1) / 3 on `text_metrics.tokenize`d text, in [0, 1].
+    """(ROUGE-1 F1 + ROUGE-2 F1 + ROUGE-L F1) / 3, Porter-stemmed as VITAL (`text_metrics.rouge_f1`), in [0, 1].
 
-    >>> round(rouge_reward("a man runs", "the man runs fast"), 4)
-    0.5143
+    >>> round(rouge_reward("The man is running.", "the man runs"), 4)  # "running" and "runs" both stem to "run"
+    0.7048
     """
-    p, r = tokenize(pred), tokenize(truth)
-    return (rouge_n_f1(p, r, 1) + rouge_n_f1(p, r, 2) + rouge_l_f1(p, r)) / 3.0
+    return sum(rouge_f1(pred, truth).values()) / 3.0
 
 
 def regression_reward(pred: float | None, truth: float | None) -> float:
@@ -232,8 +232,7 @@ def _answer_term(sample: Sample, text: str) -> tuple[float, str | None]:
     """(score, parsed text or None when unparseable) of the answer part, by `sample.answer_type`."""
     kind = sample.answer_type
     if kind == "letter":
-        letter = parse_letter(text, len(sample.options) or None)
-        return mcq_reward(text, sample.answer, len(sample.options) or None), letter
+        return letter_score(text, sample.answer, len(sample.options) or None)
     if kind in ("number", "regression"):
         value = parse_number(text)
         reward = numeric_reward if kind == "number" else regression_reward

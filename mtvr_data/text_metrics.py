@@ -1,18 +1,23 @@
 """Text overlap metrics for free-form and OCR answers: ROUGE-1/2/L F1 and word error rate.
 
-Written here (about 80 lines) rather than taken from `rouge_score` / `jiwer` so the data core has no extra
-dependency and the tokenisation is stated once: lower-case after Unicode NFKC, tokens are maximal runs of
-letters and digits (`[^\\W_]+`), punctuation and underscores separate tokens and are dropped. So
-"The man's hat." -> ["the", "man", "s", "hat"]. Both metrics use this one tokeniser, so a prediction that
-differs from the truth only in case or punctuation scores as equal.
+ROUGE is Google's `rouge-score` package with the Porter stemmer (`use_stemmer=True`), as VITAL's released reward
+computes it: its tokeniser lower-cases, keeps runs of ASCII letters and digits, and stems tokens longer than 3
+characters, so "The man is running." vs "the man runs" scores (6/7 + 2/5 + 6/7) / 3 = 0.705 (0.514 unstemmed).
+One deliberate difference: when both sides are the same single (stemmed) token, ROUGE-2 counts as 1, not 0 (see
+`rouge_f1`). Non-ASCII letters are dropped by that tokeniser (as in VITAL), see docs/rewards.md.
+
+WER (and the "is there any text" checks of rewards and eval) use this module's own tokeniser instead: lower-case
+after Unicode NFKC, tokens are maximal runs of letters and digits (`[^\\W_]+`), punctuation and underscores
+separate tokens and are dropped. So "The man's hat." -> ["the", "man", "s", "hat"].
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 _TOKEN = re.compile(r"[^\W_]+")
 
@@ -22,30 +27,47 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).lower())
 
 
-def _ngrams(tokens: Sequence[str], n: int) -> Counter[tuple[str, ...]]:
-    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+#: The ROUGE variants VITAL averages for free-form answers (docs/papers.md, "rewards and DGRPO").
+ROUGE_TYPES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")
 
 
-def _f1(overlap: int, n_pred: int, n_ref: int) -> float:
-    if overlap == 0:
-        return 0.0
-    precision, recall = overlap / n_pred, overlap / n_ref
-    return 2 * precision * recall / (precision + recall)
+@functools.cache
+def _rouge_scorer() -> Any:
+    from rouge_score import rouge_scorer  # imported on first use: it pulls in nltk (~1 s)
+
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
 
 
-def rouge_n_f1(pred: Sequence[str], ref: Sequence[str], n: int) -> float:
-    """ROUGE-N F1 on token lists, n-gram counts clipped (a repeated n-gram matches at most as often as in ref).
+@functools.cache
+def _rouge_tokenizer() -> Any:
+    from rouge_score import tokenizers
 
-    When neither side has an n-gram (both shorter than n tokens) the score is 1.0 if the token lists are
-    equal and non-empty, else 0.0. `rouge_score` gives 0 there, which caps a correct one-word answer at a
-    ROUGE mean of 2/3; we count the absent n-grams as agreeing instead.
+    return tokenizers.DefaultTokenizer(use_stemmer=True)
+
+
+def rouge_tokenize(text: str) -> list[str]:
+    """The tokens ROUGE compares: `rouge-score`'s default tokeniser with the Porter stemmer.
+
+    >>> rouge_tokenize("The man is running.")
+    ['the', 'man', 'is', 'run']
     """
-    p, r = _ngrams(pred, n), _ngrams(ref, n)
-    if not p and not r:
-        return 1.0 if list(pred) == list(ref) and len(pred) > 0 else 0.0
-    if not p or not r:
-        return 0.0
-    return _f1(sum((p & r).values()), sum(p.values()), sum(r.values()))
+    return _rouge_tokenizer().tokenize(text)
+
+
+def rouge_f1(pred: str, ref: str) -> dict[str, float]:
+    """ROUGE-1, ROUGE-2 and ROUGE-L F1 of `pred` against `ref` (`rouge-score`, stemmed), keyed by `ROUGE_TYPES`.
+
+    When both sides are the same single token, `rouge-score` gives ROUGE-2 = 0 (neither side has a bigram),
+    which caps an exactly right one-word answer at a mean of 2/3; we count the absent bigrams as agreeing (1.0).
+
+    >>> {k: round(v, 4) for k, v in rouge_f1("The man is running.", "the man runs").items()}
+    {'rouge1': 0.8571, 'rouge2': 0.4, 'rougeL': 0.8571}
+    """
+    scores = _rouge_scorer().score(ref, pred)  # rouge-score's order: (target, prediction)
+    out = {name: float(scores[name].fmeasure) for name in ROUGE_TYPES}
+    if out["rouge1"] == 1.0 and len(rouge_tokenize(pred)) == 1:
+        out["rouge2"] = 1.0
+    return out
 
 
 def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
@@ -58,13 +80,6 @@ def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
         for j, y in enumerate(b, start=1):
             prev_diag, row[j] = row[j], (prev_diag + 1 if x == y else max(row[j], row[j - 1]))
     return row[-1]
-
-
-def rouge_l_f1(pred: Sequence[str], ref: Sequence[str]) -> float:
-    """ROUGE-L F1: LCS length as the overlap, over the prediction (precision) and reference (recall) lengths."""
-    if not pred or not ref:
-        return 0.0
-    return _f1(lcs_length(pred, ref), len(pred), len(ref))
 
 
 def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:

@@ -25,6 +25,8 @@ from mtvr_data.eval_metrics import (
     temporal_iop,
     write_results,
 )
+from mtvr_data.parsing import parse_letter
+from mtvr_data.rewards import mcq_reward, task_reward
 from mtvr_data.schema import Sample
 
 
@@ -187,6 +189,49 @@ def test_accuracy_overall_and_per_category_with_failed_and_unanswered_samples() 
     }
     assert (s.n, s.n_ok, s.n_no_answer, s.n_failed) == (6, 4, 1, 1)
     assert results[5].status == FAILED and results[5].error == "engine_error"
+
+
+LETTER_ANSWERS = [
+    "B, since option A is wrong",
+    "B, because C is wrong",
+    "B is correct, not C",
+    "The answer is (B).",
+    "A or B",
+    "A person is cooking",
+    "I think C is right",
+    "The answer is (B) or (C)",
+]
+
+
+@pytest.mark.parametrize("answer", LETTER_ANSWERS[:3])
+def test_the_committed_letter_is_scored_not_one_in_the_explanation(answer: str) -> None:
+    right, wrong = score(mcq(1, "B", "x"), answer), score(mcq(2, "C", "x"), answer)
+    assert (right.parsed, right.correct, right.score) == ("B", True, 1.0)
+    assert (wrong.parsed, wrong.correct, wrong.score) == ("B", False, 0.0)
+    nextgqa = score(gqa(1, [[10.0, 40.0]]), f"From 10 to 40 seconds, {answer}")
+    assert nextgqa.correct and nextgqa.parsed == "10.00-40.00; B"
+
+
+@pytest.mark.parametrize("answer", LETTER_ANSWERS)
+@pytest.mark.parametrize("truth", ["A", "B", "C"])
+def test_eval_and_reward_share_one_letter_rule(answer: str, truth: str) -> None:
+    sample = mcq(1, truth, "x")
+    result = score(sample, answer)
+    assert result.parsed == parse_letter(answer, 4)
+    assert result.score == mcq_reward(answer, truth, 4) == task_reward(sample, said(answer)).value
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The event starts at 10.0 and ends at 40.0 seconds.",
+        "start: 10.0, end: 40.0",
+        "Start time 10.0 s, end time 40.0 s",
+    ],
+)
+def test_spans_written_as_prose_are_read(answer: str) -> None:
+    r = score(tg(1, [[10.0, 40.0]]), answer)
+    assert (r.iou, r.correct, r.parsed) == (1.0, True, "10.00-40.00")
 
 
 def test_numeric_answers_and_vsi_bench_mra() -> None:

@@ -33,6 +33,7 @@ from mtvr_data.rewards import (
 )
 from mtvr_data.schema import Sample
 from mtvr_data.text_metrics import edit_distance, lcs_length, tokenize, word_error_rate
+from tests.test_parsing import FORMAT_DECISIONS
 
 
 def make_sample(task: str, answer_type: str, answer: str = "", **kw) -> Sample:
@@ -63,6 +64,19 @@ def test_format_reward():
     assert format_reward("<answer>B</answer>") == 0.0
 
 
+@pytest.mark.parametrize(("case", "text", "code"), FORMAT_DECISIONS, ids=[row[0] for row in FORMAT_DECISIONS])
+def test_format_reward_follows_the_documented_decisions(case, text, code):
+    # docs/rewards.md: tag-like text in reasoning and white space around the blocks keep the format point
+    assert format_reward(text) == (1.0 if code is None else 0.0)
+
+
+def test_tag_like_text_in_reasoning_does_not_zero_a_well_formed_right_answer():
+    out = total_reward(
+        MCQ, "<think>a<br>b, and x<y and z>w</think><answer>C</answer>", num_successful_tool_calls=0, tools=False
+    )
+    assert (out.format, out.task, out.total) == (1.0, 1.0, 2.0)
+
+
 @pytest.mark.parametrize(("calls", "bonus"), [(0, 0.0), (1, 0.5), (2, 1.0), (3, 1.0), (10, 1.0)])
 def test_tool_bonus_counts_at_most_two_calls(calls, bonus):
     assert tool_bonus(calls) == bonus
@@ -82,6 +96,16 @@ def test_tool_bonus_refuses_a_negative_count():
 )
 def test_mcq_reward(answer, reward):
     assert mcq_reward(answer, "C", 4) == reward
+
+
+@pytest.mark.parametrize("answer", ["B, since option A is wrong", "B, because C is wrong", "B is correct, not C"])
+def test_mcq_reward_scores_the_committed_letter_not_one_in_the_explanation(answer):
+    assert mcq_reward(answer, "B", 4) == 1.0
+    assert mcq_reward(answer, "A", 4) == 0.0 and mcq_reward(answer, "C", 4) == 0.0
+    sample = make_sample("mcq", "letter", "B", options=["p", "q", "r", "s"])
+    assert task_reward(sample, answered(answer)).value == 1.0
+    wrong = make_sample("mcq", "letter", "A", options=["p", "q", "r", "s"])
+    assert task_reward(wrong, answered(answer)).value == 0.0
 
 
 @pytest.mark.parametrize(
@@ -113,6 +137,28 @@ def test_rouge_by_hand():
     assert rouge_reward("a man runs", "the man runs fast") == pytest.approx((4 / 7 + 2 / 5 + 4 / 7) / 3)
     # clipped counts: "the" matches once; R1 = RL = 2*(1/3*1/2)/(1/3+1/2) = 0.4; no shared bigram
     assert rouge_reward("the the the", "the cat") == pytest.approx((0.4 + 0.0 + 0.4) / 3)
+
+
+def test_rouge_is_porter_stemmed_as_in_vital():
+    # rouge-score with use_stemmer=True: "running" and "runs" both stem to "run";
+    # R1 = RL = 6/7 ([the, man, is, run] vs [the, man, run]), R2 = 2/5 ("the man" only)
+    assert rouge_reward("The man is running.", "the man runs") == pytest.approx((6 / 7 + 2 / 5 + 6 / 7) / 3)
+    assert round(rouge_reward("The man is running.", "the man runs"), 2) == 0.70
+    assert rouge_reward("The man is running.", "the man runs") == pytest.approx(0.7048, abs=1e-4)
+    assert rouge_reward("the dogs are barking", "the dog barks") > rouge_reward("the cats meow", "the dog barks")
+
+
+def test_rouge_matches_the_rouge_score_package():
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    for pred, truth in [
+        ("The man is running.", "the man runs"),
+        ("a man runs", "the man runs fast"),
+        ("x y z", "z y x"),
+    ]:
+        want = sum(s.fmeasure for s in scorer.score(truth, pred).values()) / 3
+        assert rouge_reward(pred, truth) == pytest.approx(want)
 
 
 def test_rouge_edges():
@@ -287,6 +333,22 @@ def test_grounding_reward(answer, iou, value, ok):
     r = task_reward(CHARADES, answered(answer))
     assert r.iou == pytest.approx(iou) and r.value == pytest.approx(value) and r.span_score == pytest.approx(value)
     assert r.passed is ok and r.reason is None
+
+
+PROSE_SPANS = [
+    "The event starts at 10.0 and ends at 40.0 seconds.",
+    "start: 10.0, end: 40.0",
+    "Start time 10.0 s, end time 40.0 s",
+]
+
+
+@pytest.mark.parametrize("answer", PROSE_SPANS)
+def test_grounding_reads_spans_written_as_prose(answer):
+    sample = make_sample("tg", "span", source="charades_sta", span=[10.0, 40.0])
+    r = task_reward(sample, answered(answer))
+    assert (r.value, r.iou, r.passed, r.parsed, r.reason) == (1.0, 1.0, True, "10.00-40.00", None)
+    gqa = make_sample("gqa", "letter", "B", source="nextgqa", options=["p", "q", "r", "s"], span=[10.0, 40.0])
+    assert task_reward(gqa, answered(f"{answer} B")).value == 2.0
 
 
 def test_grounding_pass_uses_raw_iou_not_the_scaled_value():
