@@ -24,6 +24,12 @@ the decoder's own buffers count; not counted: the short-lived ffmpeg processes o
 read; the ffmpeg backend's decoding), which are separate processes of ~50 MB each, one at a time.
 The machine's load average is printed at the end: other work on it slows the decoders (decord's reader
 thread busy-waits) and makes the timings noisy.
+
+`--parity` (about 3 minutes) measures instead how close our frames are to qwen-vl-utils' on the demo corpus (built
+once under bench/.cache/demo_corpus) and on the 720p video above: for every video decord opens, the frame indices of
+both (whole video, fps 2, 4..64 frames, 4*28*28..64*28*28 pixels, keyframe_snap 0, no overlay) and, per frame, the
+mean and max absolute pixel difference (0-255) of each `FrameBudget.resize` mode against qwen-vl-utils'
+`fetch_video` (decord). The numbers are in docs/model.md ("Frames").
 """
 
 from __future__ import annotations
@@ -214,13 +220,99 @@ def _closeness(a, b) -> str:  # noqa: ANN001
     return f"mean |diff| {diff.mean():.2f}, PSNR {psnr:.1f} dB"
 
 
+# --- parity with qwen-vl-utils on the demo corpus --------------------------------------------------------------
+
+
+def parity() -> None:
+    """Indices and pixels of both resize modes against qwen-vl-utils, per video (see the module docstring)."""
+    import decord
+    import numpy as np
+
+    from mtvr_data import demo_media
+    from mtvr_data.demo_corpus import build_demo_corpus
+
+    root = CACHE / "demo_corpus"
+    if not (root / "manifest.json").exists():
+        build_demo_corpus(root)
+    print("command: .venv/bin/python bench/frames.py --parity")
+    print("per video: frames with the same index as qwen-vl-utils; per-frame |ours - qwen| in 0-255 levels over the")
+    print("frames with the same index: the mean of the per-frame means, the largest per-frame mean, the largest pixel")
+    print("difference; and the wall time of one call (qwen-vl-utils' in brackets)")
+    totals: dict[str, list[np.ndarray]] = {"decoder": [], "reference": []}
+    videos = [(spec.file, f"{spec.codec}{', VFR' if spec.vfr else ''}") for spec in demo_media.VIDEOS]
+    for name, what in [*videos, (None, "h264 1280x720, the timing video")]:
+        path = root / "videos" / name if name else make_video()
+        try:
+            decord.VideoReader(str(path))
+        except Exception:  # noqa: BLE001 - AV1: qwen-vl-utils' decord path cannot read it either
+            print(f"{name}: decord cannot open it (qwen-vl-utils falls back to torchvision); skipped")
+            continue
+        line, per_mode = _parity_line(path)
+        for mode, per_frame in per_mode.items():
+            totals[mode].append(per_frame)
+        print(f"{path.relative_to(CACHE)} ({what}){line}", flush=True)
+    for mode, parts in totals.items():
+        everything = np.concatenate(parts)
+        print(f"all videos, {mode}: {len(everything)} frames, mean |diff| {everything.mean():.3f} levels")
+
+
+def _parity_line(path: Path) -> tuple[str, dict]:
+    """One video: qwen-vl-utils' fetch_video (decord) against ours with each resize mode, keyframe_snap 0."""
+    import numpy as np
+    from qwen_vl_utils.vision_process import fetch_video
+
+    from mtvr_data.frames import FrameBudget, sample_frames_with
+
+    element = {"video": str(path), "fps": 2.0, "min_frames": 4, "max_frames": 64}
+    started = time.perf_counter()
+    video, meta = fetch_video(
+        {**element, "min_pixels": MIN_PIXELS, "max_pixels": MAX_PIXELS}, return_video_metadata=True
+    )
+    qwen_s = time.perf_counter() - started
+    qwen = video.permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(qwen, np.round(qwen)), "qwen-vl-utils' frames are whole levels"
+    qwen = qwen.astype(np.int16)
+    line, per_mode = f", {qwen.shape[0]}x{qwen.shape[1]}x{qwen.shape[2]}", {}
+    starts = _starts(path)
+    for mode in ("decoder", "reference"):
+        budget = FrameBudget(
+            keyframe_snap=0.0, overlay=False, resize=mode, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS
+        )
+        started = time.perf_counter()
+        ours = sample_frames_with(path, budget=budget, backend="decord")
+        ours_s = time.perf_counter() - started
+        indices = [int(np.argmin(np.abs(starts - t))) for t in ours.times]
+        same = np.array([a == b for a, b in zip(indices, meta["frames_indices"], strict=True)])
+        diff = np.abs(ours.frames.astype(np.int16) - qwen)[same]
+        per_mode[mode] = diff.reshape(len(diff), -1).mean(axis=1)
+        line += (
+            f"; {mode}: same index {same.sum()}/{len(same)}, mean {per_mode[mode].mean():.3f}, "
+            f"worst frame {per_mode[mode].max():.3f}, max {int(diff.max()) if diff.size else 0}, "
+            f"{ours_s:.2f} s ({qwen_s:.2f} s)"
+        )
+    return line, per_mode
+
+
+def _starts(path: Path):  # noqa: ANN202
+    """decord's frame start times (what qwen-vl-utils' indices refer to)."""
+    import decord
+    import numpy as np
+
+    reader = decord.VideoReader(str(path))
+    return np.asarray(reader.get_frame_timestamp(np.arange(len(reader))))[:, 0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per sampler and case (best is kept)")
+    parser.add_argument("--parity", action="store_true", help="indices and pixels vs qwen-vl-utils, demo corpus")
     parser.add_argument("--child", nargs=2, metavar=("WHICH", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.parity:
+        parity()
         return
     started = time.perf_counter()
     make_video()

@@ -5,10 +5,14 @@ same thing when it is built, graded and trained on. The rules are VITAL's on Qwe
 
 - Whole video (`start`/`end` None): Qwen's `smart_nframes`, n = clamp(duration * fps, min_frames,
   max_frames) floored to an even number (Qwen2.5-VL packs frames in pairs) and never more than the video
-  has; the frames are spread evenly over the video like qwen-vl-utils' `linspace(0, total - 1, n)`. The
-  targets are the middles of the first and last frames and n - 1 equal steps between, and each target takes
-  the frame showing at that time: for a constant frame rate that is exactly qwen-vl-utils' choice, and for a
-  variable frame rate the frames stay evenly spaced in time, not in index.
+  has; the frames are spread evenly over the video like qwen-vl-utils' `linspace(0, total - 1, n)`.
+  At a constant frame rate (every time stamp within `CFR_SLACK` of an even grid: millisecond-rounded webm
+  stamps and decord's float32 count as constant) the indices ARE qwen-vl-utils' `torch.linspace(0, total - 1,
+  n).round()`, computed by the same torch call (float32, so very long videos round as qwen-vl-utils does).
+  At a variable frame rate the targets are the middles of the first and last frames and n - 1 equal steps
+  between, and each takes the frame showing at that time: the frames stay evenly spaced in time, not in
+  index (at a constant rate and exact time stamps that is the same choice; with rounded stamps a target that
+  falls within the rounding of a frame boundary could take the neighbour, hence the index rule there).
 - Key frames (`budget.keyframe_snap`, whole video only): when the targets are at least a group of pictures
   apart, so that every target costs a seek and the decoding of its GOP up to it, a target whose frame lies
   within `keyframe_snap` of the spacing (a quarter by default) of a key frame takes the key frame instead,
@@ -21,9 +25,13 @@ same thing when it is built, graded and trained on. The rules are VITAL's on Qwe
 - `times[i]` is the presentation time of the frame actually decoded (from the container's time stamps, never
   index / fps, which is wrong for variable-frame-rate video), and the frame chosen for a target time is the
   one showing at that time.
-- Every frame is resized by Qwen's `smart_resize` (sides multiples of 28, pixels within the budget; VITAL
-  uses max_pixels 64*28*28, about 224x224), inside the decoder, and carries its time stamp ("12.50s",
-  bottom right) when `budget.overlay` is set.
+- Every frame is resized to Qwen's `smart_resize` size (sides multiples of 28, pixels within the budget; VITAL
+  uses max_pixels 64*28*28, about 224x224) and carries its time stamp ("12.50s", bottom right) when
+  `budget.overlay` is set. `budget.resize="decoder"` (the default) scales inside the decoder (bicubic swscale),
+  so no full-size frame is ever built; the pixels differ from qwen-vl-utils' by 1-5 levels on average, more on
+  sharp edges (docs/model.md has the measurements). `resize="reference"` decodes at the native
+  size and resizes with qwen-vl-utils' own call (torchvision bicubic, antialias, on uint8 frames): with decord
+  the pixels equal qwen-vl-utils' exactly, at the cost of full-size decoding (`reference_resize`).
 
 Decoding (decord, ffmpeg fallback) is in `frame_decode`, the overlay in `frame_overlay`, the cache in
 `frame_cache`. Failures raise `FrameError` with the probe's reason codes, or `bad_window`.
@@ -73,6 +81,7 @@ __all__ = [
     "load_image",
     "perturb_frames",
     "plan_frames",
+    "reference_resize",
     "sample_frames",
     "smart_nframes",
     "smart_resize",
@@ -89,6 +98,15 @@ END_SLACK = 1e-3
 #: Added to duration * fps before flooring: durations come from millisecond-rounded time stamps (a 10 s webm
 #: at 24 fps ends at 9.999 s) and window lengths from float arithmetic, and 19.998 must count as 20 frames.
 COUNT_SLACK = 0.01
+#: A video is at a constant frame rate when every frame starts within this many seconds of an even grid (plus
+#: float32's rounding of decord's stamps, and never more than a quarter frame): millisecond time stamps (webm)
+#: are up to 0.5 ms off, so a frame is up to 1 ms off the line through the first and last.
+CFR_SLACK = 1.5e-3
+#: `FrameBudget.resize`: scale inside the decoder, or decode at the native size and resize as qwen-vl-utils does.
+RESIZE_MODES = ("decoder", "reference")
+#: Reference resizing reads and resizes decord's frames this many at a time, so that only a few full-size frames
+#: are held at once.
+RESIZE_CHUNK = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +122,10 @@ class FrameBudget:
     #: Whole video only: a frame within this fraction of the grid's spacing of a key frame is replaced by the
     #: key frame (decoded without its GOP), when the spacing is at least the typical key-frame interval.
     keyframe_snap: float = 0.25
+    #: "decoder": scaled while decoding (fast, no full-size frame; 1-5 levels from qwen-vl-utils on average).
+    #: "reference": decoded at the native size and resized by qwen-vl-utils' torchvision call (its exact pixels
+    #: with decord), for parity with a checkpoint trained on qwen-vl-utils' frames.
+    resize: str = "decoder"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.fps) and self.fps > 0):
@@ -114,6 +136,8 @@ class FrameBudget:
             raise ValueError("need 0 < min_pixels <= max_pixels")
         if not 0 <= self.keyframe_snap < 0.5:  # below half a step, two targets never take the same key frame
             raise ValueError(f"keyframe_snap must be in [0, 0.5), not {self.keyframe_snap}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, not {self.resize!r}")
 
 
 @dataclass(slots=True)
@@ -250,7 +274,7 @@ def plan_frames(
         ends = np.append(pts[1:], duration)
         middles = (pts + ends) / 2
         targets = np.linspace(middles[0], middles[-1], n) if n > 1 else middles[:1]
-        indices = _showing(pts, targets)
+        indices = qwen_indices(count, n) if n > 1 and constant_rate(pts) else _showing(pts, targets)
         if n > 1 and budget.keyframe_snap > 0 and keyframes is not None and len(keyframes) > 1:
             step = float(targets[1] - targets[0])
             indices = _snap_to_keyframes(pts, indices, np.asarray(keyframes), step, budget.keyframe_snap * step)
@@ -264,6 +288,29 @@ def plan_frames(
     n = smart_nframes(hi - lo, last - first + 1, budget)
     targets = lo + np.arange(n) * ((hi - lo) / n)
     return _showing(pts, targets), n / (hi - lo), lo, hi
+
+
+def constant_rate(pts: np.ndarray) -> bool:
+    """Whether frames starting at `pts` (sorted seconds) are at a constant rate, up to the rounding of their time
+    stamps: each within `CFR_SLACK` (plus float32's rounding; at most a quarter frame) of an even grid."""
+    count = len(pts)
+    if count < 3:
+        return True
+    step = float(pts[-1] - pts[0]) / (count - 1)
+    if step <= 0:
+        return False
+    slack = min(0.25 * step, CFR_SLACK + float(np.abs(pts).max()) * 2.0**-23)
+    grid = float(pts[0]) + np.arange(count) * step
+    return bool(np.abs(pts - grid).max() <= slack)
+
+
+def qwen_indices(total: int, n: int) -> np.ndarray:
+    """qwen-vl-utils' whole-video indices, `torch.linspace(0, total - 1, n).round().long()`, by that very call:
+    torch computes in float32, which for n >= 128 and tens of thousands of frames rounds some indices differently
+    from exact arithmetic, and parity means its rounding. torch is a dependency; imported on first use."""
+    import torch
+
+    return torch.linspace(0, total - 1, n).round().long().numpy().astype(np.intp)
 
 
 def _snap_to_keyframes(
@@ -379,7 +426,9 @@ def sample_frames_with(
         facts = cache.get_or_open("facts", file_key, lambda: read_facts(p), lambda _: 256)
     else:
         facts = read_facts(p)
-    height, width = _output_size(p, facts, budget)
+    size = _output_size(p, facts, budget)
+    # The decoder scales to the output size, or (reference) decodes the native size for qwen-vl-utils' resize.
+    height, width = size if budget.resize == "decoder" else (facts.height, facts.width)
     if cache is not None:
         source = cache.get_or_open(
             "source",
@@ -389,7 +438,7 @@ def sample_frames_with(
         )
     else:
         source = open_source(p, width, height, facts, backend)
-    frames = _sample(p, source, start, end, budget, facts)
+    frames = _sample(p, source, start, end, budget, facts, size)
     return cache.put_result(result_key, frames) if cache is not None else frames
 
 
@@ -407,6 +456,7 @@ def _sample(
     end: float | None,
     budget: FrameBudget,
     facts: SourceFacts,
+    size: tuple[int, int],
 ) -> Frames:
     try:
         indices, sample_fps, lo, hi = plan_frames(
@@ -418,14 +468,14 @@ def _sample(
     distinct, inverse = np.unique(indices, return_inverse=True)
     with source.lock:
         try:
-            decoded = source.read(distinct.tolist())
+            decoded = _read(source, distinct.tolist(), size)
         except DecodeFailed as exc:
             if source.backend != "decord":
                 raise classify(path, str(exc)) from exc
             log.info("%s: %s; trying ffmpeg", path, exc)
             fallback = open_source(path, source.width, source.height, facts, "ffmpeg")
             try:
-                decoded = fallback.read(distinct.tolist())
+                decoded = _read(fallback, distinct.tolist(), size)
             except DecodeFailed as exc2:
                 raise classify(path, f"{exc2}; {exc}") from exc2
     frames = decoded if len(distinct) == len(indices) else decoded[inverse]
@@ -434,6 +484,33 @@ def _sample(
         for frame, seconds in zip(frames, times, strict=True):
             draw_timestamp_inplace(frame, seconds)
     return Frames(frames=frames, times=times, sample_fps=sample_fps, start=lo, end=hi, path=str(path))
+
+
+def _read(source: FrameSource, indices: list[int], size: tuple[int, int]) -> np.ndarray:
+    """The frames at `indices`, `size` (height, width): as decoded, or resized by `reference_resize` when the
+    source decodes at another (the native) size. decord's are read `RESIZE_CHUNK` at a time, so that only a few
+    full-size frames are held at once; ffmpeg's in one read (its runs of frames are one process each)."""
+    if (source.height, source.width) == size:
+        return source.read(indices)
+    out = np.empty((len(indices), *size, 3), dtype=np.uint8)
+    chunk = RESIZE_CHUNK if source.backend == "decord" else max(1, len(indices))
+    for lo in range(0, len(indices), chunk):
+        part = indices[lo : lo + chunk]
+        out[lo : lo + len(part)] = reference_resize(source.read(part), *size)
+    return out
+
+
+def reference_resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """uint8 [T, h, w, 3] frames resized to height x width exactly as qwen-vl-utils' `fetch_video` does:
+    `torchvision.transforms.functional.resize(uint8 TCHW, [height, width], BICUBIC, antialias=True)`, whose
+    uint8 result it then casts to float (so its values are these integers)."""
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tvf
+
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
+    resized = tvf.resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return resized.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 # --- images ---------------------------------------------------------------------------------------------------

@@ -153,10 +153,9 @@ def test_every_manifest_video_follows_the_rules(demo_corpus: Path) -> None:
         if spec.vfr:  # evenly spaced in time; each time is a real frame start
             targets = np.linspace(starts[0], starts[-1], n)
             assert np.abs(np.array(frames.times) - targets).max() <= 0.11, spec.file
-        else:  # qwen-vl-utils' indices exactly (webm's millisecond time stamps may move a pick by one frame)
+        else:  # qwen-vl-utils' indices exactly, webm's millisecond time stamps included
             expected = np.round(np.linspace(0, spec.num_frames - 1, n)).astype(int)
-            slack = 1.001 / float(spec.fps) if spec.file.endswith(".webm") else 1e-3
-            assert frames.times == pytest.approx(starts[expected].tolist(), abs=slack), spec.file
+            assert frames.times == pytest.approx(starts[expected].tolist(), abs=1e-3), spec.file
         assert all(np.abs(starts - t).min() < 1e-3 for t in frames.times), spec.file
 
 
