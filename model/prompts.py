@@ -8,6 +8,10 @@ image's `Frames`. Engines turn the parts into what their back-end takes.
 Qwen2.5-VL's processor chat template has no tool support (see model/templates/SOURCES.md), so the tool
 block of the system prompt is written here, in the words of Qwen's standard function-calling system prompt,
 and a tool turn is a `tool` message holding the clip and its caption (docs/papers.md).
+
+The user turn's words come in two presets (`PromptConfig.preset`, the `prompt:` key of every model-call block and
+train config): `vital`, VITAL's own templates character for character (its checkpoints were trained on them; the
+default), and `mtvr`, this project's paraphrase. Both put the same question text (`question_text`) in the prompt.
 """
 
 from __future__ import annotations
@@ -60,10 +64,55 @@ TG_QUESTION = 'Find the moment in the video described by: "{question}"'
 IMAGE_HEAD = "This is an image."
 VIDEO_HEAD = "This is a video with duration {duration:.2f} seconds."
 
+#: VITAL's user-turn templates, copied exactly from its released code (docs/papers.md, "VITAL: the prompt strings"):
+#: THINK_GENERAL (stages 1-2, no tool) and THINK_GENERAL_TOOL (stages 3-4 and evaluation with the tool). Mind the
+#: trailing spaces (after "the answer.", "User Question:" and the tool template's items 2 and 3) and the final
+#: newline. `{input_text}` is the question (VITAL's data `text` field; here `question_text`).
+VITAL_THINK_GENERAL = (
+    "This is a video with duration {duration} seconds.\n"
+    "You should first think the user's question step-by-step and then provides the user with the answer. \n"
+    "Note that there must be an answer for each question and you must answer it.\n"
+    "Output your thought process within the <think> </think> tags, and output your answer within the <answer> "
+    "</answer> tags,\n"
+    "i.e., <think> ... </think><answer> ... </answer>.\n"
+    "User Question: \n"
+    "{input_text}\n"
+)
+VITAL_THINK_GENERAL_TOOL = (
+    "This is a video with duration {duration} seconds.\n"
+    "You should first think the user's question step-by-step and then provides the user with the answer. \n"
+    "Note that there must be an answer for each question and you must answer it.\n"
+    "# Instruction\n"
+    "1. Output your thought process within the <think> </think> tags, and output your answer within the <answer> "
+    "</answer> tags.\n"
+    "2. You can call the provided tools ONCE to get more visual information within the <tool_call> </tool_call> "
+    "tags. \n"
+    "3. When you get the tool result, you need to integrate your initial reasoning with the new visual evidence "
+    "from the tool, think step-by-step again and provide the final answer. \n"
+    "# Output Format\n"
+    "<think> ... </think> <tool_call> ... </tool_call> <think> ... </think> <answer> ... </answer>\n"
+    "User Question: \n"
+    "{input_text}\n"
+)
+#: VITAL's first line for an image (its video line is the templates' first line).
+VITAL_IMAGE_HEAD = "This is an image."
+
+#: The user-turn presets: VITAL's exact strings (the default everywhere) and this project's paraphrase.
+PROMPT_PRESETS = ("vital", "mtvr")
+DEFAULT_PRESET = "vital"
+
+
+def check_preset(preset: object) -> str:
+    """`preset` if it names a prompt preset, else a ValueError naming the allowed ones (for config errors)."""
+    if preset not in PROMPT_PRESETS:
+        raise ValueError(f"unknown prompt preset {preset!r}; allowed: {', '.join(PROMPT_PRESETS)}")
+    return preset  # type: ignore[return-value]
+
 
 @dataclass(frozen=True, slots=True)
 class PromptConfig:
-    """What a prompt holds: tools on or off, the frame budgets of the whole video and of a clip, the system text.
+    """What a prompt holds: tools on or off, the frame budgets of the whole video and of a clip, the system text,
+    and the user turn's words (`preset`: "vital", VITAL's exact templates, or "mtvr", ours).
 
     RL rollouts use at most 64 frames, SFT 128 (docs/papers.md). `clip_budget` is what a tool call's clip is sampled
     with, in the rollout (the tools are bound with it) and when a recorded conversation is replayed for training
@@ -76,6 +125,10 @@ class PromptConfig:
     system: str = DEFAULT_SYSTEM
     perturbation: FramePerturbation | None = None
     clip_budget: FrameBudget = CLIP_BUDGET
+    preset: str = DEFAULT_PRESET
+
+    def __post_init__(self) -> None:
+        check_preset(self.preset)
 
     def fingerprint_inputs(self, registry: ToolRegistry | None = None) -> dict[str, Any]:
         """Everything of what the model sees that is not the sample itself, as a JSON-able dict, for cache keys.
@@ -88,6 +141,7 @@ class PromptConfig:
         return {
             "tools": self.tools,
             "system": self.system,
+            "preset": self.preset,
             "templates": {
                 "tool_block": TOOL_BLOCK,
                 "think_answer": THINK_ANSWER,
@@ -97,6 +151,9 @@ class PromptConfig:
                 "tg_question": TG_QUESTION,
                 "image_head": IMAGE_HEAD,
                 "video_head": VIDEO_HEAD,
+                "vital_think_general": VITAL_THINK_GENERAL,
+                "vital_think_general_tool": VITAL_THINK_GENERAL_TOOL,
+                "vital_image_head": VITAL_IMAGE_HEAD,
                 "clip_caption": CLIP_CAPTION,
                 "chat_template": chat_template(),
             },
@@ -130,8 +187,24 @@ def question_text(sample: Sample) -> str:
     return "\n".join(lines)
 
 
-def user_text(sample: Sample, *, tools: bool) -> str:
-    """The user turn's words (docs/papers.md): what the media is, how to think and answer, the question."""
+def vital_duration(duration: float) -> str:
+    """The duration as it fills VITAL's `{duration}`: Python's own str of the seconds, to two decimals."""
+    return str(round(float(duration), 2))
+
+
+def user_text(sample: Sample, *, tools: bool, preset: str = DEFAULT_PRESET) -> str:
+    """The user turn's words (docs/papers.md): what the media is, how to think and answer, the question.
+
+    `preset` "vital": VITAL's THINK_GENERAL_TOOL when tools are offered (video rows only), else THINK_GENERAL, with
+    the question text as `{input_text}`; an image row's first line is "This is an image.". "mtvr": ours.
+    """
+    if check_preset(preset) == "vital":
+        video = sample.modality == "video"
+        template = VITAL_THINK_GENERAL_TOOL if tools and video else VITAL_THINK_GENERAL
+        text = template.format(
+            duration=vital_duration(sample.duration) if video else "", input_text=question_text(sample)
+        )
+        return text if video else VITAL_IMAGE_HEAD + text[text.index("\n") :]
     head = IMAGE_HEAD if sample.modality == "image" else VIDEO_HEAD.format(duration=sample.duration)
     how = WITH_TOOL if tools and sample.modality == "video" else THINK_ANSWER
     return f"{head}\n{how}\n{question_text(sample)}"
@@ -165,10 +238,14 @@ def build_messages(
     part = {"type": "video", "video": media} if sample.modality == "video" else {"type": "image", "image": media}
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": [{"type": "text", "text": system_text(config, schemas)}]},
-        {"role": "user", "content": [part, {"type": "text", "text": user_text(sample, tools=tools)}]},
+        {
+            "role": "user",
+            "content": [part, {"type": "text", "text": user_text(sample, tools=tools, preset=config.preset)}],
+        },
     ]
     if hint:
-        messages[1]["content"][-1]["text"] += f"\n{hint}"
+        text = messages[1]["content"][-1]["text"]
+        messages[1]["content"][-1]["text"] = f"{text}{hint}" if text.endswith("\n") else f"{text}\n{hint}"
     messages.extend(history or [])
     return messages, schemas
 

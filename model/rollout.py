@@ -51,6 +51,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -69,15 +70,16 @@ from model.trajectory import (
     MEDIA_ERROR,
     MODEL_OUTCOMES,
     NO_ANSWER,
+    PROMPT_TOO_LONG,
     TOKEN_BUDGET,
     TOOL_TIMEOUT,
     ToolStep,
     Trajectory,
     Turn,
 )
-from mtvr_data.frames import FrameCache, FrameError, FramePerturbation, Frames
+from mtvr_data.frames import FrameBudget, FrameCache, FrameError, FramePerturbation, Frames
 from mtvr_data.media_staging import LeaseGroup, MediaUnavailable, acquire_media
-from mtvr_data.normalize import resolve_media
+from mtvr_data.normalize import MediaPathError, resolve_media
 from mtvr_data.parsing import extract_answer, parse_blocks, parse_tool_call
 from mtvr_data.rewards import DEFAULT_PASS_RULE, PassRule, total_reward
 from mtvr_data.schema import Sample
@@ -109,6 +111,93 @@ def rollout_seed(build_seed: int, sample_id: str, rollout_index: int, turn: int 
     return base + rollout_index if turn == 0 else base
 
 
+#: VITAL's prompt limit (docs/papers.md, RL settings): at most 3072 prompt tokens, text and vision together, at its
+#: 64-frame budget (64 frames of ~224x224 are 2048 vision tokens, which leaves 1024 for the words).
+MAX_PROMPT_TOKENS = 3072
+#: Tokens the default limit leaves for the words over a frame budget's largest vision token count (see
+#: `default_prompt_limit`): with VITAL's 64 frames that is exactly MAX_PROMPT_TOKENS.
+PROMPT_TEXT_TOKENS = 1024
+#: Qwen2.5-VL's vision tokens: one per 28x28 pixels (14-pixel patches merged 2x2) per pair of frames.
+VISION_PATCH = 28
+VIDEO_TEMPORAL_PATCH = 2
+#: Chat-template tokens around each message (<|im_start|>role\n ... <|im_end|>\n) and each media part.
+TEMPLATE_TOKENS = 8
+#: Text longer than this many characters per token of the limit is too long without tokenizing it (no tokenizer
+#: packs that many characters into a token on ordinary text), so a huge question costs no tokenizer time.
+MAX_CHARS_PER_TOKEN = 16
+
+
+def vision_tokens(frames: Frames, *, video: bool = True) -> int:
+    """Vision tokens Qwen2.5-VL spends on `frames` ([T, H, W, 3], sides multiples of 28): (H/28) x (W/28) per
+    frame, frames taken in pairs for a video."""
+    shape = getattr(frames.frames, "shape", None)
+    if shape is None or len(shape) < 3:
+        return 0
+    count, height, width = int(shape[0]), int(shape[1]), int(shape[2])
+    per_frame = math.ceil(height / VISION_PATCH) * math.ceil(width / VISION_PATCH)
+    return per_frame * (math.ceil(count / VIDEO_TEMPORAL_PATCH) if video else count)
+
+
+def budget_vision_tokens(budget: FrameBudget) -> int:
+    """The most vision tokens a whole video sampled under `budget` can take (max_frames at max_pixels)."""
+    per_frame = budget.max_pixels // (VISION_PATCH * VISION_PATCH)
+    return per_frame * math.ceil(budget.max_frames / VIDEO_TEMPORAL_PATCH)
+
+
+def default_prompt_limit(budget: FrameBudget) -> int:
+    """The prompt token limit when none is set: MAX_PROMPT_TOKENS, raised for a frame budget larger than VITAL's
+    64 frames (the teacher's and SFT's 128) by its extra vision tokens, so frames alone never exceed it."""
+    return max(MAX_PROMPT_TOKENS, budget_vision_tokens(budget) + PROMPT_TEXT_TOKENS)
+
+
+def text_tokens(text: str, tokenizer: Any | None = None, *, limit: int | None = None) -> int:
+    """Tokens of `text`: counted by `tokenizer` (an HF tokenizer, as engines and processors carry) when there is
+    one, else estimated as one token per 3 bytes of UTF-8 (Qwen's BPE averages about 4 characters of English per
+    token and about one CJK character, 3 bytes, per token: the estimate errs long). Text past
+    `MAX_CHARS_PER_TOKEN` characters per token of `limit` is estimated, never tokenized."""
+    estimate = math.ceil(len(text.encode("utf-8", "replace")) / 3)
+    if tokenizer is None or (limit is not None and len(text) > MAX_CHARS_PER_TOKEN * limit):
+        return estimate
+    try:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+    except Exception:  # a tokenizer of another shape: the estimate still guards the engine
+        return estimate
+
+
+def prompt_tokens(
+    messages: Sequence[Mapping[str, Any]], tokenizer: Any | None = None, *, limit: int | None = None
+) -> int:
+    """Tokens of a rendered prompt, without the engine: its words (`text_tokens`) plus its frames' vision tokens
+    (`vision_tokens`) plus the chat template's few tokens a message and a media part. Cheap: the frames are only
+    measured, and text past the limit's size is not tokenized."""
+    words: list[str] = []
+    total = 0
+    for message in messages:
+        total += TEMPLATE_TOKENS
+        content = message.get("content")
+        if isinstance(content, str):
+            words.append(content)
+            continue
+        for part in content or ():
+            kind = part.get("type")
+            if kind == "text":
+                words.append(str(part.get("text", "")))
+            elif kind in ("video", "image") and isinstance(part.get(kind), Frames):
+                total += TEMPLATE_TOKENS + vision_tokens(part[kind], video=kind == "video")
+    return total + text_tokens("\n".join(words), tokenizer, limit=limit)
+
+
+class PromptTooLong(ValueError):
+    """A prompt longer than its limit; `reason` is `prompt_too_long`."""
+
+    reason = PROMPT_TOO_LONG
+
+    def __init__(self, tokens: int, limit: int, what: str = "prompt") -> None:
+        self.tokens, self.limit = tokens, limit
+        self.detail = f"{what} of about {tokens} tokens is longer than max_prompt_tokens {limit}"
+        super().__init__(f"{PROMPT_TOO_LONG}: {self.detail}")
+
+
 BAD_CALL_TEXT = (
     'Error: the tool call could not be read ({code}). Write {{"name": "<tool>", "arguments": {{...}}}} '
     "as JSON inside <tool_call></tool_call>."
@@ -131,6 +220,10 @@ class RolloutConfig:
     at most N calls in flight and sends the requests that queued meanwhile together in the next call (right
     for an engine that batches within one call but serialises calls, like `TransformersEngine`: use 1).
     `registry` runs the calls and gives the schemas the prompt advertises.
+
+    `max_prompt_tokens`: the longest first prompt (text and vision tokens, `prompt_tokens`) sent to the engine; a
+    longer one ends the sample as `prompt_too_long` before any engine call. None: `default_prompt_limit` of the
+    prompt's frame budget (VITAL's 3072 at 64 frames).
     """
 
     tools: bool = True
@@ -146,6 +239,7 @@ class RolloutConfig:
     workers: int = 8
     max_engine_calls: int | None = None
     registry: ToolRegistry = field(default_factory=default_tools, compare=False)
+    max_prompt_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_turns < 1 or self.max_tool_calls < 0:
@@ -156,6 +250,15 @@ class RolloutConfig:
             raise ValueError("tool_timeout_s and media_timeout_s must be > 0")
         if self.max_concurrent_samples < 1 or self.workers < 1 or (self.max_engine_calls or 1) < 1:
             raise ValueError("max_concurrent_samples, workers and max_engine_calls must be >= 1")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1:
+            raise ValueError(f"max_prompt_tokens must be >= 1 (or None for the default), got {self.max_prompt_tokens}")
+
+    @property
+    def prompt_limit(self) -> int:
+        """The prompt token limit in force: `max_prompt_tokens`, or the default for the prompt's frame budget."""
+        if self.max_prompt_tokens is not None:
+            return self.max_prompt_tokens
+        return default_prompt_limit(self.prompt.budget)
 
 
 def _ends_with_tool_call(text: str) -> bool:
@@ -195,6 +298,10 @@ class RolloutRunner:
     Request keys name the conversation, for an engine's logs and caches: `<sample id>/t0` for the shared
     first turn, `<sample id>/<rollout index>/t<turn index>` for the later ones (turns counted from 0). Their
     seeds come from `rollout_seed` (see the module docstring).
+
+    Before a sample's first request its prompt is measured (`prompt_tokens`, with `tokenizer`, else the engine's
+    `tokenizer` attribute, else an estimate) against `config.prompt_limit`: a longer one ends as `prompt_too_long`
+    and never reaches the engine. A question far past the limit is refused before its media is even loaded.
     """
 
     def __init__(
@@ -204,11 +311,13 @@ class RolloutRunner:
         *,
         video_root: str | Path | None = None,
         cache: FrameCache | None = None,
+        tokenizer: Any | None = None,
     ) -> None:
         self.engine = engine
         self.config = config or RolloutConfig()
         self.video_root = video_root
         self.cache = cache
+        self.tokenizer = tokenizer if tokenizer is not None else getattr(engine, "tokenizer", None)
         self._pool: ThreadPoolExecutor | None = None
         self._dispatcher = _Dispatcher(engine, self.config.max_engine_calls)
 
@@ -255,13 +364,26 @@ class RolloutRunner:
         async with gate:
             tools = self.config.tools and sample.modality == "video"
             leases = LeaseGroup()  # the staged copy of the sample's media, held until its conversations end
+            limit = self.config.prompt_limit
             try:
                 try:
+                    words = "\n".join([sample.question, *sample.options, hint or ""])
+                    if len(words) > MAX_CHARS_PER_TOKEN * limit:  # refused before its media is staged or decoded
+                        raise PromptTooLong(text_tokens(words, limit=limit), limit, "question")
                     prepared = await self._prepare(sample, hint, perturbation, tools, leases)
+                    tokens = prompt_tokens(prepared.messages, self.tokenizer, limit=limit)
+                    if tokens > limit:
+                        raise PromptTooLong(tokens, limit)
+                except PromptTooLong as exc:
+                    log.warning("sample %s: %s; not sent to the engine", sample.id, exc)
+                    return [
+                        Trajectory(sample.id, i, tools, finish_reason=PROMPT_TOO_LONG, error=exc.detail)
+                        for i in range(k)
+                    ]
                 except Exception as exc:  # any failure before the first turn is this sample's alone
                     detail = (
                         f"{exc.reason}: {exc.detail}"
-                        if isinstance(exc, FrameError)
+                        if isinstance(exc, FrameError | MediaPathError)
                         else f"{type(exc).__name__}: {exc}"
                     )
                     log.warning("sample %s: prompt not built (%s)", sample.id, detail)

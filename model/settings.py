@@ -4,11 +4,12 @@ trainers' rollouts: the engine, sampling, rollout limits, frame and clip budgets
     engine:   {kind: transformers | openai | vllm | oracle, settings: {model: ..., <that kind's own keys>}}
     k: 8                                  # rollouts (or chains) per sample
     sampling: {temperature, top_p, max_new_tokens, repetition_penalty, seed}
-    rollout:  {tools, max_tool_calls, max_turns, max_total_tokens, tool_timeout_s, media_timeout_s}
+    rollout:  {tools, max_tool_calls, max_turns, max_total_tokens, max_prompt_tokens, tool_timeout_s, media_timeout_s}
     frames:   {fps, max_frames, min_frames, min_pixels, max_pixels, overlay, keyframe_snap}   # the whole video
     clip:     {...the same keys...}       # what a tool call returns
     pass_rule: {min_reward, tg_min_iou, gqa_min_iou, gqa_min_answer}
     batching: {min_batch_size, max_batch_size, max_concurrent_samples, workers, max_engine_calls}
+    prompt: vital                         # the user turn's words: vital (VITAL's exact strings) | mtvr (ours)
 
 Why it looks like this:
 - A config mistake must fail when the file is read, with the key path, never on a worker inside a Beam traceback.
@@ -45,14 +46,16 @@ from pydantic import (
     Field,
     StrictBool,
     StrictInt,
+    StrictStr,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
 from model.config_error import ConfigError
 from model.engine_api import SamplingSettings
-from model.prompts import PromptConfig
+from model.prompts import DEFAULT_PRESET, PromptConfig, check_preset
 from model.rollout import RolloutConfig
 from mtvr_data.frames import FrameBudget
 from mtvr_data.rewards import PassRule
@@ -244,6 +247,9 @@ class RolloutLimits(Block):
     max_tool_calls: StrictInt = Field(2, ge=0)
     max_turns: StrictInt = Field(3, ge=1)
     max_total_tokens: StrictInt = Field(MAX_TOTAL_TOKENS, ge=1)
+    #: The longest first prompt (text + vision tokens) sent to the engine; longer samples end `prompt_too_long`.
+    #: None: VITAL's 3072 (`model.rollout.MAX_PROMPT_TOKENS`), raised for frame budgets above 64 frames.
+    max_prompt_tokens: StrictInt | None = Field(None, ge=1)
     tool_timeout_s: float = Field(TOOL_TIMEOUT_S, gt=0)
     media_timeout_s: float = Field(MEDIA_TIMEOUT_S, gt=0)
 
@@ -281,6 +287,12 @@ class ModelCall(Block):
     clip: FrameBudget = CLIP_BUDGET
     pass_rule: PassRule = Field(default_factory=PassRule)
     batching: Batching = Field(default_factory=Batching)
+    prompt: StrictStr = DEFAULT_PRESET
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, value: str) -> str:
+        return check_preset(value)
 
     @classmethod
     def parse(cls, data: Any, defaults: Mapping[str, Any] | None = None, *, base: Path | None = None, where: str = ""):
@@ -315,6 +327,7 @@ class ModelCall(Block):
             max_turns=r.max_turns,
             sampling=self.sampling.settings(),
             max_total_tokens=r.max_total_tokens,
+            max_prompt_tokens=r.max_prompt_tokens,
             tool_timeout_s=r.tool_timeout_s,
             media_timeout_s=r.media_timeout_s,
             prompt=self.prompt_config(),
@@ -325,14 +338,14 @@ class ModelCall(Block):
         )
 
     def prompt_config(self) -> PromptConfig:
-        return PromptConfig(budget=self.frames, clip_budget=self.clip)
+        return PromptConfig(budget=self.frames, clip_budget=self.clip, preset=self.prompt)
 
     def fingerprint_inputs(self) -> dict[str, Any]:
         """What decides the model's text (besides the sample and the model): see the module docstring."""
         return {
             "k": self.k,
             "sampling": self.sampling.model_dump(),
-            "rollout": self.rollout.model_dump(exclude={"tool_timeout_s", "media_timeout_s"}),
+            "rollout": self.rollout.model_dump(exclude={"tool_timeout_s", "media_timeout_s", "max_prompt_tokens"}),
             "prompt": self.prompt_config().fingerprint_inputs(),
         }
 

@@ -267,7 +267,7 @@ def make_cot_row(
     prompt = dataclasses.replace(config.rollout.prompt, tools=tools)
     messages = [
         Message(role="system", content=system_text(prompt, schemas)),
-        Message(role="user", content=user_text(sample, tools=tools)),
+        Message(role="user", content=user_text(sample, tools=tools, preset=prompt.preset)),
         *to_messages(trajectory),
     ]
     return CotRow(

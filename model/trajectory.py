@@ -31,6 +31,9 @@ ENGINE_ERROR = "engine_error"
 TOOL_TIMEOUT = "tool_timeout"
 #: The sample's prompt could not be built (its media could not be read: FrameError, or a timeout); no turn ran.
 MEDIA_ERROR = "media_error"
+#: The rendered prompt (text tokens plus the frames' vision tokens) is longer than the rollout's `max_prompt_tokens`;
+#: the sample is refused before any engine call, so no turn ran.
+PROMPT_TOO_LONG = "prompt_too_long"
 #: A bug in the loop itself (logged with its traceback); kept apart so it is never mistaken for the model's doing.
 INTERNAL_ERROR = "internal_error"
 
@@ -42,6 +45,7 @@ FINISH_REASONS: tuple[str, ...] = (
     ENGINE_ERROR,
     TOOL_TIMEOUT,
     MEDIA_ERROR,
+    PROMPT_TOO_LONG,
     INTERNAL_ERROR,
 )
 #: Reasons that describe the model's own output: such trajectories count for pass rates. The others are

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mtvr_data import storage
 from mtvr_data.adapters.base import AdapterError, SourceAdapter, fit_span
@@ -27,17 +29,90 @@ log = logging.getLogger(__name__)
 DURATION_MISMATCH_S = 1.0
 
 
-def resolve_media(video_root: str | os.PathLike[str] | None, video: str) -> str:
-    """Where a sample's media lies: `video` under `video_root`, unless it is absolute or a URL already.
+#: The reason code of a sample whose media path leads outside its source's video root (`MediaPathError`).
+PATH_OUTSIDE_ROOT = "path_outside_root"
+
+
+class MediaPathError(ValueError):
+    """A sample's media path that leads outside its source's video root: `..` past the root, a symlink out of it,
+    or (unless the source allows them) an absolute path or URL. Nothing at that path is ever opened."""
+
+    reason = PATH_OUTSIDE_ROOT
+
+    def __init__(self, video: str, root: str, why: str) -> None:
+        self.video, self.root, self.detail = video, root, f"{video!r} {why} (video root {root})"
+        super().__init__(f"{PATH_OUTSIDE_ROOT}: {self.detail}")
+
+
+class MediaRoot(str):
+    """A video root (local folder or URL) that carries its source's `allow_absolute_paths` switch, so the switch
+    travels wherever the root does (`BuildConfig.video_roots` -> probe, model stages) and `resolve_media` reads it.
+    """
+
+    allow_absolute: bool
+
+    def __new__(cls, root: str | os.PathLike[str], *, allow_absolute: bool = False) -> MediaRoot:
+        out = super().__new__(cls, os.fspath(root))
+        out.allow_absolute = bool(allow_absolute)
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_media_root, (str(self), self.allow_absolute))
+
+    def __repr__(self) -> str:
+        return f"MediaRoot({str(self)!r}, allow_absolute={self.allow_absolute})"
+
+
+def _media_root(root: str, allow_absolute: bool) -> MediaRoot:
+    return MediaRoot(root, allow_absolute=allow_absolute)
+
+
+def _is_absolute(video: str) -> bool:
+    return storage.is_url(video) or video.startswith("file://") or os.path.isabs(video)
+
+
+def _inside(root: str, target: str) -> bool:
+    """Whether local `target` lies under `root` once `..` and every symlink of both are resolved."""
+    real_root, real_target = os.path.realpath(root), os.path.realpath(target)
+    try:
+        return os.path.commonpath([real_root, real_target]) == real_root
+    except ValueError:  # different drives
+        return False
+
+
+def resolve_media(video_root: str | os.PathLike[str] | None, video: str, *, allow_absolute: bool | None = None) -> str:
+    """Where a sample's media lies: `video` under `video_root`. The one function that decides whether a path may
+    be read at all: it raises `MediaPathError` (reason `path_outside_root`) for a path that leads outside the root.
+
+    - A relative path must stay under the root: for a local root, `os.path.realpath` of root and target (`..` and
+      symlinks resolved) must share the root; for a URL root, the key's `..` segments are normalised as text and
+      may not climb above the root. Paths are checked as text and links, no file is opened.
+    - An absolute path or a URL is refused unless `allow_absolute` (default: the root's own switch, a `MediaRoot`
+      made from a source's `allow_absolute_paths: true`); then it is read as written.
+    - With no root (`None`) there is nothing to contain: the path is used as written.
 
     A string, never a `Path`: a URL root (`s3://bucket/videos`) is joined as text (`storage.join`), since `Path`
     would turn it into the local folder `s3:/bucket/videos`. Decoders need a local file: `media_staging` makes
     one of a URL. The sample itself keeps its root-relative `video`; this is only ever the path to read.
     """
-    if video_root is None or storage.is_url(video) or os.path.isabs(video):
+    if video_root is None:
         return video if storage.is_url(video) else str(Path(video))
     root = os.fspath(video_root)
-    if storage.is_url(root) or root.startswith("file://"):
+    if allow_absolute is None:
+        allow_absolute = bool(getattr(video_root, "allow_absolute", False))
+    if _is_absolute(video):
+        if not allow_absolute:
+            raise MediaPathError(video, root, "is an absolute path or URL (set allow_absolute_paths to read it)")
+        return video if storage.is_url(video) else str(Path(video))
+    if storage.is_url(root):
+        key = posixpath.normpath(video.replace("\\", "/"))
+        if key == ".." or key.startswith("../"):
+            raise MediaPathError(video, root, "climbs above the root")
+        return storage.join(root, key)
+    local_root = root[len("file://") :] if root.startswith("file://") else root
+    if not _inside(local_root, os.path.join(local_root, video)):
+        raise MediaPathError(video, root, "resolves outside the root ('..' or a symlink)")
+    if root.startswith("file://"):
         return storage.join(root, video)
     return str(Path(root) / video)
 
@@ -60,7 +135,9 @@ def apply_probe(sample: Sample, probe: ProbeResult) -> Sample | SampleError:
     """The sample with its media facts filled in from `probe`, or the reason it cannot be used.
 
     Spans are checked against the duration of the file we actually have (with the adapters' small
-    overshoot tolerance): a span past the real end is `span_outside_video`, not a silent clamp.
+    overshoot tolerance): a span past the real end is `span_outside_video`, not a silent clamp. A window
+    brought back to the real end is recorded: the windows as they were go to `meta["original_windows"]`
+    (unless the adapter already put the published ones there). The id is not changed.
     """
     origin = sample.meta_dict.get("origin", sample.id)
     if not probe.ok or probe.info is None:
@@ -91,6 +168,8 @@ def apply_probe(sample: Sample, probe: ProbeResult) -> Sample | SampleError:
                 raw=sample.id,
             )
         if windows:
+            if windows != [list(w) for w in sample.windows]:
+                meta.setdefault("original_windows", [list(w) for w in sample.windows])
             sample.windows, sample.span = windows, list(windows[0])
     sample.meta = json.dumps(meta, ensure_ascii=False, sort_keys=True)
     return sample
@@ -107,6 +186,8 @@ class NormalizeSummary:
     errors: Counter[tuple[str, str]] = field(default_factory=Counter)
     media_ok: int = 0
     media_broken: int = 0
+    #: Annotation files that held no record at all (the adapter logs a warning; the summary says so too).
+    empty_files: int = 0
 
     @property
     def num_errors(self) -> int:
@@ -119,6 +200,8 @@ class NormalizeSummary:
             f"{self.num_errors} errors",
             f"  media probed: {self.media_ok} ok, {self.media_broken} broken",
         ]
+        if self.empty_files:
+            lines.append(f"  WARNING: {self.empty_files} empty annotation file(s): no records to read")
         for (stage, reason), n in sorted(self.errors.items()):
             lines.append(f"  {stage:<6} {reason:<24} {n:>6}")
         return "\n".join(lines)
@@ -131,6 +214,7 @@ class NormalizeSummary:
             "kept": self.kept,
             "media_ok": self.media_ok,
             "media_broken": self.media_broken,
+            "empty_files": self.empty_files,
             "errors": [{"stage": s, "reason": r, "count": n} for (s, r), n in sorted(self.errors.items())],
         }
 
@@ -157,13 +241,19 @@ def normalize(
         summary.built += 1
         out: Sample | SampleError = item
         if probe:
-            out = apply_probe(item, cache.get(resolve_media(video_root, item.video), item.modality))
+            try:
+                path = resolve_media(video_root, item.video)
+            except MediaPathError as exc:  # refused before any file is opened
+                out = SampleError.for_sample(item, "probe", exc.reason, exc.detail)
+            else:
+                out = apply_probe(item, cache.get(path, item.modality))
         if isinstance(out, SampleError):
             summary.errors[(out.stage, out.reason)] += 1
         else:
             summary.kept += 1
         yield out
     summary.records = adapter.counts["records"]
+    summary.empty_files = adapter.counts["empty_files"]
     summary.media_ok = sum(1 for r in cache.results.values() if r.ok)
     summary.media_broken = len(cache.results) - summary.media_ok
     log.info(

@@ -39,17 +39,26 @@ def option_letter(index: int) -> str:
 
 
 def sample_id(
-    source: str, video: str, question: str, options: list[str], answer: str, span: list[float] | None
+    source: str,
+    video: str,
+    question: str,
+    options: list[str],
+    answer: str,
+    span: list[float] | None,
+    upstream_id: str | int | None = None,
 ) -> str:
     """Stable id: a hash of what makes the question (source, video, question, options) and its target.
 
     The same native record gives the same id on every run and machine (no dict ordering, no float repr
-    noise: spans are rounded to milliseconds), so ids can key caches, dedup and resumes.
+    noise: spans are rounded to milliseconds), so ids can key caches, dedup and resumes. `upstream_id` is the
+    source's own question id (NExT-QA `qid`, MMVU `id`), given where the source has one that tells apart two
+    published questions that are otherwise equal; None leaves the key (and so every older id) as it was.
     """
     span_key = None if span is None else [round(float(t), 3) for t in span]
-    key = json.dumps(
-        [source, video, question, list(options), answer, span_key], ensure_ascii=False, separators=(",", ":")
-    )
+    parts: list[object] = [source, video, question, list(options), answer, span_key]
+    if upstream_id is not None:
+        parts.append(str(upstream_id))
+    key = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
     return f"{source}-{hashlib.sha1(key.encode('utf-8')).hexdigest()[:16]}"
 
 

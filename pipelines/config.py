@@ -14,6 +14,8 @@ One YAML file drives `mtvr build-rl` and `mtvr build-cot`:
         options: {video_ext: .mp4}        # optional: adapter keyword arguments
         tools: true                       # optional: grade (and build) this entry's rows with the clip tool;
                                           # default: the `grade:` block's `rollout.tools`
+        allow_absolute_paths: false       # optional: read the annotations' absolute paths / URLs as written;
+                                          # default false: paths outside `videos` are `path_outside_root`
     grade: {engine: ..., k: 8, sampling: ..., rollout: ..., frames: ..., keep: medium}   # pipelines.stage_settings
     teach: {engine: ..., ...}             # build-cot's teacher
     balance: {scale: 1.0, seed: 0}
@@ -48,7 +50,9 @@ DEFAULT_CONTAMINATION = Path(__file__).resolve().parents[1] / "configs" / "conta
 #: Adapter options whose values are file paths (resolved against the YAML folder like the other paths).
 PATH_OPTIONS = frozenset({"durations", "gsub", "vid_map"})
 KNOWN_KEYS = frozenset({"sources", "out", "contamination", "grade", "teach", "balance"})
-SOURCE_KEYS = frozenset({"source", "annotations", "videos", "options", "split", "cap", "tools"})
+SOURCE_KEYS = frozenset(
+    {"source", "annotations", "videos", "options", "split", "cap", "tools", "allow_absolute_paths"}
+)
 
 
 _resolve = resolve_path
@@ -73,6 +77,9 @@ class SourceConfig:
     cap: int | None = None
     #: Whether this entry's rows are graded with the clip tool (RL rows with `tools=True`); None: the grade block's.
     tools: bool | None = None
+    #: Whether an annotation's absolute paths (and URLs) may be read as written. Off: a path that leads outside
+    #: `videos` (absolute, `..`, a symlink out of it) is the probe's `path_outside_root` dead letter.
+    allow_absolute_paths: bool = False
 
     def __post_init__(self) -> None:
         from mtvr_data.adapters import available_sources
@@ -94,6 +101,8 @@ class SourceConfig:
             raise ConfigError(f"{where}: 'cap' must be a non-negative integer (or left out for no cap)")
         if self.tools is not None and not isinstance(self.tools, bool):
             raise ConfigError(f"{where}: 'tools' must be true or false (or left out for the grade block's setting)")
+        if not isinstance(self.allow_absolute_paths, bool):
+            raise ConfigError(f"{where}: 'allow_absolute_paths' must be true or false (default false)")
         from mtvr_data.adapters.registry import get_adapter, option_names
 
         allowed = option_names(get_adapter(self.source))
@@ -130,7 +139,13 @@ class BuildConfig:
         if not isinstance(self.contamination, list) or not all(isinstance(p, str) for p in self.contamination):
             raise ConfigError("'contamination' must be a list of paths of JSON-lines benchmark lists")
         roots: dict[str, str | None] = {}
+        absolute: dict[str, bool] = {}
         for s in self.sources:
+            if absolute.setdefault(s.source, s.allow_absolute_paths) != s.allow_absolute_paths:
+                raise ConfigError(
+                    f"source {s.source!r} is listed with allow_absolute_paths true and false; "
+                    "samples carry only the source name, so one source needs one setting"
+                )
             if roots.setdefault(s.source, s.videos) != s.videos:
                 raise ConfigError(
                     f"source {s.source!r} is listed with two video roots ({roots[s.source]} and {s.videos}); "
@@ -149,8 +164,16 @@ class BuildConfig:
 
     @property
     def video_roots(self) -> dict[str, str | None]:
-        """Source name -> the folder its samples' video paths are relative to (what probe and frames need)."""
-        return {s.source: s.videos for s in self.sources}
+        """Source name -> the folder its samples' video paths are relative to (what probe and frames need).
+
+        A source with `allow_absolute_paths: true` gets a `MediaRoot` carrying the switch, which `resolve_media`
+        reads wherever the root goes (probe, grading, teaching)."""
+        from mtvr_data.normalize import MediaRoot
+
+        return {
+            s.source: MediaRoot(s.videos, allow_absolute=True) if s.allow_absolute_paths and s.videos else s.videos
+            for s in self.sources
+        }
 
     @classmethod
     def from_dict(cls, data: Any, base_dir: str | Path | None = None) -> BuildConfig:
@@ -227,6 +250,7 @@ class BuildConfig:
             split=entry.get("split"),
             cap=entry.get("cap"),
             tools=entry.get("tools"),
+            allow_absolute_paths=entry.get("allow_absolute_paths", False),
         )
 
 

@@ -37,6 +37,7 @@ from pydantic import Field, StrictInt, StrictStr, field_validator, model_validat
 
 from model.config_error import ConfigError
 from model.engine_api import Engine
+from model.prompts import DEFAULT_PRESET
 from model.settings import Block, EngineConfig, ModelCall, resolve_path
 from model.trajectory import MODEL_OUTCOMES
 from mtvr_data import storage
@@ -56,8 +57,12 @@ TOOL_SETTINGS: dict[str, tuple[tuple[str, bool], ...]] = {
     "both": (("tool_off", False), ("tool_on", True)),
 }
 #: Under the user's blocks: greedy decoding (an evaluation is one deterministic answer), no repetition penalty,
-#: VITAL's turn limits and the RL rollouts' 64-frame budget.
-EVAL_DEFAULTS: dict[str, Any] = {"k": 1, "sampling": {"temperature": 0.0, "repetition_penalty": 1.0}}
+#: VITAL's turn limits, the RL rollouts' 64-frame budget and VITAL's exact prompt strings (its checkpoints' words).
+EVAL_DEFAULTS: dict[str, Any] = {
+    "k": 1,
+    "sampling": {"temperature": 0.0, "repetition_penalty": 1.0},
+    "prompt": DEFAULT_PRESET,
+}
 
 
 # --- configuration ---------------------------------------------------------------------------------------------------
@@ -97,7 +102,7 @@ class BenchmarkInput(Block):
 
 class EvalConfig(ModelCall):
     """A whole evaluation: benchmarks, output folder, tool settings (`off`, `on`, `both`), and the `ModelCall`
-    blocks (engine, sampling, rollout, frames, clip, batching) with `EVAL_DEFAULTS` under them. K is 1."""
+    blocks (engine, sampling, rollout, frames, clip, batching, prompt) with `EVAL_DEFAULTS` under them. K is 1."""
 
     benchmarks: list[BenchmarkInput] = Field(min_length=1)
     out: StrictStr

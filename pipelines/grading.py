@@ -88,7 +88,7 @@ class GradeToRlRow(beam.DoFn):
         """The row or the dead letter for `result` (pure; the DoFn only counts)."""
         sample = result.sample
         if result.error is not None:
-            return SampleError.for_sample(sample, STAGE, "grading_error", result.error)
+            return SampleError.for_sample(sample, STAGE, result.reason or "grading_error", result.error)
         indices = graded(result)
         passes = sum(1 for i in indices if result.trajectories[i].passed)
         if len(indices) < self.settings.min_graded:

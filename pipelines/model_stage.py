@@ -38,9 +38,9 @@ from model.engine_api import Engine
 from model.engines import make_engine
 from model.rollout import rollout
 from model.settings import EngineConfig, ModelCall, fingerprint
-from model.trajectory import MODEL_OUTCOMES, ToolStep, Trajectory, Turn
+from model.trajectory import MODEL_OUTCOMES, PROMPT_TOO_LONG, ToolStep, Trajectory, Turn
 from mtvr_data.frames import FrameCache
-from mtvr_data.normalize import resolve_media
+from mtvr_data.normalize import MediaPathError, MediaRoot, resolve_media
 from mtvr_data.rewards import PassRule, total_reward
 from mtvr_data.schema import Sample
 from pipelines.result_cache import CacheKey, ResultCache
@@ -57,7 +57,9 @@ SERVER_KINDS = frozenset({"vllm", "openai"})
 @dataclass(slots=True)
 class ModelResult:
     """What a model stage produced for one sample: its trajectories (and the teacher's mode and hint), or `error`
-    when the sample's run raised as a whole. `cached` says it came from the cache."""
+    when the sample's run raised as a whole. `cached` says it came from the cache. `reason` is the code of a sample
+    refused before any engine call: `path_outside_root` (its media path leads out of its video root) or
+    `prompt_too_long` (its prompt is longer than `rollout.max_prompt_tokens`); `error` then starts with it."""
 
     sample: Sample
     model: str
@@ -66,6 +68,7 @@ class ModelResult:
     hint: str = ""
     error: str | None = None
     cached: bool = False
+    reason: str | None = None
 
     @property
     def finish_reasons(self) -> list[str]:
@@ -246,7 +249,10 @@ class StageHandler(ModelHandler[Sample, ModelResult, Any]):
         batching = stage.call.batching
         super().__init__(min_batch_size=batching.min_batch_size, max_batch_size=batching.max_batch_size)
         self.stage = stage
-        self.video_roots = {k: str(v) if v is not None else None for k, v in (video_roots or {}).items()}
+        # A `MediaRoot` keeps its source's allow_absolute_paths switch (`resolve_media` reads it).
+        self.video_roots = {
+            k: v if isinstance(v, MediaRoot) or v is None else str(v) for k, v in (video_roots or {}).items()
+        }
         self.cache = cache
         self.engine_factory = engine_factory
         self.namespace = f"mtvr.{stage.name}"
@@ -318,15 +324,38 @@ class StageHandler(ModelHandler[Sample, ModelResult, Any]):
             return ModelResult(sample, self.stage.model, error=f"{type(exc).__name__}: {exc}")
 
     async def _run(self, samples: list[Sample], engine: Engine) -> list[ModelResult]:
-        """The stage's work on the samples with their media resolved; results carry the samples as given."""
-        resolved = [
-            dataclasses.replace(s, video=resolve_media(self.video_roots.get(s.source), s.video)) for s in samples
-        ]
+        """The stage's work on the samples with their media resolved; results carry the samples as given.
+
+        Refused without an engine call, each as a result with `reason` and `error` set: a sample whose media path
+        leads outside its video root (`path_outside_root`, decided by `resolve_media`), and one whose prompt the
+        rollout loop measured as longer than the limit (`prompt_too_long`: all its trajectories end so).
+        """
+        refused: dict[int, ModelResult] = {}
+        resolved: list[Sample] = []
+        for i, s in enumerate(samples):
+            try:
+                resolved.append(dataclasses.replace(s, video=resolve_media(self.video_roots.get(s.source), s.video)))
+            except MediaPathError as exc:
+                refused[i] = self._refused(s, exc.reason, exc.detail)
         assert self._frames is not None
-        results = await self.stage.run(resolved, engine, self._frames)
-        for sample, result in zip(samples, results, strict=True):
+        results = await self.stage.run(resolved, engine, self._frames) if resolved else []
+        todo = iter(results)
+        out = [refused[i] if i in refused else next(todo) for i in range(len(samples))]
+        for sample, result in zip(samples, out, strict=True):
             result.sample = sample  # the row names the root-relative path, not the resolved one
-        return results
+            reasons = set(result.finish_reasons)
+            if result.error is None and reasons == {PROMPT_TOO_LONG}:
+                detail = next((t.error for t in result.trajectories if t.error), "")
+                result.reason, result.error = PROMPT_TOO_LONG, f"{PROMPT_TOO_LONG}: {detail}"
+                Metrics.counter(self.namespace, f"refused_{PROMPT_TOO_LONG}").inc()
+        return out
+
+    def _refused(self, sample: Sample, reason: str, detail: str) -> ModelResult:
+        log.warning("%s: sample %s refused (%s: %s)", self.stage.name, sample.id, reason, detail)
+        Metrics.counter(self.namespace, f"refused_{reason}").inc()
+        return ModelResult(
+            sample, self.stage.model, tools=self.stage.tools, error=f"{reason}: {detail}", reason=reason
+        )
 
 
 # --- the transform ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, StrictStr
 
 from model.config_error import ConfigError
+from model.prompts import DEFAULT_PRESET
 from model.settings import ModelCall
 from model.teacher import SFT_BUDGET, TeacherConfig
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 class GradeSettings(ModelCall):
     """The `grade:` block: a `ModelCall` (defaults: VITAL's RL rollouts, K = 8 at temperature 1 with tools on 64
-    frames) plus what turns passes into rows.
+    frames, in VITAL's prompt strings, `prompt: vital`) plus what turns passes into rows.
 
     `min_graded_fraction`: a sample needs at least max(1, ceil(fraction * K)) graded rollouts, else it is a dead
     letter `grading_failed`. `keep`: "medium" keeps 0 < passes < graded; "all" keeps every graded sample.
@@ -50,6 +51,7 @@ class GradeSettings(ModelCall):
             "temperature": self.sampling.temperature,
             "tools": self.rollout.tools,
             "keep": self.keep,
+            "prompt": self.prompt,
         }
         if config is not None:
             parts = config.tool_parts(self.rollout.tools)
@@ -61,11 +63,13 @@ class GradeSettings(ModelCall):
 
 #: The teacher's defaults under the user's `teach:` block: one chain at temperature 0.7 (VITAL does not publish
 #: the teacher's sampling; plain sampling would waste more rejected chains, greedy gives the same chain on every
-#: try) on SFT's 128-frame budget, since SFT sees what the teacher saw.
+#: try) on SFT's 128-frame budget, since SFT sees what the teacher saw, in VITAL's exact prompt strings (the preset
+#: SFT renders the rows with).
 TEACH_DEFAULTS: dict[str, Any] = {
     "k": 1,
     "sampling": {"temperature": 0.7},
     "frames": {"max_frames": SFT_BUDGET.max_frames},
+    "prompt": DEFAULT_PRESET,
 }
 
 
@@ -101,5 +105,6 @@ class TeachSettings(ModelCall):
             "tool_sources": list(self.tool_sources),
             "long_video_s": self.long_video_s,
             "span_noise": self.span_noise,
+            "prompt": self.prompt,
             "answer_conditioned": True,
         }

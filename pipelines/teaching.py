@@ -77,7 +77,9 @@ class _CheckTaught(beam.DoFn):
     def process(self, result: ModelResult) -> Iterator[Any]:
         self.metrics.inc("in")
         if result.error is not None:
-            yield self.metrics.rejected(SampleError.for_sample(result.sample, STAGE, "teacher_error", result.error))
+            yield self.metrics.rejected(
+                SampleError.for_sample(result.sample, STAGE, result.reason or "teacher_error", result.error)
+            )
         elif not any(r in MODEL_OUTCOMES for r in result.finish_reasons):
             reasons = dict(sorted(Counter(result.finish_reasons).items()))
             detail = f"no chain ended by the model: {reasons}"

@@ -27,7 +27,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from mtvr_data.dedup import ContaminationList, load_contamination, normalise_question, video_key
-from mtvr_data.normalize import ProbeCache, apply_probe, resolve_media
+from mtvr_data.normalize import MediaPathError, ProbeCache, apply_probe, resolve_media
 from mtvr_data.schema import Sample, SampleError, validate_sample
 from pipelines.config import BuildConfig, SourceConfig
 
@@ -187,11 +187,34 @@ class _ProbeFn(beam.DoFn):
                 yield out
 
 
+class _MediaKeyFn(beam.DoFn):
+    """A sample -> ((media path, modality), sample), or a `path_outside_root` dead letter when its path leads out of
+    its source's video root (`resolve_media` decides; nothing is opened, so such a file is never probed or read)."""
+
+    def __init__(self, video_roots: dict[str, str | None]) -> None:
+        self.video_roots = video_roots
+
+    def setup(self) -> None:
+        self.metrics = StageMetrics("probe")
+
+    def process(self, s: Sample) -> Iterator[Any]:
+        if s.source not in self.video_roots:
+            raise KeyError(f"no video root configured for source {s.source!r}")
+        try:
+            path = resolve_media(self.video_roots[s.source], s.video)
+        except MediaPathError as exc:
+            self.metrics.inc("in")
+            yield self.metrics.rejected(SampleError.for_sample(s, "probe", exc.reason, exc.detail))
+            return
+        yield (path, s.modality), s
+
+
 class ProbeAndValidate(beam.PTransform):
     """Samples -> `StageOutput` of samples with media facts from the file, spans checked against it.
 
     Samples are grouped by media file first, so each video is probed once in the whole pipeline (and
-    the per-worker `ProbeCache` absorbs retries), however many questions it has.
+    the per-worker `ProbeCache` absorbs retries), however many questions it has. A sample whose media path
+    leads outside its source's video root is a `path_outside_root` dead letter before anything is opened.
     """
 
     def __init__(self, video_roots: dict[str, str | None]) -> None:
@@ -199,21 +222,15 @@ class ProbeAndValidate(beam.PTransform):
         self.video_roots = dict(video_roots)
 
     def expand(self, samples: beam.PCollection) -> StageOutput:
-        roots = self.video_roots
-
-        def media_key(s: Sample) -> tuple[tuple[str, str], Sample]:
-            if s.source not in roots:
-                raise KeyError(f"no video root configured for source {s.source!r}")
-            return (resolve_media(roots[s.source], s.video), s.modality), s
-
+        keyed = samples | "ByMedia" >> beam.ParDo(_MediaKeyFn(self.video_roots)).with_outputs(DEAD, main="keyed")
         out = (
-            samples
-            | "ByMedia" >> beam.Map(media_key)
+            keyed.keyed
             | "Group" >> beam.GroupByKey()
             | "Probe" >> beam.ParDo(_ProbeFn()).with_outputs(DEAD, main="samples")
         )
+        dead = (keyed[DEAD], out[DEAD]) | "DeadLetters" >> beam.Flatten()
         counts = (samples | CountStage("probe", "in"), out["samples"] | CountStage("probe", "kept"))
-        return StageOutput(out["samples"], out[DEAD], counts | "Tallies" >> beam.Flatten())
+        return StageOutput(out["samples"], dead, counts | "Tallies" >> beam.Flatten())
 
 
 # --- dedup ----------------------------------------------------------------------------------------------------------
@@ -223,10 +240,30 @@ def _canonical(sample: Sample) -> str:
     return json.dumps(sample.to_dict(), sort_keys=True, ensure_ascii=False)
 
 
+def _content(sample: Sample) -> dict[str, Any]:
+    """What a sample says, without where it was read (`meta["origin"]`): two copies of one record are equal."""
+    row = sample.to_dict()
+    meta = sample.meta_dict
+    meta.pop("origin", None)
+    row["meta"] = meta
+    return row
+
+
+def differing_fields(a: Sample, b: Sample) -> list[str]:
+    """The fields (and `meta.<key>`s) whose content differs between two samples, origin left aside."""
+    ca, cb = _content(a), _content(b)
+    fields = [k for k in ca if k != "meta" and ca[k] != cb[k]]
+    meta_a, meta_b = ca["meta"], cb["meta"]
+    fields += [f"meta.{k}" for k in sorted(set(meta_a) | set(meta_b)) if meta_a.get(k) != meta_b.get(k)]
+    return fields
+
+
 class _PickWinnerFn(beam.DoFn):
     """A group of samples sharing a key -> the one with the smallest id (ties: smallest content); the rest
-    are dead letters with `reason`. Dedup runs two of these in a row: the first counts the stage's `in`
-    metric, the last its `kept`, so the stage's metrics add up like its table row."""
+    are dead letters with `reason`, never merged: the detail says whether a loser's content is identical to the
+    winner's or differs (and in which fields), so two distinct records that share an id are visible as such.
+    Dedup runs two of these in a row: the first counts the stage's `in` metric, the last its `kept`, so the
+    stage's metrics add up like its table row."""
 
     def __init__(self, reason: str, what: str, *, first: bool, last: bool) -> None:
         self.reason, self.what, self.first, self.last = reason, what, first, last
@@ -241,6 +278,8 @@ class _PickWinnerFn(beam.DoFn):
             self.metrics.inc("in", len(group))
         for loser in group[1:]:
             detail = f"{self.what} as kept row {winner.id} ({winner.meta_dict.get('origin', '')})"
+            differ = differing_fields(loser, winner)
+            detail += f"; content differs: {', '.join(differ)}" if differ else "; identical content"
             yield self.metrics.rejected(SampleError.for_sample(loser, "dedup", self.reason, detail))
         if self.last:
             self.metrics.inc("kept")

@@ -81,11 +81,13 @@ def count_open_reads(monkeypatch: pytest.MonkeyPatch, delay: float = 0.0) -> lis
 # --- paths -----------------------------------------------------------------------------------------------------------
 
 
-def test_resolve_media_joins_a_url_root_as_text_and_leaves_absolute_paths_and_urls_alone() -> None:
+def test_resolve_media_joins_a_url_root_as_text_and_leaves_allowed_absolute_paths_and_urls_alone() -> None:
     assert resolve_media("s3://bucket/videos", "a/b.mp4") == "s3://bucket/videos/a/b.mp4"
     assert resolve_media("s3://bucket/videos/", "b.mp4") == "s3://bucket/videos/b.mp4"
-    assert resolve_media("gs://bucket", "/abs/b.mp4") == "/abs/b.mp4"
-    assert resolve_media("/data/videos", "s3://other/b.mp4") == "s3://other/b.mp4"
+    # absolute paths and URLs under a root are read as written only where the source allows them
+    # (tests/test_media_paths.py covers the refusals)
+    assert resolve_media("gs://bucket", "/abs/b.mp4", allow_absolute=True) == "/abs/b.mp4"
+    assert resolve_media("/data/videos", "s3://other/b.mp4", allow_absolute=True) == "s3://other/b.mp4"
     assert resolve_media(None, "s3://other/b.mp4") == "s3://other/b.mp4"
     assert resolve_media("/data/videos", "a/b.mp4") == "/data/videos/a/b.mp4"
     assert resolve_media(Path("/data/videos"), "b.mp4") == "/data/videos/b.mp4"

@@ -17,6 +17,7 @@
     reg_grpo: {logp: sum, eps: 1.0e-4, detach_std: false}   # Reg-GRPO's open choices (train.reg_grpo)
     augment: false                  # true or a mapping of train.augment.AugmentSettings: DeepVideo-R1's DA-Aug
     rollout: {max_tool_calls: 2, max_new_tokens: 1024, max_total_tokens: 7168}
+    prompt: vital                   # the user turn's words (model.prompts presets): vital (VITAL's exact strings)
 
 Relative paths (model, data, video_root, output_dir) resolve against the YAML file's folder when they exist
 there or are output paths, so a config means the same thing from any working directory. `--set key=value`
@@ -36,6 +37,7 @@ import yaml
 from pydantic import Field, StrictInt, ValidationError
 
 from model.config_error import ConfigError
+from model.prompts import DEFAULT_PRESET, check_preset
 from model.settings import (
     MAX_NEW_TOKENS,
     MAX_TOTAL_TOKENS,
@@ -136,8 +138,13 @@ class TrainConfig:
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     iou_scale: dict[str, list[float]] = field(default_factory=dict)
     attn_implementation: str | None = "sdpa"
+    prompt: str = DEFAULT_PRESET
 
     def __post_init__(self) -> None:
+        try:
+            check_preset(self.prompt)
+        except ValueError as exc:
+            raise TrainConfigError(f"prompt: {exc}") from None
         if self.kind not in ("sft", "dgrpo"):
             raise TrainConfigError(f"kind must be 'sft' or 'dgrpo', got {self.kind!r}")
         if self.advantage not in ("dgrpo", "grpo"):

@@ -12,18 +12,20 @@ Frames are decoded by `SftTransform` when a row is read, which happens in the Da
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from model.prompts import PromptConfig, build_messages, load_media, replay_conversation
+from model.prompts import DEFAULT_PRESET, PromptConfig, build_messages, load_media, replay_conversation
+from model.rollout import MAX_CHARS_PER_TOKEN, PromptTooLong, default_prompt_limit, prompt_tokens, text_tokens
 from model.teacher import SFT_BUDGET  # 128 frames of the whole video (docs/papers.md), as the teacher sees
 from mtvr_data.dataset_loading import load_built
 from mtvr_data.frames import FrameBudget
 from mtvr_data.media_staging import staged_media
-from mtvr_data.normalize import resolve_media
+from mtvr_data.normalize import MediaPathError, resolve_media
 from mtvr_data.parquet_io import row_to_record
 from mtvr_data.schema import CotRow, RlRow
 from train.encoding import Encoded, EncodingError, concat_media, encode_conversation, mm_token_type_ids
@@ -77,17 +79,37 @@ def rl_record(row: dict[str, Any]) -> RlRow:
     return record
 
 
-def sft_messages(row: CotRow, video_root: str | Path | None, budget: FrameBudget = SFT_BUDGET) -> list[dict[str, Any]]:
+def sft_messages(
+    row: CotRow,
+    video_root: str | Path | None,
+    budget: FrameBudget = SFT_BUDGET,
+    *,
+    max_prompt_tokens: int | None = None,
+    tokenizer: Any | None = None,
+    preset: str = DEFAULT_PRESET,
+) -> list[dict[str, Any]]:
     """The full SFT conversation of a CoT row: the shared prompt, then its recorded turns with clips re-rendered.
 
     Media under a URL video root is staged to the worker's scratch disk (`media_staging`) and held while the
-    prompt's frames and the clips are decoded from it; the row keeps its root-relative `video`.
+    prompt's frames and the clips are decoded from it; the row keeps its root-relative `video`. The media path must
+    stay under `video_root` (`resolve_media` raises `MediaPathError`, `path_outside_root`, before opening it).
+
+    The prompt (system and user turns, frames included) is measured with `tokenizer` (else estimated) against
+    `max_prompt_tokens` (None: `default_prompt_limit` of `budget`); a longer one raises `PromptTooLong`
+    (`prompt_too_long`), and a question far past the limit does so before its media is read.
     """
     sample = row.sample
-    prompt = PromptConfig(tools=row.tools, budget=budget)
+    prompt = PromptConfig(tools=row.tools, budget=budget, preset=preset)  # the train config's `prompt:`
+    limit = max_prompt_tokens if max_prompt_tokens is not None else default_prompt_limit(budget)
+    words = "\n".join([sample.question, *sample.options])
+    if len(words) > MAX_CHARS_PER_TOKEN * limit:
+        raise PromptTooLong(text_tokens(words, limit=limit), limit, "question")
     with staged_media(resolve_media(video_root, sample.video)) as path:
         media = load_media(sample, path, prompt)
         messages, _ = build_messages(sample, media, prompt)
+        tokens = prompt_tokens(messages, tokenizer, limit=limit)
+        if tokens > limit:
+            raise PromptTooLong(tokens, limit)
         return messages + replay_conversation(sample, path, row.messages)
 
 
@@ -96,7 +118,10 @@ class SftTransform:
     DataLoader's workers, and truncates to `max_length`.
 
     A row whose media cannot be read or that cannot be encoded raises: SFT data was verified when it was built,
-    so a failure here is a broken installation or video root, which must stop the run, not thin the data.
+    so a failure here is a broken installation or video root, which must stop the run, not thin the data. So does,
+    with the row id and the reason, a row whose media path leads outside `video_root` (`path_outside_root`) or
+    whose prompt is longer than `max_prompt_tokens` (`prompt_too_long`; None: the frame budget's default, 3072 at
+    64 frames and 5120 at SFT's 128), counted in `refused` and logged first.
     """
 
     def __init__(
@@ -106,19 +131,38 @@ class SftTransform:
         video_root: str | Path | None,
         budget: FrameBudget = SFT_BUDGET,
         max_length: int | None = None,
+        max_prompt_tokens: int | None = None,
+        preset: str = DEFAULT_PRESET,
     ) -> None:
         self.processor = processor
         self.video_root = video_root
         self.budget = budget
         self.max_length = max_length
+        self.max_prompt_tokens = max_prompt_tokens
+        self.preset = preset
+        self.refused: Counter[str] = Counter()
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         size = len(batch["id"])
         features = []
         for i in range(size):
             row = cot_record({name: values[i] for name, values in batch.items()})
+            tokenizer = getattr(self.processor, "tokenizer", None)
             try:
-                encoded = encode_conversation(self.processor, sft_messages(row, self.video_root, self.budget))
+                messages = sft_messages(
+                    row,
+                    self.video_root,
+                    self.budget,
+                    max_prompt_tokens=self.max_prompt_tokens,
+                    tokenizer=tokenizer,
+                    preset=self.preset,
+                )
+            except (PromptTooLong, MediaPathError) as exc:
+                self.refused[exc.reason] += 1
+                log.error("SFT row %s refused: %s", row.sample.id, exc)
+                raise EncodingError(f"row {row.sample.id}: {exc}") from exc
+            try:
+                encoded = encode_conversation(self.processor, messages)
             except EncodingError as exc:
                 raise EncodingError(f"row {row.sample.id}: {exc}") from exc
             features.append(sft_features(encoded, self.processor, self.max_length))

@@ -352,6 +352,7 @@ def build_dgrpo_trainer(
         max_tool_calls=roll.max_tool_calls,
         max_total_tokens=roll.max_total_tokens,
         tool_timeout_s=roll.tool_timeout_s,
+        preset=config.prompt,
     )
     trainer_class = make_dgrpo_trainer_class()
     dataset = train_dataset if train_dataset is not None else rl_dataset(config)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +32,9 @@ from typing import Any
 import torch
 
 from model.engine_api import Engine, SamplingSettings
-from model.prompts import PromptConfig, build_messages, load_media, replay_conversation
+from model.prompts import DEFAULT_PRESET, PromptConfig, build_messages, load_media, replay_conversation
 from model.rollout import RolloutConfig, RolloutRunner
-from model.trajectory import MODEL_OUTCOMES, TOKEN_BUDGET, Trajectory, to_messages
+from model.trajectory import MODEL_OUTCOMES, PROMPT_TOO_LONG, TOKEN_BUDGET, Trajectory, to_messages
 from mtvr_data.frames import FrameBudget, FrameCache, FramePerturbation
 from mtvr_data.media_staging import staged_media
 from mtvr_data.normalize import resolve_media
@@ -100,6 +101,11 @@ class PolicyRollouts:
 
     The engine is passed per call, so the trainer hands over the current policy each time (the policy itself
     through `TransformersEngine`, or a vLLM engine whose weights the trainer keeps in sync).
+
+    A row whose prompt is longer than `max_prompt_tokens` (None: `model.rollout.default_prompt_limit`, VITAL's 3072
+    at 64 frames; counted with the processor's tokenizer) is refused by the loop before the engine sees it: its
+    trajectory ends `prompt_too_long`, it is a placeholder row that is never trained on, and it is logged and
+    counted in `refused` (by reason).
     """
 
     def __init__(
@@ -114,8 +120,11 @@ class PolicyRollouts:
         tool_timeout_s: float = 60.0,
         max_engine_calls: int | None = 1,
         cache: FrameCache | None = None,
+        max_prompt_tokens: int | None = None,
+        preset: str = DEFAULT_PRESET,
     ) -> None:
         self.processor = processor
+        self.refused: Counter[str] = Counter()
         self.video_root = video_root
         self.budget = budget
         self.cache = cache if cache is not None else FrameCache(max_bytes=2 << 30)
@@ -126,8 +135,9 @@ class PolicyRollouts:
             sampling=sampling,
             max_total_tokens=max_total_tokens,
             tool_timeout_s=tool_timeout_s,
-            prompt=PromptConfig(tools=False, budget=budget),
+            prompt=PromptConfig(tools=False, budget=budget, preset=preset),  # the train config's `prompt:`
             max_engine_calls=max_engine_calls,
+            max_prompt_tokens=max_prompt_tokens,
         )
 
     def __call__(
@@ -165,7 +175,8 @@ class PolicyRollouts:
             calls.setdefault((bool(records[start].tools), length), []).append(start)
         for (tools, k), starts in calls.items():
             config = dataclasses.replace(self.config, tools=tools)
-            runner = RolloutRunner(engine, config, video_root=self.video_root, cache=self.cache)
+            tokenizer = getattr(self.processor, "tokenizer", None)
+            runner = RolloutRunner(engine, config, video_root=self.video_root, cache=self.cache, tokenizer=tokenizer)
             groups = asyncio.run(
                 runner.run([samples[s] for s in starts], k=k, hints=hints, perturbations=perturbations)
             )
@@ -173,6 +184,18 @@ class PolicyRollouts:
                 for j, trajectory in enumerate(group):
                     trajectories[start + j] = trajectory
         assert all(t is not None for t in trajectories)
+        too_long = sorted(
+            {samples[i].id for i, t in enumerate(trajectories) if t and t.finish_reason == PROMPT_TOO_LONG}
+        )
+        if too_long:
+            self.refused[PROMPT_TOO_LONG] += len(too_long)
+            log.warning(
+                "%d row(s) refused, %s (never trained on; %d so far): %s",
+                len(too_long),
+                PROMPT_TOO_LONG,
+                self.refused[PROMPT_TOO_LONG],
+                ", ".join(too_long[:10]),
+            )
         return trajectories  # type: ignore[return-value]
 
     def _append(
@@ -229,7 +252,8 @@ class PolicyRollouts:
     def _append_failed(self, batch: RolloutBatch, sample: Sample, trajectory: Trajectory) -> None:
         """A placeholder row for a failed rollout: text-only prompt, one masked token, never trained on."""
         tokenizer = self.processor.tokenizer
-        ids = tokenizer(f"<|im_start|>user\n{sample.question}<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
+        question = "" if trajectory.finish_reason == PROMPT_TOO_LONG else sample.question  # never tokenize a huge one
+        ids = tokenizer(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")["input_ids"]
         batch.prompt_ids.append(list(ids))
         batch.completion_ids.append([tokenizer.convert_tokens_to_ids("<|im_end|>")])
         batch.tool_mask.append([0])

@@ -46,7 +46,12 @@ def build_sft_trainer(config: TrainConfig, *, model: Any = None, processor: Any 
     if len(rows) == 0:
         raise ValueError(f"no CoT rows in {config.data} with tools={config.tools} sources={config.sources or 'all'}")
     dataset = sft_dataset(
-        rows, processor, video_root=config.video_root, budget=config.frame_budget(), max_length=config.max_length
+        rows,
+        processor,
+        video_root=config.video_root,
+        budget=config.frame_budget(),
+        max_length=config.max_length,
+        preset=config.prompt,
     )
     args = resolved_args(config)
     args.update(

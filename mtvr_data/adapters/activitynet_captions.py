@@ -23,6 +23,7 @@ from mtvr_data.adapters.base import (
     iter_json_items,
     printable,
     require,
+    span_meta,
     to_float,
 )
 from mtvr_data.adapters.registry import register
@@ -74,9 +75,8 @@ class ActivityNetCaptions(SourceAdapter):
         start, end = to_float(stamp[0], "start"), to_float(stamp[1], "end")
         duration = value["duration"]
         span = fit_span(start, end, duration)
-        meta: dict[str, Any] = {"vid": value["vid"], "sentence_index": value["index"]}
-        if span[1] != end:
-            meta["original_end"] = end
+        # span_meta ignores float noise: 2D-TAN's durations (70.28999999999999) would mark a clamp of 1e-14 s.
+        meta: dict[str, Any] = {"vid": value["vid"], "sentence_index": value["index"], **span_meta(start, end, span)}
         return [
             self.make_sample(
                 task="tg",

@@ -36,7 +36,26 @@ log = logging.getLogger(__name__)
 #: How far past the annotated duration an end time may go and still be clamped to it. Charades-STA ends
 #: overshoot by up to 1.54 s and ReXTime rounds ends up to whole seconds (FORMATS.md); more is an error.
 SPAN_TOLERANCE_S = 2.0
+#: How far before 0 a start may lie and still be clamped to 0. NExT-GQA's test windows start at -0.1 and -0.2 s
+#: (one-decimal times); 0.3 s keeps those with one more 0.1 s step to spare and still refuses a shifted time base.
+START_TOLERANCE_S = 0.3
+#: Times closer than this are the same time: 2D-TAN's ActivityNet durations are float noise (70.28999999999999
+#: for 70.29), and a 1e-14 s overshoot is not a clamp worth recording. `validate_sample` allows the same.
+TIME_EPSILON_S = 1e-6
+#: Longest question (characters, after cleaning) a sample may carry; longer is `question_too_long` at read time.
+#: The longest real question in the benchmarks' Video-R1-eval copies (EasyVideoR1 valid_data, 8 files, 16k rows)
+#: is 2,348 characters (VideoMMMU; Video-MME 813, LongVideoBench 770, LongVideo-Reason 475): 8,000 characters
+#: (~2,000 tokens) is over three times that, a small part of any prompt budget, and keeps a corrupt or hostile
+#: record (a 50 MB "question" once reached the grader) out of prompts, rewards and the grader.
+MAX_QUESTION_CHARS = 8_000
 RAW_CHARS = 400
+#: The UTF-8 byte order mark, as bytes and as the decoded character.
+BOM_BYTES = b"\xef\xbb\xbf"
+BOM = "\ufeff"
+#: Characters removed from questions, options and answers: NUL and the other C0/C1 controls (tab, newline and
+#: carriage return stay), DEL, the bidirectional embedding / override / isolate / mark characters (they can make
+#: text display in a different order than it is read) and a stray U+FEFF inside the text.
+_CONTROL_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 class AdapterError(Exception):
@@ -79,6 +98,16 @@ def printable(text: str, limit: int = RAW_CHARS) -> str:
     return clean if len(clean) <= limit else clean[:limit] + "..."
 
 
+def clean_text(text: str) -> str:
+    """`text` without NUL, other control characters and bidi controls (see `_CONTROL_CHARS`); nothing else changes."""
+    return _CONTROL_CHARS.sub("", text)
+
+
+def strip_bom(text: str) -> str:
+    """`text` without a leading byte order mark (the one place every reader drops it)."""
+    return text[1:] if text.startswith(BOM) else text
+
+
 StrPath = str | os.PathLike[str]
 
 
@@ -118,11 +147,13 @@ def open_binary(path: StrPath) -> IO[bytes]:
 def read_head(path: StrPath, size: int = 4096) -> bytes:
     """The first `size` bytes of a file after a BOM and leading whitespace (format sniffing)."""
     with open_binary(path) as fh:
-        return fh.read(size).lstrip(b"\xef\xbb\xbf \t\r\n")
+        data = fh.read(size)
+    return data.removeprefix(BOM_BYTES).lstrip(b" \t\r\n")
 
 
 def _read_text(path: StrPath) -> str:
-    return storage.read_bytes(location(path)).decode("utf-8", "surrogateescape")
+    """A whole file as text, without its BOM (so JSON parses and a CSV header names its first column)."""
+    return strip_bom(storage.read_bytes(location(path)).decode("utf-8", "surrogateescape"))
 
 
 def iter_lines(path: StrPath) -> Iterator[RawRecord]:
@@ -131,6 +162,8 @@ def iter_lines(path: StrPath) -> Iterator[RawRecord]:
     with open_binary(path) as fh:
         for lineno, data in enumerate(fh, start=1):
             loc = f"{name}:{lineno}"
+            if lineno == 1:
+                data = data.removeprefix(BOM_BYTES)  # else it becomes part of the first record (a video name)
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -210,7 +243,7 @@ def iter_csv(path: StrPath) -> Iterator[RawRecord]:
         header = next(reader)
     except StopIteration:
         return
-    header = [h.strip().lstrip("\ufeff") for h in header]
+    header = [h.strip() for h in header]
     name = file_name(path)
     line = reader.line_num + 1
     for row in reader:
@@ -249,17 +282,26 @@ def to_float(value: Any, what: str) -> float:
     return out
 
 
-def fit_span(start: float, end: float, duration: float | None, tolerance: float = SPAN_TOLERANCE_S) -> list[float]:
-    """Check a [start, end] window and bring a small overshoot of the duration back to it.
+def fit_span(
+    start: float,
+    end: float,
+    duration: float | None,
+    tolerance: float = SPAN_TOLERANCE_S,
+    start_tolerance: float = START_TOLERANCE_S,
+) -> list[float]:
+    """Check a [start, end] window and bring a small overshoot of either end back inside the video.
 
-    end <= start is `end_not_after_start`; a start before 0 or an end more than `tolerance` seconds past
-    the duration is `span_outside_video`. An end within the tolerance is clamped to the duration: the
-    sources round or overshoot by that much (FORMATS.md), and the clamp is recorded by the caller.
+    end <= start is `end_not_after_start`; a start more than `start_tolerance` seconds before 0 or an end more
+    than `tolerance` seconds past the duration is `span_outside_video`. A start within its tolerance is clamped
+    to 0 (NExT-GQA's -0.1 s) and an end within its tolerance to the duration: the sources round or overshoot by
+    that much (FORMATS.md), and the caller records the published value (`moved` says whether there is one to
+    record). An end past the duration by less than `TIME_EPSILON_S` is float noise and is left as published.
     """
     if end <= start:
         raise AdapterError("end_not_after_start", f"span [{start}, {end}] does not end after it starts")
-    if start < 0:
+    if start < -start_tolerance:
         raise AdapterError("span_outside_video", f"span [{start}, {end}] starts before 0")
+    start = max(start, 0.0)
     if duration is not None:
         if start >= duration:
             raise AdapterError(
@@ -267,8 +309,24 @@ def fit_span(start: float, end: float, duration: float | None, tolerance: float 
             )
         if end > duration + tolerance:
             raise AdapterError("span_outside_video", f"span [{start}, {end}] ends past the duration {duration} s")
-        end = min(end, duration)
+        if end > duration + TIME_EPSILON_S:
+            end = duration
     return [float(start), float(end)]
+
+
+def moved(published: float, fitted: float) -> bool:
+    """Whether `fit_span` changed a time by more than float noise (then the published value goes into `meta`)."""
+    return abs(published - fitted) > TIME_EPSILON_S
+
+
+def span_meta(start: float, end: float, span: list[float]) -> dict[str, float]:
+    """`original_start` / `original_end` for the ends of a fitted `span` that differ from the published ones."""
+    out: dict[str, float] = {}
+    if moved(start, span[0]):
+        out["original_start"] = start
+    if moved(end, span[1]):
+        out["original_end"] = end
+    return out
 
 
 class SourceAdapter(ABC):
@@ -280,6 +338,8 @@ class SourceAdapter(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    #: Longest question a sample may carry (`question_too_long` beyond); a subclass may set its own.
+    max_question_chars: ClassVar[int] = MAX_QUESTION_CHARS
 
     def __init__(
         self, annotations: str | os.PathLike[str], *, split: str | None = None, video_ext: str = ".mp4"
@@ -328,14 +388,30 @@ class SourceAdapter(ABC):
         width: int | None = None,
         height: int | None = None,
         meta: dict[str, Any] | None = None,
+        upstream_id: str | int | None = None,
     ) -> Sample:
-        """Build a sample with its stable id; `windows` defaults to `[span]`."""
-        options = [str(o) for o in options]
-        question = question.strip()
+        """Build a sample with its stable id (`upstream_id`: the source's own question id, where it has one that tells
+        apart otherwise equal questions: `schema.sample_id`); `windows` defaults to `[span]`.
+
+        Question, options and answer are cleaned (`clean_text`) before the id is made; a question longer than
+        `max_question_chars` is `question_too_long`, an option that cleaning leaves empty is `bad_value`.
+        """
+        options = [clean_text(str(o)) for o in options]
+        question = clean_text(question).strip()
+        answer = clean_text(answer)
+        if len(question) > self.max_question_chars:
+            raise AdapterError(
+                "question_too_long",
+                f"question of {len(question):,} characters (at most {self.max_question_chars:,}): "
+                f"{printable(question, 80)!r}",
+            )
+        empty = [i for i, o in enumerate(options) if not o.strip()]
+        if empty:
+            raise AdapterError("bad_value", f"option {empty[0]} is empty once control characters are removed")
         if windows is None:
             windows = [list(span)] if span is not None else []
         return Sample(
-            id=sample_id(self.name, video, question, options, answer, span),
+            id=sample_id(self.name, video, question, options, answer, span, upstream_id),
             source=self.name,
             task=task,
             modality=modality,
@@ -379,6 +455,10 @@ class SourceAdapter(ABC):
                 sample.meta = json.dumps({**sample.meta_dict, "origin": loc}, ensure_ascii=False, sort_keys=True)
                 self.counts["samples"] += 1
                 yield sample
+        if self.counts["records"] == 0:
+            # Not an error record (there is no record to blame), but never a silent "0 records" either.
+            self.counts["empty_files"] += 1
+            log.warning("%s: annotation file %s holds no records", self.name, self.annotations)
 
     def _error(self, record: RawRecord, exc: AdapterError) -> SampleError:
         self.counts[f"error:{exc.code}"] += 1

@@ -20,6 +20,7 @@ from mtvr_data.adapters.base import (
     iter_lines,
     location,
     sibling,
+    span_meta,
     to_float,
 )
 from mtvr_data.adapters.registry import register
@@ -69,9 +70,7 @@ class CharadesSTA(SourceAdapter):
         start, end = to_float(parts[1], "start"), to_float(parts[2], "end")
         duration = self.durations.get(vid)
         span = fit_span(start, end, duration)
-        meta = {"vid": vid}
-        if span[1] != end:
-            meta["original_end"] = end
+        meta = {"vid": vid, **span_meta(start, end, span)}
         return [
             self.make_sample(
                 task="tg",

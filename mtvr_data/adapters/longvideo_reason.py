@@ -13,7 +13,10 @@ Malformed upstream rows, and the codes they get: no option line (test problem_id
 "option" (147: the generator's leaked reasoning in place of four options) -> `missing_options`; an option
 with no text ("B. " in 148 and 154) -> `bad_value`; a repeated letter -> `duplicate_option_letter`; letters
 with a gap (A, B, D) or text after the options that is not an option line -> `bad_value`; an answer letter
-that is not an option -> `unknown_option`. The answer tag is read as in `video_r1` (no tag: the whole text).
+that is not an option -> `unknown_option`; an option that is leaked generator text ("##### Cross-segment
+analysis:", "REASONS:", "**Key Reasoning**: ...", sometimes the gold answer) -> `generator_text`
+(`video_r1.check_generator_text`; FORMATS.md section 8 has the counts). Reordering is `video_r1.order_options`,
+shared with the Video-R1 (and Video-R1-eval) reading. The answer tag is read as in `video_r1` (no tag: the whole text).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from mtvr_data.adapters.base import (
     RawRecord,
     SourceAdapter,
     StrPath,
+    clean_text,
     file_name,
     file_suffix,
     iter_jsonl,
@@ -41,7 +45,7 @@ from mtvr_data.adapters.base import (
     require,
 )
 from mtvr_data.adapters.registry import register
-from mtvr_data.adapters.video_r1 import answer_from_solution, answer_letter, check_letters
+from mtvr_data.adapters.video_r1 import answer_from_solution, answer_letter, check_generator_text, order_options
 from mtvr_data.schema import Sample
 
 #: One inlined option line: "A. text" (the text may be empty: an upstream defect reported as bad_value).
@@ -67,15 +71,8 @@ def parse_problem(problem: str) -> tuple[str, list[str], bool]:
             raise AdapterError("bad_value", f"text after the options that is not an option line: {line[:80]!r}")
     if len(lettered) < 2:
         raise AdapterError("missing_options", f"only {len(lettered)} option line: {lettered[0][1][:80]!r}")
-    letters = [letter for letter, _ in lettered]
-    if len(set(letters)) != len(letters):
-        check_letters(letters)  # names the repeated letter
-    check_letters(sorted(letters))  # then only a gap can be wrong
-    ordered = sorted(lettered)
-    empty = [letter for letter, text in ordered if not text]
-    if empty:
-        raise AdapterError("bad_value", f"option {empty[0]} has no text")
-    return question, [text for _, text in ordered], ordered != lettered
+    options, reordered = order_options(lettered)
+    return question, options, reordered
 
 
 def iter_parquet(path: StrPath) -> Iterator[RawRecord]:
@@ -114,9 +111,10 @@ class LongVideoReason(SourceAdapter):
 
     def to_samples(self, record: RawRecord) -> list[Sample]:
         rec: dict[str, Any] = record.value
-        question, options, reordered = parse_problem(str(require(rec, "problem")))
+        question, options, reordered = parse_problem(clean_text(str(require(rec, "problem"))))
         answer, tagged = answer_from_solution(require(rec, "answer"))
         letter = answer_letter(answer, len(options))
+        check_generator_text(options, letter)
         meta: dict[str, Any] = {
             "problem_id": rec.get("problem_id"),
             "problem_type": rec.get("problem_type") or "",

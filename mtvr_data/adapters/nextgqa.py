@@ -9,9 +9,12 @@ first is the primary `span`. qid is unique only within a video, hence the (video
 
 Only val and test have grounding upstream, so there is no gsub for train: the adapter refuses to start
 without one (FileNotFoundError) rather than yielding QA rows that claim to be grounded. gsub's `duration`
-is whole seconds (frame_count / fps differs by up to ~0.5 s): it is used as published (the probe stage
-refines it; frame_count stays in `meta`), and a window ending past it by at most `SPAN_TOLERANCE_S` is
-clamped to it, the published windows then kept in `meta["original_windows"]`.
+is whole seconds, rounded (a 21.45 s video is 21): it is not the length of the file, so it is kept in
+`meta["gsub_duration"]` and the sample's `duration` is left to the probe stage (frame_count stays in `meta`).
+Windows are kept as published: read time applies the shared span rules (`fit_span` without a duration) and
+refuses only a window ending more than `SPAN_TOLERANCE_S` past gsub's duration; `normalize.apply_probe` then
+fits them to the probed duration (the published windows go to `meta["original_windows"]` whenever a window is
+changed). An answer text equal to two options is `ambiguous_answer`.
 The question text is kept as published: lower case, no "?". Video paths follow `nextqa` (VidOR map).
 """
 
@@ -22,6 +25,7 @@ from typing import Any
 
 from mtvr_data import storage
 from mtvr_data.adapters.base import (
+    SPAN_TOLERANCE_S,
     AdapterError,
     RawRecord,
     file_name,
@@ -33,24 +37,9 @@ from mtvr_data.adapters.base import (
     sibling,
     to_float,
 )
-from mtvr_data.adapters.nextqa import NextQA, meta_qid, qid_key, read_int, read_options
+from mtvr_data.adapters.nextqa import NextQA, answer_index, meta_qid, qid_key, read_int, read_options
 from mtvr_data.adapters.registry import register
 from mtvr_data.schema import Sample, option_letter
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-def answer_index(answer: str, options: list[str]) -> int:
-    """Index of the option equal to the answer text (exact, then ignoring case and spacing)."""
-    for i, option in enumerate(options):
-        if option == answer:
-            return i
-    for i, option in enumerate(options):
-        if _norm(option) == _norm(answer):
-            return i
-    raise AdapterError("answer_not_in_options", f"answer {answer!r} equals none of the options")
 
 
 @register
@@ -86,7 +75,7 @@ class NextGQA(NextQA):
         return next((p for p in self._gsub_candidates() if storage.exists(p)), None)
 
     def _windows(self, vid: str, qid: str) -> tuple[list[list[float]], float | None, float | None, list[Any] | None]:
-        """(windows sorted by start, duration, fps, the published windows if any was clamped) of one question."""
+        """(windows sorted by start, gsub duration, fps, the published windows if the span rules changed one)."""
         entry = self.gsub.get(vid)
         if not isinstance(entry, dict):
             raise AdapterError("missing_span", f"video {vid} is not in {self.gsub_name}")
@@ -99,7 +88,14 @@ class NextGQA(NextQA):
         if not isinstance(raw, list) or not all(isinstance(w, list) and len(w) == 2 for w in raw):
             raise AdapterError("bad_value", f"location of qid {qid} is not a list of [start, end]: {raw!r}")
         published = [[to_float(s, "start"), to_float(e, "end")] for s, e in raw]
-        windows = [fit_span(s, e, duration) for s, e in published]
+        # No clamp to gsub's rounded duration: the probe stage fits the windows to the real file.
+        windows = [fit_span(s, e, None) for s, e in published]
+        for start, end in windows:
+            if duration is not None and end > duration + SPAN_TOLERANCE_S:
+                raise AdapterError(
+                    "span_outside_video",
+                    f"span [{start}, {end}] ends past the duration {duration} s of {vid} in {self.gsub_name}",
+                )
         return sorted(windows), duration, fps, (raw if windows != published else None)
 
     def to_samples(self, record: RawRecord) -> list[Sample]:
@@ -109,15 +105,16 @@ class NextGQA(NextQA):
         options = read_options(row)
         index = answer_index(str(require(row, "answer")).strip(), options)
         qid = qid_key(row)
-        windows, duration, fps, clamped_from = self._windows(vid, qid)
+        windows, gsub_duration, fps, fitted_from = self._windows(vid, qid)
         meta: dict[str, Any] = {
             "video_id": vid,
             "qid": meta_qid(qid),
             "type": str(row.get("type") or "").strip(),
             "frame_count": read_int(row, "frame_count"),
+            "gsub_duration": gsub_duration,
         }
-        if clamped_from is not None:
-            meta["original_windows"] = clamped_from
+        if fitted_from is not None:
+            meta["original_windows"] = fitted_from
         return [
             self.make_sample(
                 task="gqa",
@@ -128,10 +125,10 @@ class NextGQA(NextQA):
                 answer_type="letter",
                 span=windows[0],
                 windows=windows,
-                duration=duration,
                 fps=fps,
                 width=read_int(row, "width"),
                 height=read_int(row, "height"),
                 meta=meta,
+                upstream_id=qid,
             )
         ]

@@ -1,9 +1,14 @@
 """NExT-QA (multiple choice): `{train,val,test}.csv`.
 
 Columns `video,frame_count,width,height,question,answer,qid,type,a0..a4`; `answer` is a 0-based int index
-into a0..a4 (NExT-GQA, which reuses these videos, stores the answer text instead; see `nextgqa`). The first
-column is `video` here and `video_id` in NExT-GQA; both are accepted. The question text is kept as
-published: lower case, no "?" ("s" stands for "'s").
+into a0..a4. NExT-GQA, which reuses these videos, stores the answer TEXT instead, and so does the NExT-QA
+re-export in the NExT-GQA repository: a non-integer answer is matched to the option it equals (`answer_index`;
+no match is `answer_not_in_options`, two equal options `ambiguous_answer`). The first column is `video` here and
+`video_id` in NExT-GQA; both are accepted. The question text is kept as published: lower case, no "?" ("s"
+stands for "'s").
+
+The id includes the qid (`sample_id(..., upstream_id=qid)`): NExT-QA publishes the same question, options and
+answer twice for one video under two qids (val.csv, qid 9 and qid 0 of one video), and both are kept apart.
 
 Videos live in the VidOR layout `<NNNN>/<video_id>.mp4`; `map_vid_vidorID.json` (video_id -> "NNNN/video_id")
 is found beside the CSV or given as `vid_map=` (`vid_map=False` ignores it and names videos `<video_id>.mp4`);
@@ -60,6 +65,39 @@ def qid_key(row: dict[str, Any]) -> str:
 
 def meta_qid(qid: str) -> int | str:
     return int(qid) if qid.lstrip("-").isdigit() else qid
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def answer_index(answer: str, options: list[str]) -> int:
+    """Index of the one option equal to the answer text (exact, else ignoring case and spacing).
+
+    No equal option is `answer_not_in_options`; two equal options (NExT-GQA test.csv has a row whose answer
+    "happy" is two of its options) is `ambiguous_answer`, never silently the first letter.
+    """
+    for same in (lambda o: o == answer, lambda o: _norm(o) == _norm(answer)):
+        hits = [i for i, option in enumerate(options) if same(option)]
+        if len(hits) > 1:
+            letters = ", ".join(option_letter(i) for i in hits)
+            raise AdapterError("ambiguous_answer", f"answer {answer!r} equals more than one option ({letters})")
+        if hits:
+            return hits[0]
+    raise AdapterError("answer_not_in_options", f"answer {answer!r} equals none of the options")
+
+
+def read_answer(row: dict[str, Any], options: list[str]) -> int:
+    """The option index of the `answer` column: an int is the 0-based index (NExT-QA); any other text is the
+    answer text, matched to its option (NExT-GQA and the NExT-QA re-export in the NExT-GQA repository)."""
+    answer_text = str(require(row, "answer")).strip()
+    try:
+        index = int(answer_text)
+    except ValueError:
+        return answer_index(answer_text, options)
+    if not 0 <= index < len(options):
+        raise AdapterError("unknown_option", f"answer index {index} outside a0..a{len(options) - 1}")
+    return index
 
 
 @register
@@ -119,13 +157,7 @@ class NextQA(SourceAdapter):
         vid = self.video_id(row)
         question = str(require(row, "question"))
         options = read_options(row)
-        answer_text = str(require(row, "answer")).strip()
-        try:
-            index = int(answer_text)
-        except ValueError:
-            raise AdapterError("bad_value", f"answer is not an option index: {answer_text!r}") from None
-        if not 0 <= index < len(options):
-            raise AdapterError("unknown_option", f"answer index {index} outside a0..a{len(options) - 1}")
+        index = read_answer(row, options)
         qid = qid_key(row)
         meta = {
             "video_id": vid,
@@ -144,5 +176,6 @@ class NextQA(SourceAdapter):
                 width=read_int(row, "width"),
                 height=read_int(row, "height"),
                 meta=meta,
+                upstream_id=qid,  # qid is unique within a video, and the video is keyed
             )
         ]

@@ -13,9 +13,14 @@ Decisions where the format leaves a choice:
 - The answer is the text inside `<answer>...</answer>`. Without the tags the whole stripped solution is the
   answer, exactly as Video-R1's own reward reads its ground truth (`sol_match.group(1).strip() if sol_match
   else sol.strip()`); `meta["answer_tag"] = False` marks those rows. An empty answer is `missing_field`.
-- Option prefixes "A. ", "A) " and "(A) " are removed (a third party reports "A)" in some image sources);
-  the letters must run A, B, C, ... in order, since `Sample` letters options by position: a repeated letter is
-  `duplicate_option_letter`, any other order or an option without a prefix is `bad_value`.
+- Option prefixes "A. ", "A) " and "(A) " are removed (a third party reports "A)" in some image sources).
+  `Sample` letters options by position, so options written out of letter order (the Video-R1-eval copy of
+  LongVideo-Reason has CABD, BACD, ... in 18% of its rows) are put back in letter order exactly as
+  `longvideo_reason` does (`order_options`, `meta["options_reordered"]`); the answer letter names the option
+  as written, so it still holds. A repeated letter is `duplicate_option_letter`; a gap (A, B, D), an empty
+  option or an option without a prefix is `bad_value`.
+- An option that is the generator's leaked reasoning ("##### Cross-segment analysis:", "REASONS:",
+  "**Key Reasoning**: ...") is `generator_text` (`check_generator_text`): the row's options are not four answers.
 - A "numerical" or "regression" answer that is not a number (commas allowed, as Video-R1's `normalize_number`
   allows) is `bad_value`: upstream its reward is always 0, so the row cannot teach anything.
 - Options given on a non-MC row are not options of the sample; they are kept in `meta["options"]`.
@@ -31,6 +36,7 @@ from mtvr_data.adapters.base import (
     AdapterError,
     RawRecord,
     SourceAdapter,
+    clean_text,
     file_suffix,
     iter_json_items,
     iter_jsonl,
@@ -58,7 +64,7 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
 
 def answer_from_solution(solution: Any) -> tuple[str, bool]:
     """(answer text, whether it was inside `<answer>` tags); an empty answer is `missing_field`."""
-    text = str(solution)
+    text = clean_text(str(solution))  # before the letter is read: "B\u200f" is B
     match = ANSWER_TAG.search(text)
     answer = (match.group(1) if match else text).strip()
     if not answer:
@@ -76,6 +82,22 @@ def answer_letter(answer: str, n_options: int) -> str:
     return match.group(1)
 
 
+#: An option that is a fragment of the question generator's reasoning rather than an answer: a markdown heading
+#: ("##### Cross-segment analysis:"), an upper-case label alone ("REASONS:") or a bold label ("**Key Reasoning**:").
+#: "#" inside a text ("Car #29") or single-asterisk italics ("*Forever Evil #6, 2014*") are real options.
+GENERATOR_TEXT = re.compile(r"^(?:#{1,6}\s|\*\*[^*\n]+\*\*\s*:|[A-Z][A-Z ]{2,}:\s*$)")
+
+
+def check_generator_text(options: list[str], answer: str | None = None) -> None:
+    """`generator_text` when an option (letters by position) is leaked generator text; says if it is the answer."""
+    for i, text in enumerate(options):
+        if GENERATOR_TEXT.match(text.strip()):
+            letter = OPTION_LETTERS[i]
+            gold = " (and it is the gold answer)" if answer == letter else ""
+            detail = f"option {letter} is generator text, not an answer{gold}: {text[:80]!r}"
+            raise AdapterError("generator_text", detail)
+
+
 def check_letters(letters: list[str]) -> None:
     """Letters of the options as written must be A, B, C, ... (a repeat is `duplicate_option_letter`)."""
     seen = [x for i, x in enumerate(letters) if x in letters[:i]]
@@ -85,19 +107,40 @@ def check_letters(letters: list[str]) -> None:
         raise AdapterError("bad_value", f"option letters run {''.join(letters)}, not A, B, C, ...")
 
 
-def strip_prefixes(options: list[Any]) -> list[str]:
-    """Option texts without their "A. " / "A) " / "(A) " prefixes, after checking the letters run A, B, ..."""
-    letters, texts = [], []
-    for i, option in enumerate(options):
-        match = OPTION_PREFIX.match(str(option))
-        if not match:
-            raise AdapterError("bad_value", f"option {i} has no letter prefix: {option!r}")
-        letters.append(match.group(1) or match.group(2))
-        texts.append(match.group(3))
-    check_letters(letters)
-    empty = [letters[i] for i, t in enumerate(texts) if not t]
+def order_options(lettered: list[tuple[str, str]]) -> tuple[list[str], bool]:
+    """(option texts in letter order, whether the letters were written out of order) of (letter, text) pairs.
+
+    The one reordering both `video_r1` (prefixed options) and `longvideo_reason` (inlined option lines) use:
+    a repeated letter is `duplicate_option_letter`, a gap (A, B, D) or an option without text `bad_value`.
+    """
+    letters = [letter for letter, _ in lettered]
+    if len(set(letters)) != len(letters):
+        check_letters(letters)  # names the repeated letter
+    check_letters(sorted(letters))  # then only a gap can be wrong
+    ordered = sorted(lettered)
+    empty = [letter for letter, text in ordered if not text]
     if empty:
         raise AdapterError("bad_value", f"option {empty[0]} has no text")
+    return [text for _, text in ordered], ordered != lettered
+
+
+def split_prefixes(options: list[Any]) -> list[tuple[str, str]]:
+    """(letter, text) of each option "A. text" / "A) text" / "(A) text"; one without a prefix is `bad_value`."""
+    out = []
+    for i, option in enumerate(options):
+        match = OPTION_PREFIX.match(clean_text(str(option)))
+        if not match:
+            raise AdapterError("bad_value", f"option {i} has no letter prefix: {option!r}")
+        out.append((match.group(1) or match.group(2), match.group(3)))
+    return out
+
+
+def strip_prefixes(options: list[Any]) -> list[str]:
+    """Option texts without their "A. " / "A) " / "(A) " prefixes, after checking the letters run A, B, ... in order
+    (the strict reading; `order_options(split_prefixes(...))` reorders instead)."""
+    lettered = split_prefixes(options)
+    check_letters([letter for letter, _ in lettered])
+    texts, _ = order_options(lettered)
     return texts
 
 
@@ -159,8 +202,11 @@ class VideoR1(SourceAdapter):
         if task == "mcq":
             if not raw_options:
                 raise AdapterError("missing_options", "a multiple-choice record without options")
-            options = strip_prefixes(raw_options)
+            options, reordered = order_options(split_prefixes(raw_options))
+            if reordered:
+                meta["options_reordered"] = True
             answer = answer_letter(answer, len(options))
+            check_generator_text(options, answer)
         else:
             if raw_options:
                 meta["options"] = raw_options

@@ -10,6 +10,8 @@ multiple choice, free text for open-ended).
 - Multiple choice: choices in letter order; trailing empty choices are dropped, an empty one before a
   non-empty one is `bad_value`. Open-ended: `open` / `text` (scored by ROUGE like Video-R1 free-form).
 - Category: `metadata.subject` (27 subjects), MMVU's own breakdown; `question_type` stays in `meta`.
+- Id: the sample id includes MMVU's `id` (`sample_id(..., upstream_id=id)`): distinct questions can agree on
+  everything else (`validation_941` and `validation_943` did), and each must keep its own row.
 - Contamination: the file stem (`0`) is an index within a subject folder, not an id, so only the YouTube id
   of `youtube_url` names the video in the list.
 """
@@ -72,6 +74,7 @@ class MMVURows(JsonRows):
             task, answer_type, answer = "mcq", "letter", answer_letter(answer, len(options))
         else:
             options, task, answer_type = [], "open", "text"
+        mmvu_id = str(row.get("id") or "").strip()
         return [
             self.make_sample(
                 task=task,
@@ -81,6 +84,7 @@ class MMVURows(JsonRows):
                 answer=answer,
                 answer_type=answer_type,
                 meta=meta,
+                upstream_id=mmvu_id or None,
             )
         ]
 

@@ -22,6 +22,10 @@ the ten sampled rows sits in the 200-id block of its task in alphabetical order,
 Nothing upstream states this numbering, so a row whose folder disagrees gets category "" (counted as
 `mvbench_task_unverified` in `meta`) rather than a guessed task.
 
+Options whose letters are written out of order (18% of the LongVideo-Reason copy: CABD, BACD, ...) are put back
+in letter order by `VideoR1`'s reading (`video_r1.order_options`, the native adapter's rule; `meta.options_reordered`),
+and an option that is leaked generator text is `generator_text`.
+
 "temporal grounding" rows (EasyVideoR1's Charades-STA copy) are refused (`bad_value`): their times are
 re-quantized and must not be used as ground truth; read the native `charades_sta_test.txt` instead.
 """
@@ -114,6 +118,13 @@ class VideoR1Eval(BenchmarkAdapter, VideoR1):
                 record = RawRecord(record.location, value=rec, raw=record.raw)
         self._current = rec if isinstance(rec, dict) else {}
         return list(super().to_samples(record))
+
+    def make_sample(self, **fields: Any) -> Sample:
+        """The base sample, keyed also by the copy's `problem_id` for MMVU, whose copy (like the native file) holds
+        distinct questions that agree on everything else (problem_ids 967 and 968)."""
+        if self.name == "mmvu" and self._current.get("problem_id") not in (None, ""):
+            fields.setdefault("upstream_id", self._current["problem_id"])
+        return super().make_sample(**fields)
 
     def extra_meta(self) -> dict[str, Any]:
         rec = self._current

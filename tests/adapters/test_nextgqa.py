@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 
@@ -31,7 +32,9 @@ def test_real_val_rows(samples):
     assert row.options == ["go somewhere", "support herself", "talking to kids", "for balance", "protect from falling"]
     assert (row.answer, row.answer_type) == ("E", "letter")  # answer TEXT "protect from falling" is a4
     assert row.span == [1.2, 5.8] and row.windows == [[1.2, 5.8]]
-    assert (row.duration, row.fps, row.width, row.height) == (34.0, 29.97, 640, 360)
+    # gsub's whole-second duration is not the file's length: kept in meta, the probe stage sets `duration`
+    assert (row.duration, row.fps, row.width, row.height) == (None, 29.97, 640, 360)
+    assert row.meta_dict["gsub_duration"] == 34.0
     assert row.video == "1009/10001787725.mp4"  # map_vid_vidorID.json found beside the CSV
     meta = row.meta_dict
     assert (meta["qid"], meta["type"], meta["video_id"], meta["frame_count"]) == (1, "CW", "10001787725", 1021)
@@ -62,9 +65,10 @@ def test_real_test_rows_and_stable_ids(samples):
     assert len(ok) == 38 and errors == [] and {s.split for s in ok} == {"test"}
     first = ok[0]
     assert first.question == "why did the man on the left turn his face back and walk away"
-    assert first.answer == "E" and first.duration == 19.0 and first.fps == 29.97
+    assert first.answer == "E" and first.duration is None and first.fps == 29.97
+    assert first.meta_dict["gsub_duration"] == 19.0
     ten_fps = [s for s in ok if s.meta_dict["video_id"] == "10173643695"]
-    assert ten_fps and {s.fps for s in ten_fps} == {10.0} and {s.duration for s in ten_fps} == {30.0}
+    assert ten_fps and {s.fps for s in ten_fps} == {10.0} and {s.meta_dict["gsub_duration"] for s in ten_fps} == {30.0}
     again, _ = read(path)
     assert [s.id for s in ok] == [s.id for s in again]
     assert len({s.id for s in ok}) == len(ok)
@@ -123,7 +127,7 @@ def test_malformed_rows(tmp_path):
             b"111,750,640,360,what does the boy do,walk,1,TN," + OPTS + b"\n",  # 2 ok
             b"111,750,640,360,what does the boy do,walk,2,TN," + OPTS + b"\n",  # 3 end == start
             b"111,750,640,360,what does the boy do,walk,3,TN," + OPTS + b"\n",  # 4 far past 30 s
-            b"111,750,640,360,what does the boy do,walk,4,TN," + OPTS + b"\n",  # 5 clamped, sorted
+            b"111,750,640,360,what does the boy do,walk,4,TN," + OPTS + b"\n",  # 5 kept as published, sorted
             b"111,750,640,360,what does the boy do,fly,5,TN," + OPTS + b"\n",  # 6 answer not in options
             b"111,750,640,360,what does the boy do,walk,10,TN," + OPTS + b"\n",  # 7 no location for qid 10
             b"222,750,640,360,what does the boy do,walk,1,TN," + OPTS + b"\n",  # 8 video not in gsub
@@ -157,10 +161,11 @@ def test_malformed_rows(tmp_path):
     assert {e.source for e in errors} == {"nextgqa"}
     rows = by_origin(ok)
     assert rows["val.csv:2"].span == [3.0, 5.0] and rows["val.csv:2"].answer == "B"
-    assert rows["val.csv:2"].video == "111.mp4" and rows["val.csv:2"].duration == 30.0
-    clamped = rows["val.csv:5"]
-    assert clamped.windows == [[2.0, 4.0], [20.0, 30.0]] and clamped.span == [2.0, 4.0]
-    assert clamped.meta_dict["original_windows"] == [[20.0, 31.5], [2.0, 4.0]]
+    assert rows["val.csv:2"].video == "111.mp4" and rows["val.csv:2"].duration is None
+    assert rows["val.csv:2"].meta_dict["gsub_duration"] == 30.0
+    past = rows["val.csv:5"]  # 1.5 s past gsub's rounded 30 s: kept as published, the probe stage fits it
+    assert past.windows == [[2.0, 4.0], [20.0, 31.5]] and past.span == [2.0, 4.0]
+    assert "original_windows" not in past.meta_dict
     assert rows["val.csv:15"].answer == "B"
     assert len(ok) == 3
 
@@ -190,3 +195,61 @@ def test_bad_gsub_file(tmp_path):
     (tmp_path / "gsub_val.json").write_text("{not json")
     with pytest.raises(ValueError, match="gsub_val.json"):
         make_adapter("nextgqa", path)
+
+
+def test_answer_text_equal_to_two_options_is_a_dead_letter(tmp_path):
+    """test.csv has a row whose answer "happy" is two of its options: no silent first letter."""
+    gsub = {"111": {"duration": 30, "fps": 25.0, "location": {"1": [[3.0, 5.0]], "2": [[6.0, 9.0]]}}}
+    path = write_case(
+        tmp_path,
+        [
+            b"111,750,640,360,how does the girl feel at the end,happy,1,CW,sad,happy,angry,happy,tired\n",
+            b"111,750,640,360,how does the girl feel at the start,sad,2,CW,sad,happy,angry,happy,tired\n",
+        ],
+        gsub,
+    )
+    ok, errors = read(path)
+    assert [(e.location, e.reason) for e in errors] == [("val.csv:2", "ambiguous_answer")]
+    assert "'happy'" in errors[0].detail and "B, D" in errors[0].detail
+    assert [s.answer for s in ok] == ["A"]  # an answer equal to one option only is still fine
+
+
+def test_same_question_under_two_qids_gets_two_ids(tmp_path):
+    gsub = {"111": {"duration": 30, "fps": 25.0, "location": {"9": [[3.0, 5.0]], "0": [[3.0, 5.0]]}}}
+    row = b",TN," + OPTS + b"\n"
+    path = write_case(
+        tmp_path,
+        [b"111,750,640,360,what does the boy do,walk,9" + row, b"111,750,640,360,what does the boy do,walk,0" + row],
+        gsub,
+    )
+    ok, errors = read(path)
+    assert errors == [] and [s.meta_dict["qid"] for s in ok] == [9, 0]
+    assert ok[0].id != ok[1].id and (ok[0].span, ok[0].answer) == (ok[1].span, ok[1].answer)
+
+
+def test_window_past_gsub_rounded_duration_is_fitted_to_the_probed_duration(tmp_path):
+    """gsub says 21 s for a 21.45 s video: read time keeps [15.0, 21.45]; the probe stage decides."""
+    from mtvr_data.normalize import apply_probe
+    from mtvr_data.video_probe import MediaInfo, ProbeResult
+
+    gsub = {"111": {"duration": 21, "fps": 29.97, "location": {"1": [[15.0, 21.45], [1.0, 4.0]]}}}
+    path = write_case(tmp_path, [b"111,643,640,360,what does the boy do,walk,1,TN," + OPTS + b"\n"], gsub)
+    ok, errors = read(path)
+    assert errors == [] and len(ok) == 1
+    row = ok[0]
+    assert row.windows == [[1.0, 4.0], [15.0, 21.45]] and row.duration is None
+    assert row.meta_dict["gsub_duration"] == 21.0 and "original_windows" not in row.meta_dict
+
+    def probed(duration: float) -> ProbeResult:
+        info = MediaInfo(duration, 29.97, round(duration * 29.97), 640, 360, "h264", "decord")
+        return ProbeResult("111.mp4", info, None)
+
+    exact = apply_probe(dataclasses.replace(row), probed(21.45))  # the real file: nothing to fit
+    assert exact.windows == [[1.0, 4.0], [15.0, 21.45]] and exact.duration == 21.45
+    assert "original_windows" not in exact.meta_dict
+    shorter = apply_probe(dataclasses.replace(row), probed(21.3))  # a file 0.15 s shorter: clamped, recorded
+    assert shorter.windows == [[1.0, 4.0], [15.0, 21.3]] and shorter.span == [1.0, 4.0]
+    assert shorter.meta_dict["original_windows"] == [[1.0, 4.0], [15.0, 21.45]]
+    assert shorter.id == row.id
+    far = apply_probe(dataclasses.replace(row), probed(12.0))  # a different (cut) file: refused, not clamped
+    assert far.reason == "span_outside_video" and far.stage == "probe"

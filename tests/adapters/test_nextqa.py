@@ -103,8 +103,8 @@ def test_malformed_rows(tmp_path):
                 b"123,300,640,480,what is it,2,1,DO" + opts,  # 2 ok
                 b"123,300,640,480,what is it,5,2,DO" + opts,  # 3 index past a4
                 b"123,300,640,480,what is it,-1,3,DO" + opts,  # 4 negative index
-                b"123,300,640,480,what is it,two,4,DO" + opts,  # 5 not an int
-                b"123,300,640,480,what is it,1.0,5,DO" + opts,  # 6 not an int
+                b"123,300,640,480,what is it,two,4,DO" + opts,  # 5 text equal to no option
+                b"123,300,640,480,what is it,1.0,5,DO" + opts,  # 6 not an int, equal to no option
                 b"123,300,640,480,what is it,1,6,DO,cat,dog,cow,,pig\n",  # 7 empty a3
                 b"123,300,640,480,what is \xe9t,1,7,DO" + opts,  # 8 non-UTF-8
                 b"123,300,640,480,what is it,1,8,DO,cat\n",  # 9 cell count
@@ -118,8 +118,8 @@ def test_malformed_rows(tmp_path):
     assert {e.location: e.reason for e in errors} == {
         "val.csv:3": "unknown_option",
         "val.csv:4": "unknown_option",
-        "val.csv:5": "bad_value",
-        "val.csv:6": "bad_value",
+        "val.csv:5": "answer_not_in_options",
+        "val.csv:6": "answer_not_in_options",
         "val.csv:7": "missing_field",
         "val.csv:8": "non_utf8",
         "val.csv:9": "bad_line",
@@ -129,3 +129,53 @@ def test_malformed_rows(tmp_path):
     }
     assert len(ok) == 1 and ok[0].answer == "C" and ok[0].options[2] == "cow"
     assert "a3" in next(e.detail for e in errors if e.location == "val.csv:7")
+
+
+def _vendored_rows(samples) -> tuple[list[str], list[dict[str, str]]]:
+    with open(samples / "nextqa" / "val.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _write_rows(path, fields: list[str], rows: list[dict[str, str]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_one_question_under_two_qids_gets_two_ids(samples, tmp_path):
+    """val.csv publishes one question, options and answer twice for one video (qid 9 and qid 0): two rows, two ids."""
+    fields, rows = _vendored_rows(samples)
+    twin = rows[0]  # the real row of FORMATS.md §4, published again under another qid
+    path = tmp_path / "val.csv"
+    _write_rows(path, fields, [{**twin, "qid": "9"}, {**twin, "qid": "0"}])
+    ok, errors = read(path, vid_map=False)
+    assert errors == [] and len(ok) == 2
+    assert [s.meta_dict["qid"] for s in ok] == [9, 0]
+    assert ok[0].id != ok[1].id and ok[0].id.startswith("nextqa-")
+    assert (ok[0].question, ok[0].options, ok[0].answer) == (ok[1].question, ok[1].options, ok[1].answer)
+    again, _ = read(path, vid_map=False)
+    assert [s.id for s in again] == [s.id for s in ok]  # still stable
+
+
+def test_reexport_with_answer_text_reads_like_the_native_file(samples, tmp_path):
+    """The NExT-QA re-export in the NExT-GQA repository: `video_id` column, answer TEXT instead of the index."""
+    fields, rows = _vendored_rows(samples)
+    exported = [{**r, "answer": r[f"a{r['answer']}"]} for r in rows]
+    exported = [{("video_id" if k == "video" else k): v for k, v in r.items()} for r in exported]
+    path = tmp_path / "val.csv"
+    _write_rows(path, ["video_id", *fields[1:]], exported)
+    ok, errors = read(path, vid_map=False)
+    native, _ = read(samples / "nextqa" / "val.csv", vid_map=False)
+    assert errors == [] and len(ok) == len(native) == 24
+    assert [s.answer for s in ok] == [s.answer for s in native]
+    assert [s.id for s in ok] == [s.id for s in native]  # the same question, whichever way it was stored
+
+
+def test_answer_text_equal_to_two_options_is_ambiguous(tmp_path):
+    path = tmp_path / "val.csv"
+    path.write_bytes(HEADER + b"123,300,640,480,how does the girl feel,happy,1,CW,sad,happy,angry,happy,tired\n")
+    ok, errors = read(path)
+    assert ok == [] and [(e.location, e.reason) for e in errors] == [("val.csv:2", "ambiguous_answer")]
+    assert "B, D" in errors[0].detail

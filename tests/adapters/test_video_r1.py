@@ -167,7 +167,7 @@ def test_malformed_records(tmp_path):
             record(problem_type="true/false"),  # 1
             record(**{**mc, "options": []}),  # 2
             record(**{**mc, "options": ["A. x", "A. y"]}),  # 3
-            record(**{**mc, "options": ["B. x", "A. y"]}),  # 4
+            record(**{**mc, "options": ["B. x", "A. y"]}),  # 4 ok: reordered (order_options), answer A = "y"
             record(**{**mc, "options": ["A. x", "C. y"]}),  # 5
             record(**{**mc, "options": ["x", "y"]}),  # 6
             record(**{**mc, "options": ["A. x", "B. y"], "solution": "<answer>C</answer>"}),  # 7
@@ -188,7 +188,6 @@ def test_malformed_records(tmp_path):
         "Video-R1-260k.json#1": "bad_value",
         "Video-R1-260k.json#2": "missing_options",
         "Video-R1-260k.json#3": "duplicate_option_letter",
-        "Video-R1-260k.json#4": "bad_value",
         "Video-R1-260k.json#5": "bad_value",
         "Video-R1-260k.json#6": "bad_value",
         "Video-R1-260k.json#7": "unknown_option",
@@ -203,7 +202,8 @@ def test_malformed_records(tmp_path):
         "Video-R1-260k.json#16": "missing_field",
         "Video-R1-260k.json#17": "bad_value",
     }
-    assert len(ok) == 1 and {e.source for e in errors} == {"video_r1"}
+    assert len(ok) == 2 and {e.source for e in errors} == {"video_r1"}
+    assert (ok[1].options, ok[1].answer, ok[1].meta_dict["options_reordered"]) == (["y", "x"], "A", True)
     assert "true/false" in errors[0].detail
 
 

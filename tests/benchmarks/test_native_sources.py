@@ -71,7 +71,8 @@ def test_nextgqa_test_real_row(samples):
     assert errors == [] and len(ok) == 38
     first = ok[0]  # 10128261054, qid 9: "why did the man on the left turn his face back and walk away"
     assert first.video == "1009/10128261054.mp4" and first.answer == "E" and first.options[4] == "end of match"
-    assert first.span == [15.2, 19.0] and first.duration == 19.0 and first.fps == 29.97
+    assert first.span == [15.2, 19.0] and first.duration is None and first.fps == 29.97
+    assert meta(first)["gsub_duration"] == 19.0  # whole seconds; the probe stage sets the real duration
     assert meta(first)["category"] == "CW" and first.task == "gqa"
 
 
