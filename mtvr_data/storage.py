@@ -90,20 +90,21 @@ def _filesystems() -> Any:
 
 #: One S3 client per process (and per set of options): Beam's S3 file system builds a new boto3 client for every
 #: call (about 0.3 s each, measured against a loopback server), which would dominate a cache lookup per sample.
-_S3IO: dict[tuple[int, int], Any] = {}
+#: One slot, (pid, the options object, the S3IO): it holds the options, so their identity cannot be reused.
+_S3IO: list[tuple[int, Any, Any]] = []
 
 
 def _s3io() -> Any:
-    """Beam's `S3IO` over a client made once per process from the options `configure` (or Beam) set."""
+    """Beam's `S3IO` over a client made once per process from the options `configure` (or Beam) set last."""
     options = _filesystems()._pipeline_options
-    key = (os.getpid(), id(options))
-    found = _S3IO.get(key)
-    if found is None:
-        from apache_beam.io.aws import s3io
-        from apache_beam.io.aws.clients.s3 import boto3_client
-        from apache_beam.options.pipeline_options import PipelineOptions
+    if _S3IO and _S3IO[0][0] == os.getpid() and _S3IO[0][1] is options:
+        return _S3IO[0][2]
+    from apache_beam.io.aws import s3io
+    from apache_beam.io.aws.clients.s3 import boto3_client
+    from apache_beam.options.pipeline_options import PipelineOptions
 
-        found = _S3IO[key] = s3io.S3IO(client=boto3_client.Client(options=options or PipelineOptions([])))
+    found = s3io.S3IO(client=boto3_client.Client(options=options or PipelineOptions([])))
+    _S3IO[:] = [(os.getpid(), options, found)]
     return found
 
 
