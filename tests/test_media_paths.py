@@ -17,7 +17,6 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
 from model.config_error import ConfigError
-from model.engine_api import Completion, GenerationRequest
 from model.settings import EngineConfig
 from mtvr_data import normalize
 from mtvr_data.frames import FrameBudget
@@ -28,6 +27,7 @@ from pipelines.grading import GradeStage
 from pipelines.model_stage import StageHandler
 from pipelines.stage_settings import GradeSettings
 from pipelines.transforms import ProbeAndValidate
+from tests.test_rollout import ScriptedEngine, by_turn
 
 # --- resolve_media ---------------------------------------------------------------------------------------------------
 
@@ -195,24 +195,8 @@ def test_normalize_counts_a_path_outside_the_root_as_a_probe_dead_letter(outside
 # --- the model stage -------------------------------------------------------------------------------------------------
 
 
-class RecordingEngine:
-    name = "scripted"
-    model = "scripted-model"
-
-    def __init__(self) -> None:
-        self.requests: list[GenerationRequest] = []
-
-    async def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
-        self.requests += requests
-        text = "<think>t</think><answer>0.50 - 1.50 seconds</answer>"
-        return [[Completion(text, "stop", 50, 10, "</answer>")] * r.settings.n for r in requests]
-
-    async def aclose(self) -> None:
-        pass
-
-
 def test_the_model_stage_refuses_a_path_outside_the_root_without_an_engine_call(outside) -> None:
-    engine = RecordingEngine()
+    engine = ScriptedEngine(by_turn("<think>t</think><answer>0.50 - 1.50 seconds</answer>"))
     call = GradeSettings(
         engine=EngineConfig.model_construct(kind="scripted", settings={}), k=2, frames=FrameBudget(max_frames=4)
     )

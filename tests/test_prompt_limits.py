@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.engine_api import Completion, GenerationRequest
 from model.prompts import PromptConfig
 from model.rollout import (
     MAX_PROMPT_TOKENS,
@@ -30,6 +29,8 @@ from mtvr_data.schema import CotRow, RlRow, Sample
 from pipelines.grading import GradeStage
 from pipelines.model_stage import StageHandler
 from pipelines.stage_settings import GradeSettings
+from tests.test_rollout import ScriptedEngine, by_turn
+from tests.test_rollout import mcq as rollout_mcq
 from train.data import SftTransform, sft_messages
 from train.encoding import EncodingError
 from train.rollouts import PolicyRollouts
@@ -40,37 +41,13 @@ HUGE = "why " * 250_000
 LONG = "why " * 12_000
 
 
-class RecordingEngine:
-    """An engine that answers every request and records them: a refused sample must leave it untouched."""
-
-    name = "scripted"
-    model = "scripted-model"
-
-    def __init__(self) -> None:
-        self.requests: list[GenerationRequest] = []
-
-    async def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
-        self.requests += requests
-        text = "<think>The red square shows first.</think><answer>B</answer>"
-        return [[Completion(text, "stop", 50, 10, "</answer>")] * r.settings.n for r in requests]
-
-    async def aclose(self) -> None:
-        pass
-
-
 def mcq(sample_id: str = "s-mcq", question: str = "Which square appears first?", video: str = "DM0A1.mp4") -> Sample:
-    return Sample(
-        id=sample_id,
-        source="charades_sta",
-        task="mcq",
-        modality="video",
-        video=video,
-        question=question,
-        options=["blue square", "red square"],
-        answer="B",
-        answer_type="letter",
-        duration=30.0,
-    )
+    return dataclasses.replace(rollout_mcq(sample_id, video), question=question)
+
+
+def RecordingEngine() -> ScriptedEngine:  # noqa: N802 - reads like the engine it makes
+    """An engine that answers every request and records them: a refused sample must leave it untouched."""
+    return ScriptedEngine(by_turn("<think>The red square shows first.</think><answer>B</answer>"))
 
 
 CONFIG = RolloutConfig(prompt=PromptConfig(budget=FrameBudget(max_frames=8)))
