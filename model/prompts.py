@@ -25,6 +25,10 @@ from typing import Any
 from model.tiny_checkpoint import load_chat_template
 from mtvr_data.frames import FrameBudget, FrameCache, FramePerturbation, Frames, load_image, sample_frames
 from mtvr_data.schema import OPTION_LETTERS, Message, Sample
+from mtvr_data.tasks import GroundTruth, family
+from mtvr_data.tasks.answer_terms import ANSWER_FORMAT
+from mtvr_data.tasks.grounded_qa import GQA_FORMAT
+from mtvr_data.tasks.temporal_grounding import TG_QUESTION
 from mtvr_data.tools import CLIP_BUDGET, CLIP_CAPTION, ToolRegistry, clip_caption, default_tools
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
@@ -47,20 +51,7 @@ WITH_TOOL = (
     "with the video in a new <think> </think>, then give the final answer inside <answer> </answer> tags."
 )
 
-#: How each kind of answer must be written, so the shared parser can read it (mtvr_data.parsing).
-ANSWER_FORMAT = {
-    "letter": "Answer with the option's letter only.",
-    "span": "Answer with the start and end time of the moment, as 'S - E seconds'.",
-    "number": "Answer with a number.",
-    "regression": "Answer with a number.",
-    "text": "Answer with a short sentence.",
-    "ocr": "Answer with the exact text.",
-}
-GQA_FORMAT = "Answer as 'From S to E, <answer>', where S - E seconds is the moment that shows the evidence."
-
-
-#: The head of a temporal-grounding question, and of the user turn for each kind of media.
-TG_QUESTION = 'Find the moment in the video described by: "{question}"'
+#: The head of the user turn for each kind of media.
 IMAGE_HEAD = "This is an image."
 VIDEO_HEAD = "This is a video with duration {duration:.2f} seconds."
 
@@ -180,10 +171,12 @@ def system_text(config: PromptConfig, tool_schemas: list[dict[str, Any]] | None)
 
 
 def question_text(sample: Sample) -> str:
-    """The question with its lettered options and the answer format its task needs."""
-    lines = [TG_QUESTION.format(question=sample.question)] if sample.task == "tg" else [sample.question]
+    """The question with its lettered options and the answer format its task needs (the task family's head and
+    format line, `mtvr_data.tasks`)."""
+    task = family(sample.task)
+    lines = [task.question_head(sample.question)]
     lines += [f"{OPTION_LETTERS[i]}. {text}" for i, text in enumerate(sample.options)]
-    lines.append(GQA_FORMAT if sample.task == "gqa" else ANSWER_FORMAT[sample.answer_type])
+    lines.append(task.answer_format(GroundTruth.of(sample)))
     return "\n".join(lines)
 
 

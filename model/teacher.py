@@ -42,6 +42,7 @@ from mtvr_data.frames import FrameBudget, FrameCache
 from mtvr_data.parsing import check_format
 from mtvr_data.rewards import DEFAULT_PASS_RULE, PassRule, task_reward
 from mtvr_data.schema import CotRow, Message, Sample
+from mtvr_data.tasks import GroundTruth, family
 from mtvr_data.tools import MIN_CLIP_S
 
 log = logging.getLogger(__name__)
@@ -111,14 +112,9 @@ def wants_tool_chain(sample: Sample, config: TeacherConfig) -> bool:
 
 
 def expected_answer(sample: Sample) -> str:
-    """The answer written exactly as the prompt asks for it (what the hint shows and the parser reads)."""
-    if sample.task == "tg":
-        start, end = _span(sample)
-        return f"{start:.2f} - {end:.2f} seconds"
-    if sample.task == "gqa":
-        start, end = _span(sample)
-        return f"From {start:.2f} to {end:.2f}, {sample.answer}"
-    return sample.answer
+    """The answer written exactly as the prompt asks for it (what the hint shows and the parser reads): the task
+    family's (`mtvr_data.tasks`)."""
+    return family(sample.task).expected_answer(GroundTruth.of(sample))
 
 
 def _span(sample: Sample) -> tuple[float, float]:
@@ -149,7 +145,7 @@ def hint_for(sample: Sample, tools: bool, config: TeacherConfig) -> str:
     head = HINT_HEAD.format(answer=expected_answer(sample))
     if not tools:
         return head + HINT_TEXT
-    if sample.task in ("tg", "gqa") and sample.span is not None:
+    if family(sample.task).grounded and sample.span is not None:
         start, end = noisy_interval(sample, config.span_noise)
         return head + HINT_TOOL_SPAN.format(start=start, end=end)
     return head + HINT_TOOL_PICK

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,16 +37,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtvr_data import storage
-from mtvr_data.parsing import extract_answer, letter_score, parse_grounded, parse_number, parse_span
-from mtvr_data.rewards import numeric_reward
+from mtvr_data.parsing import extract_answer
 from mtvr_data.schema import Sample
-from mtvr_data.temporal_iou import best_iop, best_iou, format_window, temporal_iop
-from mtvr_data.text_metrics import tokenize
+from mtvr_data.tasks import GroundTruth, family
+from mtvr_data.tasks.answer_terms import MRA_THRESHOLDS, mean_relative_accuracy
+from mtvr_data.temporal_iou import best_iop, temporal_iop
 
 __all__ = [
     "FAILED",
     "GROUNDING_THRESHOLDS",
     "METRIC_KINDS",
+    "MRA_THRESHOLDS",
     "NO_ANSWER",
     "OK",
     "BenchmarkSummary",
@@ -69,29 +69,6 @@ __all__ = [
 OK, NO_ANSWER, FAILED = "ok", "no_answer", "failed"
 METRIC_KINDS = ("accuracy", "grounding", "grounded_qa")
 GROUNDING_THRESHOLDS = (0.3, 0.5, 0.7)
-#: VSI-Bench's MRA confidence thresholds 0.50, 0.55, ..., 0.95.
-MRA_THRESHOLDS = tuple(0.5 + 0.05 * i for i in range(10))
-
-
-# --- per-sample geometry ---------------------------------------------------------------------------------------------
-
-
-def mean_relative_accuracy(pred: float | None, truth: float) -> float:
-    """VSI-Bench's MRA: the share of thresholds t in {0.50, 0.55, ..., 0.95} with |pred - truth| / |truth| < 1 - t.
-
-    A truth of 0 has no relative error: only an exact 0 scores (1.0). None / non-finite predictions score 0.0.
-
-    >>> mean_relative_accuracy(9.0, 10.0), mean_relative_accuracy(20.0, 10.0)
-    (0.8, 0.0)
-    """
-    if pred is None or not math.isfinite(pred) or not math.isfinite(truth):
-        return 0.0
-    if truth == 0:
-        return 1.0 if pred == 0 else 0.0
-    rel = abs(pred - truth) / abs(truth)
-    return sum(1 for t in MRA_THRESHOLDS if rel < 1.0 - t - 1e-12) / len(MRA_THRESHOLDS)
-
-
 # --- per-sample results ----------------------------------------------------------------------------------------------
 
 
@@ -132,41 +109,22 @@ class SampleResult:
         return cls(**{k: v for k, v in row.items() if k in names})
 
 
-def _windows(sample: Sample) -> list[list[float]]:
-    if sample.windows:
-        return [list(w) for w in sample.windows]
-    return [list(sample.span)] if sample.span is not None else []
+def _base(sample: Sample, truth: GroundTruth, *, benchmark: str, setting: str) -> dict[str, Any]:
+    return {
+        "id": sample.id,
+        "benchmark": benchmark,
+        "setting": setting,
+        "task": sample.task,
+        "category": str(sample.meta_dict.get("category", "") or ""),
+        "gold": family(truth.task).gold(truth),
+        "windows": [list(w) for w in truth.windows],
+    }
 
 
-def _gold(sample: Sample) -> str:
-    spans = "; ".join(format_window(w) for w in _windows(sample))
-    if sample.task == "tg":
-        return spans
-    if sample.task == "gqa":
-        return f"{sample.answer} @ {spans}"
-    return sample.answer
-
-
-def _norm_text(text: str) -> str:
-    return " ".join(tokenize(text))
-
-
-def _answer_score(sample: Sample, text: str) -> tuple[float, str | None]:
-    """(score in [0, 1], what was read or None) of an answer text, by the sample's answer type."""
-    kind = sample.answer_type
-    if kind == "letter" or (sample.options and kind not in ("number", "regression")):
-        return letter_score(text, sample.answer, len(sample.options) or None)  # the reward's letter rule
-    if kind in ("number", "regression"):
-        value, truth = parse_number(text), parse_number(sample.answer)
-        if truth is None:
-            raise ValueError(f"sample {sample.id}: {kind} answer {sample.answer!r} is not a number")
-        read = None if value is None else f"{value:g}"
-        if kind == "regression":
-            return mean_relative_accuracy(value, truth), read
-        return (1.0 if numeric_reward(value, truth) == 1.0 else 0.0), read
-    # free text (text, ocr): normalised exact match; benchmarks that judge free text with a model are not matched
-    norm = _norm_text(text)
-    return (1.0 if norm and norm == _norm_text(sample.answer) else 0.0), (norm or None)
+def _missed(task: str) -> dict[str, float | None]:
+    """IoU / IoP of an answer with no span: 0.0 where the task's metric has them, else None."""
+    m = family(task).missed()
+    return {"iou": m.iou, "iop": m.iop}
 
 
 def score_sample(
@@ -180,82 +138,45 @@ def score_sample(
 ) -> SampleResult:
     """Score the model's assistant text (every turn joined) for `sample`; only the last `<answer>` block counts.
 
-    - mcq / open: the answer term (`_answer_score`).
-    - tg: the last valid span of the answer (`parse_span`), best IoU over the windows; correct = IoU >= 0.5.
-    - gqa: "From S to E, <answer>" (`parse_grounded`): best IoU and best IoP of the span, and the answer term of
-      the rest; correct = the answer term (Acc@QA), the span is judged by the aggregates.
+    The per-sample score is the task family's metric (`mtvr_data.tasks`):
+    - mcq / open: the answer term, counted as benchmarks count it (`tasks.answer_terms.answer_metric`).
+    - tg: the last valid span of the answer, best IoU over the windows; correct = IoU >= 0.5.
+    - gqa: "From S to E, <answer>": best IoU and best IoP of the span, and the answer term of the rest;
+      correct = the answer term (Acc@QA), the span is judged by the aggregates.
     A sample whose own truth cannot be scored (a number answer that is not a number) raises `ValueError`.
     """
-    windows = _windows(sample)
-    base = {
-        "id": sample.id,
-        "benchmark": benchmark,
-        "setting": setting,
-        "task": sample.task,
-        "category": str(sample.meta_dict.get("category", "") or ""),
-        "gold": _gold(sample),
-        "windows": windows,
-        "tool_calls": tool_calls,
-        "finish_reason": finish_reason,
-    }
-    grounded = sample.task in ("tg", "gqa")
+    truth = GroundTruth.of(sample)
+    task = family(truth.task)
+    base = _base(sample, truth, benchmark=benchmark, setting=setting)
+    base.update(tool_calls=tool_calls, finish_reason=finish_reason)
     answer = extract_answer(text)
     if not answer:
+        task.no_answer(truth)
         return SampleResult(
             **base,
             prediction=answer,
             parsed=None,
             correct=False,
             score=0.0,
-            iou=0.0 if grounded else None,
-            iop=0.0 if sample.task == "gqa" else None,
+            **_missed(truth.task),
             status=NO_ANSWER,
         )
-    if sample.task == "tg":
-        span = parse_span(answer)
-        iou = best_iou(span, windows)
-        return SampleResult(
-            **base,
-            prediction=answer,
-            parsed=format_window(span) if span else None,
-            correct=iou >= 0.5,
-            score=iou,
-            iou=iou,
-        )
-    if sample.task == "gqa":
-        span, rest = parse_grounded(answer)
-        score, read = _answer_score(sample, rest)
-        parsed = f"{format_window(span) if span else '?'}; {read if read is not None else '?'}"
-        return SampleResult(
-            **base,
-            prediction=answer,
-            parsed=parsed,
-            correct=score >= 1.0,
-            score=score,
-            iou=best_iou(span, windows),
-            iop=best_iop(span, windows),
-        )
-    score, read = _answer_score(sample, answer)
-    return SampleResult(**base, prediction=answer, parsed=read, correct=score >= 1.0, score=score)
+    m = task.metric(truth, answer)
+    return SampleResult(
+        **base, prediction=answer, parsed=m.parsed, correct=m.correct, score=m.score, iou=m.iou, iop=m.iop
+    )
 
 
 def failed_result(sample: Sample, *, benchmark: str, setting: str, reason: str, detail: str = "") -> SampleResult:
     """A sample the machinery could not answer (dead letter, engine error): wrong, IoU 0, with the reason kept."""
-    grounded = sample.task in ("tg", "gqa")
+    truth = GroundTruth.of(sample)
     return SampleResult(
-        id=sample.id,
-        benchmark=benchmark,
-        setting=setting,
-        task=sample.task,
-        category=str(sample.meta_dict.get("category", "") or ""),
-        gold=_gold(sample),
+        **_base(sample, truth, benchmark=benchmark, setting=setting),
         prediction=None,
         parsed=None,
         correct=False,
         score=0.0,
-        iou=0.0 if grounded else None,
-        iop=0.0 if sample.task == "gqa" else None,
-        windows=_windows(sample),
+        **_missed(truth.task),
         status=FAILED,
         finish_reason=reason,
         error=f"{reason}: {detail}" if detail else reason,

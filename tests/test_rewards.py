@@ -21,7 +21,6 @@ from mtvr_data.rewards import (
     numeric_reward,
     ocr_reward,
     pass_rate,
-    passed,
     regression_reward,
     rouge_reward,
     scale_iou,
@@ -436,11 +435,14 @@ def test_pass_rule():
     rule = PassRule(tg_min_iou=0.7)
     assert not task_reward(CHARADES, answered("10 - 16"), rule=rule).passed  # IoU 0.6
     assert task_reward(CHARADES, answered("10 - 16")).passed
-    assert passed("open", value=0.5, iou=None, answer_score=0.5)
-    assert not passed("open", value=0.49, iou=None, answer_score=0.49)
-    assert not passed("tg", value=1.0, iou=None, answer_score=None)
-    assert passed("gqa", value=1.5, iou=0.5, answer_score=1.0)
-    assert not passed("gqa", value=1.9, iou=0.9, answer_score=0.0)
+    # open: the reward against min_reward (an integer-rounded number earns 0.5 and passes; 0.0 does not)
+    assert task_reward(make_sample("open", "number", "3"), answered("2.6")).passed
+    assert not task_reward(make_sample("open", "number", "3"), answered("2.4")).passed
+    # gqa: both parts must hold; a perfect span with the wrong letter fails, and so does the right letter far off
+    gqa = make_sample("gqa", "letter", "A", options=["p", "q"], span=[0.0, 10.0], windows=[[0.0, 10.0]])
+    assert task_reward(gqa, answered("From 0 to 10, A")).passed
+    assert not task_reward(gqa, answered("From 0 to 10, B")).passed
+    assert not task_reward(gqa, answered("From 20 to 30, A")).passed
     with pytest.raises(ValueError, match="tg_min_iou"):
         PassRule(tg_min_iou=1.5)
 
