@@ -22,8 +22,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.families import DEFAULT_FAMILY, ModelFamily, get_family
 from model.tiny_checkpoint import load_chat_template
-from mtvr_data.frames import FrameBudget, FrameCache, FramePerturbation, Frames, load_image, sample_frames
+from mtvr_data.frames import (
+    FrameBudget,
+    FrameCache,
+    FramePerturbation,
+    Frames,
+    budget_fingerprint,
+    load_image,
+    sample_frames,
+)
 from mtvr_data.schema import OPTION_LETTERS, Message, Sample
 from mtvr_data.tasks import GroundTruth, family
 from mtvr_data.tasks.answer_terms import ANSWER_FORMAT
@@ -109,6 +118,10 @@ class PromptConfig:
     with, in the rollout (the tools are bound with it) and when a recorded conversation is replayed for training
     (`replay_conversation`), so the trainer encodes the clip the model saw. `perturbation` (DeepVideo-R1's
     DA-Aug, per sample) changes the prompt's frames, never the tool's clips.
+
+    `family` (a `model_type`, `model.families`) is the model's: both budgets are converted to its frame geometry
+    (the same tokens per frame; no drawn time stamp where time reaches the model as text), and its chat template
+    is the one in the fingerprint. Qwen2.5-VL, the default, leaves the budgets and the fingerprint as they were.
     """
 
     tools: bool = False
@@ -117,9 +130,17 @@ class PromptConfig:
     perturbation: FramePerturbation | None = None
     clip_budget: FrameBudget = CLIP_BUDGET
     preset: str = DEFAULT_PRESET
+    family: str = DEFAULT_FAMILY.name
 
     def __post_init__(self) -> None:
         check_preset(self.preset)
+        family = get_family(self.family)
+        object.__setattr__(self, "budget", family.frame_budget(self.budget))
+        object.__setattr__(self, "clip_budget", family.frame_budget(self.clip_budget))
+
+    @property
+    def model_family(self) -> ModelFamily:
+        return get_family(self.family)
 
     def fingerprint_inputs(self, registry: ToolRegistry | None = None) -> dict[str, Any]:
         """Everything of what the model sees that is not the sample itself, as a JSON-able dict, for cache keys.
@@ -129,7 +150,9 @@ class PromptConfig:
         frame and clip budgets and the configured perturbation. Changing any of them changes the dict; a caller
         hashes it (canonical JSON) with the sampling settings and the model.
         """
-        return {
+        family = self.model_family
+        extra = {} if family is DEFAULT_FAMILY else {"family": family.name}
+        return extra | {
             "tools": self.tools,
             "system": self.system,
             "preset": self.preset,
@@ -146,11 +169,11 @@ class PromptConfig:
                 "vital_think_general_tool": VITAL_THINK_GENERAL_TOOL,
                 "vital_image_head": VITAL_IMAGE_HEAD,
                 "clip_caption": CLIP_CAPTION,
-                "chat_template": chat_template(),
+                "chat_template": chat_template() if family is DEFAULT_FAMILY else family.chat_template(),
             },
             "tool_schemas": (registry or default_tools()).schemas(),
-            "budget": dataclasses.asdict(self.budget),
-            "clip_budget": dataclasses.asdict(self.clip_budget),
+            "budget": budget_fingerprint(self.budget),
+            "clip_budget": budget_fingerprint(self.clip_budget),
             "perturbation": None if self.perturbation is None else dataclasses.asdict(self.perturbation),
         }
 

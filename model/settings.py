@@ -55,6 +55,7 @@ from pydantic import (
 
 from model.config_error import ConfigError
 from model.engine_api import SamplingSettings
+from model.families import DEFAULT_FAMILY, ModelFamily, family_for_model
 from model.prompts import DEFAULT_PRESET, PromptConfig, check_preset
 from model.rollout import RolloutConfig
 from mtvr_data.frames import FrameBudget
@@ -160,6 +161,14 @@ class EngineConfig(Block):
                 return f"sha256:{checkpoint_fingerprint(path)}"
             return f"{self.model_id}@{self.settings.get('revision') or 'main'}"
         return self.model_id
+
+    @functools.cached_property
+    def family(self) -> ModelFamily:
+        """The model's family (`model.families`), from its checkpoint's config.json; the default (Qwen2.5-VL) for a
+        served model whose checkpoint this process cannot see (an OpenAI-compatible server, the oracle)."""
+        if self.kind in ("transformers", "vllm"):
+            return family_for_model(self.model_id, self.settings.get("revision"))
+        return DEFAULT_FAMILY
 
     @property
     def name(self) -> str:
@@ -289,6 +298,16 @@ class ModelCall(Block):
     batching: Batching = Field(default_factory=Batching)
     prompt: StrictStr = DEFAULT_PRESET
 
+    @field_validator("frames", "clip")
+    @classmethod
+    def _check_factor(cls, value: FrameBudget) -> FrameBudget:
+        if value.factor != FrameBudget().factor:
+            raise ValueError(
+                "factor is the model family's (model/families.py: budgets are written in Qwen2.5-VL's 28-pixel "
+                "terms and converted to the model's geometry), not a setting"
+            )
+        return value
+
     @field_validator("prompt")
     @classmethod
     def _check_prompt(cls, value: str) -> str:
@@ -338,7 +357,8 @@ class ModelCall(Block):
         )
 
     def prompt_config(self) -> PromptConfig:
-        return PromptConfig(budget=self.frames, clip_budget=self.clip, preset=self.prompt)
+        family = self.engine.family.name
+        return PromptConfig(budget=self.frames, clip_budget=self.clip, preset=self.prompt, family=family)
 
     def fingerprint_inputs(self) -> dict[str, Any]:
         """What decides the model's text (besides the sample and the model): see the module docstring."""

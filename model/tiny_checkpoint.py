@@ -183,7 +183,7 @@ def _learn_bpe(pieces: Iterable[str], num_merges: int) -> tuple[dict[str, int], 
     return vocab, merges
 
 
-def _build_tokenizer() -> Any:
+def _build_tokenizer(added_tokens: tuple[tuple[str, bool], ...] = QWEN2_5_VL_ADDED_TOKENS) -> Any:
     """Build a ``Qwen2Tokenizer`` with Qwen2's pipeline, a tiny BPE vocabulary and the real added tokens.
 
     The pipeline (NFC normaliser, Qwen2 split regex + byte-level pre-tokeniser, byte-level decoder, BPE without
@@ -219,7 +219,7 @@ def _build_tokenizer() -> Any:
     backend.normalizer = normalizer
     backend.pre_tokenizer = pre_tokenizer
     backend.decoder = decoders.ByteLevel()
-    for content, special in QWEN2_5_VL_ADDED_TOKENS:  # one at a time: ids follow this order exactly
+    for content, special in added_tokens:  # one at a time: ids follow this order exactly
         backend.add_tokens([AddedToken(content, special=special, normalized=False)])
 
     return Qwen2Tokenizer(
@@ -230,7 +230,7 @@ def _build_tokenizer() -> Any:
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens=[content for content, special in QWEN2_5_VL_ADDED_TOKENS[1:] if special],
+        extra_special_tokens=[content for content, special in added_tokens[1:] if special],
         model_max_length=131072,
         errors="replace",
         split_special_tokens=False,
@@ -370,8 +370,11 @@ def _install(tmp: Path, out: Path) -> None:
         shutil.move(str(tmp), out)
 
 
-def build_tiny_checkpoint(out: str | os.PathLike[str], *, seed: int = 0) -> Path:
+def build_tiny_checkpoint(out: str | os.PathLike[str], *, seed: int = 0, family: str = "qwen2_5_vl") -> Path:
     """Write a tiny random Qwen2.5-VL checkpoint (model, tokenizer, processor, chat template) to ``out``.
+
+    ``family`` (a ``model_type``, ``model.families``): ``qwen2_5_vl`` (the default, described here) or ``qwen3_vl``
+    (``model.tiny_qwen3_vl``: the real Qwen3-VL classes, processor settings and template, same layout and rules).
 
     The directory loads offline with ``AutoModelForImageTextToText`` / ``Qwen2_5_VLForConditionalGeneration``,
     ``AutoTokenizer`` and ``AutoProcessor`` exactly like ``Qwen/Qwen2.5-VL-7B-Instruct``. ``out`` may be missing,
@@ -381,6 +384,13 @@ def build_tiny_checkpoint(out: str | os.PathLike[str], *, seed: int = 0) -> Path
     Returns the resolved path of ``out``.
     """
     out = Path(out).expanduser().resolve()
+    if family != "qwen2_5_vl":
+        from model.tiny_qwen3_vl import build_tiny_qwen3_vl
+
+        if family != "qwen3_vl":
+            raise ValueError(f"no tiny checkpoint for family {family!r}; available: qwen2_5_vl, qwen3_vl")
+        _prepare_destination(out)
+        return build_tiny_qwen3_vl(out, seed=seed)
     _prepare_destination(out)
     spec = TINY_SPEC
     chat_template = load_chat_template()

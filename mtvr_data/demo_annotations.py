@@ -624,3 +624,65 @@ def write_vidchapters(root: Path) -> SourceFiles:
     ]
     rel = _write(root, f"annotations/vidchapters/{name}", json.dumps(data, indent=2) + "\n")
     return SourceFiles("vidchapters", rel, expected_samples=len(chapters), malformed=malformed)
+
+
+# --- Sources outside the demo's mix: QVHighlights and NExT-QA ---------------------------------------------------
+#
+# Neither is in the paper's mixes, so the demo corpus (`write_all`) leaves them out and its builds stay the paper's
+# sources. They are written on request (`write_extra`), into the same corpus, about the same videos, for builds
+# that choose their own mix (`balance.mix: none` or a mapping; docs/settings.md).
+
+
+def write_qvhighlights(root: Path) -> SourceFiles:
+    """highlight_train_release.jsonl: one query per line, `relevant_windows` in whole seconds (moment_detr)."""
+    a, b = m.CHARADES_A, m.CHARADES_B
+    (red, blue), (green, _) = a.events, b.events
+
+    def window(event: m.Event, spec: m.VideoSpec) -> list[int]:
+        return [int(event.start), min(round(spec.true_duration), int(event.end + 0.999))]
+
+    queries = [
+        (0, "A red square shows up on the left side.", a, [window(red, a)]),
+        (1, "A blue square shows up on the right side.", a, [window(blue, a)]),
+        (2, "A green square sits in the middle of the screen.", b, [window(green, b)]),
+    ]
+    lines = [
+        json.dumps(
+            {
+                "qid": qid,
+                "query": query,
+                "duration": round(spec.true_duration),
+                "vid": _stem(spec),
+                "relevant_windows": windows,
+                "relevant_clip_ids": list(range(windows[0][0] // 2, windows[0][1] // 2)),
+                "saliency_scores": [[2, 3, 2]] * (windows[0][1] // 2 - windows[0][0] // 2),
+            }
+        )
+        for qid, query, spec, windows in queries
+    ]
+    rel = _write(root, "annotations/qvhighlights/highlight_train_release.jsonl", "".join(x + "\n" for x in lines))
+    return SourceFiles("qvhighlights", rel, expected_samples=len(queries))
+
+
+def write_nextqa(root: Path) -> SourceFiles:
+    """train.csv of NExT-QA (answer = 0-based option index); no VidOR map, so videos are `<video>.mp4`."""
+    a, b = m.NEXT_A, m.NEXT_B
+    rows = [
+        (a, 10, "TN", "which square comes right after the red one", 3, ["green", "yellow", "white", "blue", "none"]),
+        (a, 11, "DC", "how many times does a green square appear", 1, ["one", "two", "three", "four", "five"]),
+        (b, 10, "TP", "which square comes before the cyan one", 0, ["yellow", "red", "blue", "green", "white"]),
+    ]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(
+        ["video", "frame_count", "width", "height", "question", "answer", "qid", "type"] + [f"a{i}" for i in range(5)]
+    )
+    for spec, qid, qtype, question, answer, options in rows:
+        writer.writerow([_stem(spec), spec.num_frames, *spec.size, question, answer, qid, qtype, *options])
+    rel = _write(root, "annotations/nextqa/train.csv", buf.getvalue())
+    return SourceFiles("nextqa", rel, expected_samples=len(rows))
+
+
+def write_extra(root: Path) -> list[SourceFiles]:
+    """The sources outside the paper's mixes (QVHighlights, NExT-QA), about the demo corpus's videos under `root`."""
+    return [write_qvhighlights(root), write_nextqa(root)]

@@ -25,13 +25,14 @@ same thing when it is built, graded and trained on. The rules are VITAL's on Qwe
 - `times[i]` is the presentation time of the frame actually decoded (from the container's time stamps, never
   index / fps, which is wrong for variable-frame-rate video), and the frame chosen for a target time is the
   one showing at that time.
-- Every frame is resized to Qwen's `smart_resize` size (sides multiples of 28, pixels within the budget; VITAL
-  uses max_pixels 64*28*28, about 224x224) and carries its time stamp ("12.50s", bottom right) when
-  `budget.overlay` is set. `budget.resize="decoder"` (the default) scales inside the decoder (bicubic swscale),
-  so no full-size frame is ever built; the pixels differ from qwen-vl-utils' by 1-5 levels on average, more on
-  sharp edges (docs/model.md has the measurements). `resize="reference"` decodes at the native
-  size and resizes with qwen-vl-utils' own call (torchvision bicubic, antialias, on uint8 frames): with decord
-  the pixels equal qwen-vl-utils' exactly, at the cost of full-size decoding (`reference_resize`).
+- Every frame is resized to Qwen's `smart_resize` size (sides multiples of `budget.factor`, 28 for Qwen2.5-VL and 32
+  for Qwen3-VL, pixels within the budget; VITAL uses max_pixels 64*28*28, about 224x224: 64 tokens a frame) and
+  carries its time stamp ("12.50s", bottom right) when `budget.overlay` is set. `budget.resize="decoder"` (the
+  default) scales inside the decoder (bicubic swscale), so no full-size frame is ever built; the pixels differ from
+  qwen-vl-utils' by 1-5 levels on average, more on sharp edges (docs/model.md has the measurements).
+  `resize="reference"` decodes at the native size and resizes with qwen-vl-utils' own call (torchvision bicubic,
+  antialias, on uint8 frames): with decord the pixels equal qwen-vl-utils' exactly, at the cost of full-size decoding
+  (`reference_resize`).
 
 Decoding (decord, ffmpeg fallback) is in `frame_decode`, the overlay in `frame_overlay`, the cache in
 `frame_cache`. Failures raise `FrameError` with the probe's reason codes, or `bad_window`.
@@ -43,6 +44,7 @@ there while it is decoded, its `Frames.path` then naming the scratch copy (frame
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import numbers
@@ -75,6 +77,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "FrameBudget",
     "FrameCache",
+    "budget_fingerprint",
     "FrameError",
     "FramePerturbation",
     "Frames",
@@ -126,8 +129,14 @@ class FrameBudget:
     #: "reference": decoded at the native size and resized by qwen-vl-utils' torchvision call (its exact pixels
     #: with decord), for parity with a checkpoint trained on qwen-vl-utils' frames.
     resize: str = "decoder"
+    #: The side in pixels of one visual token (patch x spatial merge): frame sides are multiples of it. Qwen2.5-VL's
+    #: 28 by default; a model family sets its own with its pixel limits (`model.families`), so that a budget keeps
+    #: its number of tokens per frame on every family (64 tokens: 64*28*28 pixels here, 64*32*32 on Qwen3-VL).
+    factor: int = FACTOR
 
     def __post_init__(self) -> None:
+        if isinstance(self.factor, bool) or not isinstance(self.factor, int) or self.factor < 1:
+            raise ValueError(f"factor must be a positive number of pixels, not {self.factor!r}")
         if not (math.isfinite(self.fps) and self.fps > 0):
             raise ValueError(f"fps must be a positive number, not {self.fps}")
         if self.max_frames < 1 or self.min_frames < 1:
@@ -140,11 +149,20 @@ class FrameBudget:
             raise ValueError(f"resize must be one of {RESIZE_MODES}, not {self.resize!r}")
 
 
+def budget_fingerprint(budget: FrameBudget) -> dict[str, object]:
+    """The budget as a JSON-able dict for cache keys. `factor` is left out at Qwen2.5-VL's 28 (the field came after
+    the first builds), so the keys of every existing Qwen2.5-VL build stay what they were."""
+    data = dataclasses.asdict(budget)
+    if data["factor"] == FACTOR:
+        del data["factor"]
+    return data
+
+
 @dataclass(slots=True)
 class Frames:
     """Sampled frames and where they come from. From a `FrameCache` the array is shared and read-only."""
 
-    frames: np.ndarray = field(repr=False)  # uint8 [T, H, W, 3], RGB, H and W multiples of 28 within the budget
+    frames: np.ndarray = field(repr=False)  # uint8 [T, H, W, 3], RGB, H and W multiples of budget.factor
     times: list[float]  # seconds from the START OF THE VIDEO of each frame (its presentation time)
     sample_fps: float  # frames per second of the sampled sequence (Qwen2.5-VL's temporal positions)
     start: float  # the window that was sampled (0..duration for the whole video)
@@ -444,7 +462,9 @@ def sample_frames_with(
 
 def _output_size(path: Path, facts: SourceFacts, budget: FrameBudget) -> tuple[int, int]:
     try:
-        return smart_resize(facts.height, facts.width, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels)
+        return smart_resize(
+            facts.height, facts.width, factor=budget.factor, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels
+        )
     except ValueError as exc:
         raise FrameError("video_unreadable", str(exc), str(path)) from None
 
@@ -540,7 +560,9 @@ def load_image(
         raise FrameError(reason, result.detail or f"Pillow cannot load it ({exc}).", str(p)) from None
     width, height = image.size
     try:
-        h_bar, w_bar = smart_resize(height, width, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels)
+        h_bar, w_bar = smart_resize(
+            height, width, factor=budget.factor, min_pixels=budget.min_pixels, max_pixels=budget.max_pixels
+        )
     except ValueError as exc:
         raise FrameError("video_unreadable", str(exc), str(p)) from None
     if (w_bar, h_bar) != (width, height):

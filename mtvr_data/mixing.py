@@ -16,6 +16,11 @@ graded (the medium-difficulty filter already ran, and DGRPO re-weights hard grou
 skewing the mix towards the hardest rows. Rows over a target, or under a key the mix does not name, are
 rejected with a reason; a key short of its target keeps all its rows and the shortfall is reported (logged
 and returned), never silent.
+
+Which targets a build uses is configuration (`balance.mix`, `resolve_mix` -> `MixTargets`): `vital` (the tables
+above, the default), `none` (no targets: every row that passes `keep` is kept) or a mapping of cells to integer
+counts (scaled by `balance.scale` like the tables) or fractions in [0, 1] (of the rows the cell has when it is
+balanced, i.e. after `keep`; not scaled, since they already follow the data).
 """
 
 from __future__ import annotations
@@ -116,6 +121,115 @@ def scale_targets(targets: Mapping[str, int], scale: float) -> dict[str, int]:
             raise ValueError(f"negative target {target} for {key!r}")
         out[key] = 0 if target == 0 else max(1, math.floor(target * scale + 0.5))
     return out
+
+
+# --- Choosing a mix (`balance.mix`) -------------------------------------------------------------------------------
+
+#: `balance.mix: vital`: the paper's tables (the default); build-rl uses `RL_TARGETS`, build-cot `COT_TARGETS`.
+VITAL = "vital"
+#: `balance.mix: none`: no targets; every row that passes `keep` is written.
+NO_MIX = "none"
+#: The `vital` table of each build.
+VITAL_TABLES: dict[str, dict[str, int]] = {"rl": RL_TARGETS, "cot": COT_TARGETS}
+PARTS = ("text", "tool")
+#: The shapes a mix cell may take, for error messages.
+CELL_SHAPES = "text/<source> or tool/<source> (video_r1: text/video_r1_video, text/video_r1_image)"
+
+
+def source_cells(source: str, part: str) -> list[str]:
+    """The cells rows of `source` in `part` can fall in: one, or one per modality for a modality-split source."""
+    if source in MODALITY_SPLIT_SOURCES:
+        return [mix_key_of(part, source, modality) for modality in ("video", "image")]
+    return [mix_key_of(part, source)]
+
+
+def cell_problem(key: Any, sources: Iterable[str]) -> str | None:
+    """Why `key` is not a mix cell of any of `sources` (None when it is one)."""
+    if not isinstance(key, str):
+        return f"cell names are strings, got {key!r}"
+    known = {cell for source in sources for part in PARTS for cell in source_cells(source, part)}
+    if key in known:
+        return None
+    part, _, name = key.partition("/")
+    hint = ""
+    if part in PARTS and name in MODALITY_SPLIT_SOURCES:
+        hint = f" ({name} is split by modality: {part}/{name}_video, {part}/{name}_image)"
+    return f"unknown cell {key!r}{hint}; cells are {CELL_SHAPES} for a known source"
+
+
+def amount_problem(key: str, value: Any) -> str | None:
+    """Why `value` is not a cell's amount: an integer count >= 0, or a fraction in [0, 1] written as a decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{key!r}: {value!r} is neither a row count (integer) nor a fraction (0.0 to 1.0)"
+    if isinstance(value, int):
+        return f"{key!r}: negative count {value}" if value < 0 else None
+    if not math.isfinite(value) or value < 0:
+        return f"{key!r}: fraction {value!r} is not in [0, 1]"
+    if value > 1:
+        return f"{key!r}: fraction {value!r} is over 1 (a fraction of the cell's rows; write counts as integers)"
+    return None
+
+
+def _half_up(value: float) -> int:
+    return math.floor(value + 0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class MixTargets:
+    """The targets a build balances to, once `balance.mix` and `balance.scale` are resolved (travels to the workers).
+
+    `counts`: cell -> rows (already scaled); `fractions`: cell -> share of the rows the cell has when it is balanced
+    (after `keep`), rounded half up, not scaled; `keep_all`: the `none` mix, every cell keeps every row. A cell in
+    neither mapping is not in the mix (its rows are `not_in_mix`) unless `keep_all`.
+    """
+
+    name: str
+    counts: dict[str, int] = field(default_factory=dict)
+    fractions: dict[str, float] = field(default_factory=dict)
+    keep_all: bool = False
+
+    def has_cell(self, key: str) -> bool:
+        return self.keep_all or key in self.counts or key in self.fractions
+
+    @property
+    def cells(self) -> list[str]:
+        """The cells the mix names, sorted (none for the `none` mix: it names no cell and refuses none)."""
+        return sorted(set(self.counts) | set(self.fractions))
+
+    def target(self, key: str, available: int) -> int | None:
+        """Rows `key` keeps out of `available`; None when the cell is not in the mix."""
+        if self.keep_all:
+            return available
+        if key in self.counts:
+            return self.counts[key]
+        if key in self.fractions:
+            return _half_up(self.fractions[key] * available)
+        return None
+
+    def describe(self) -> str | dict[str, int | float]:
+        """What the card and stats say the mix was: `vital`, `none`, or the mapping as configured (counts scaled)."""
+        if self.name in (VITAL, NO_MIX):
+            return self.name
+        return {k: self.counts.get(k, self.fractions.get(k, 0)) for k in self.cells}
+
+
+def resolve_mix(mix: str | Mapping[str, int | float], build: str, scale: float = 1.0) -> MixTargets:
+    """`balance.mix` as targets for `build` (`rl` or `cot`): `vital` is that build's table scaled by `scale`, `none`
+    keeps every row, a mapping's integer counts are scaled like the tables (`scale_targets`) and its fractions are
+    kept as given (they already follow the data). Raises ValueError on a mix `parse`-time checks would refuse."""
+    if mix == VITAL:
+        return MixTargets(VITAL, counts=scale_targets(VITAL_TABLES[build], scale))
+    if mix == NO_MIX:
+        return MixTargets(NO_MIX, keep_all=True)
+    if not isinstance(mix, Mapping):
+        raise ValueError(f"unknown mix {mix!r}; use {VITAL}, {NO_MIX} or a mapping of cells to counts or fractions")
+    for key, value in mix.items():
+        problem = amount_problem(key, value)
+        if problem:
+            raise ValueError(problem)
+    counts = {k: v for k, v in mix.items() if isinstance(v, int)}
+    fractions = {k: float(v) for k, v in mix.items() if isinstance(v, float)}
+    return MixTargets("mapping", counts=scale_targets(counts, scale), fractions=fractions)
 
 
 # --- Balancing -----------------------------------------------------------------------------------------------------

@@ -141,7 +141,7 @@ def _write_table(entries: list[Entry], out_dir: str) -> dict[str, Any]:
     return table
 
 
-class WriteRejected(beam.PTransform):
+class WriteRejected(beam.PTransform[tuple[beam.PCollection, beam.PCollection], beam.PCollection]):
     """`(dead_letters, tallies)` -> a one-element PCollection holding the accounting table.
 
     Writes each stage's dead letters to `<out>/rejected/<stage>.jsonl` and the table to
@@ -153,7 +153,7 @@ class WriteRejected(beam.PTransform):
         super().__init__()
         self.out_dir = os.fspath(out_dir)
 
-    def expand(self, inputs: tuple[beam.PCollection, beam.PCollection]) -> beam.PCollection:
+    def expand(self, inputs) -> beam.PCollection:
         dead, tallies = inputs
         out_dir = self.out_dir
         _ = (

@@ -35,13 +35,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from model.config_error import ConfigError
 from mtvr_data import storage
-from mtvr_data.mixing import COT_TARGETS, scale_targets
 from pipelines.accounting import ACCOUNTING_FILE as ACCOUNTING
 from pipelines.accounting import REJECTED_DIR, WriteRejected, read_accounting
 from pipelines.build_rl import rl_settings
 from pipelines.config import BuildConfig, load_config
 from pipelines.dataset_writer import CardFacts, write_card_and_stats
 from pipelines.grading import PrepareAndGrade
+from pipelines.mix_choice import build_targets
 from pipelines.report import write_report
 from pipelines.shard_writing import (
     BALANCE_FILE,
@@ -103,7 +103,7 @@ def build_cot(config_path: str | os.PathLike[str], pipeline_args: list[str] | No
     config = load_config(config_path)
     grading, teaching = cot_settings(config)
     scale, seed = config.balance.scale, config.balance.seed
-    targets = scale_targets(COT_TARGETS, scale)
+    mix = build_targets(config, "cot", grading.rollout.tools, teaching)  # a source with no cell fails here
     out = build_out(config.out)
     staging = prepare_staging(out, "cot")
     options = PipelineOptions(pipeline_args or [])
@@ -113,7 +113,7 @@ def build_cot(config_path: str | os.PathLike[str], pipeline_args: list[str] | No
         to_teach = rl_rows | "GradedSamples" >> beam.Map(lambda row: row.sample)
         taught = to_teach | "Teach" >> Teach(teaching, config.video_roots, out_dir=out)
         cot_rows, teach_dead = taught
-        tallies_out, dead_out = cot_rows | "BalanceAndWrite" >> WriteBalancedShards(staging, "cot", targets, seed)
+        tallies_out, dead_out = cot_rows | "BalanceAndWrite" >> WriteBalancedShards(staging, "cot", mix, seed)
         dead_all = (dead, teach_dead, dead_out) | "AllDeadLetters" >> beam.Flatten()
         tallies = (graded.counts, taught.counts, tallies_out) | "AllTallies" >> beam.Flatten()
         _ = (dead_all, tallies) | "Accounting" >> WriteRejected(records_folder(staging))
@@ -138,6 +138,7 @@ def build_cot(config_path: str | os.PathLike[str], pipeline_args: list[str] | No
             teacher=teaching.facts(),
             pass_rule=json.dumps(dataclasses.asdict(grading.pass_rule)),
             balance={"cot": balance_report},
+            mix={"cot": mix.describe()},
             deviations=deviations,
         )
         stats = {
@@ -145,7 +146,8 @@ def build_cot(config_path: str | os.PathLike[str], pipeline_args: list[str] | No
             "grading": grader,
             "teacher": teaching.facts(),
             "scale": scale,
-            "targets": targets,
+            "mix": mix.describe(),
+            "targets": mix.counts,
         }
         write_card_and_stats(out, "cot", facts, stats)  # keeps build-rl's facts when it wrote into `out` too
         write_report(out)

@@ -28,11 +28,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from model.config_error import ConfigError
 from mtvr_data import storage
-from mtvr_data.mixing import RL_OUR_CHOICES, RL_TARGETS, scale_targets
+from mtvr_data.mixing import RL_OUR_CHOICES, VITAL
 from pipelines.accounting import ACCOUNTING_FILE, REJECTED_DIR, WriteRejected
 from pipelines.config import BuildConfig, load_config
 from pipelines.dataset_writer import CardFacts, write_card_and_stats
 from pipelines.grading import PrepareAndGrade
+from pipelines.mix_choice import build_targets
 from pipelines.report import write_report
 from pipelines.shard_writing import (
     BALANCE_FILE,
@@ -67,14 +68,14 @@ def build_rl(config_path: str | os.PathLike[str], pipeline_args: list[str] | Non
     config = load_config(config_path)
     grading = rl_settings(config)
     scale, seed = config.balance.scale, config.balance.seed
-    targets = scale_targets(RL_TARGETS, scale)
+    mix = build_targets(config, "rl", grading.rollout.tools)  # a source with no cell in the mix fails here
     out = build_out(config.out)
     staging = prepare_staging(out, "rl")
     options = PipelineOptions(pipeline_args or [])
     with beam.Pipeline(options=options) as p:
         graded = p | "PrepareAndGrade" >> PrepareAndGrade(config, grading, out_dir=out)
         rows, dead = graded
-        tallies_out, dead_out = rows | "BalanceAndWrite" >> WriteBalancedShards(staging, "rl", targets, seed)
+        tallies_out, dead_out = rows | "BalanceAndWrite" >> WriteBalancedShards(staging, "rl", mix, seed)
         dead_all = (dead, dead_out) | "AllDeadLetters" >> beam.Flatten()
         tallies = (graded.counts, tallies_out) | "AllTallies" >> beam.Flatten()
         _ = (dead_all, tallies) | "Accounting" >> WriteRejected(records_folder(staging))
@@ -88,9 +89,10 @@ def build_rl(config_path: str | os.PathLike[str], pipeline_args: list[str] | Non
             grader=grader,
             pass_rule=json.dumps(dataclasses.asdict(grading.pass_rule)),
             balance={"rl": balance_report},
-            deviations=[f"{key}: {why}" for key, why in sorted(RL_OUR_CHOICES.items())],
+            mix={"rl": mix.describe()},
+            deviations=[f"{key}: {why}" for key, why in sorted(RL_OUR_CHOICES.items())] if mix.name == VITAL else [],
         )
-        stats = {"accounting": table, "grading": grader, "scale": scale, "targets": targets}
+        stats = {"accounting": table, "grading": grader, "scale": scale, "mix": mix.describe(), "targets": mix.counts}
         write_card_and_stats(out, "rl", facts, stats)  # keeps build-cot's facts when it wrote into `out` too
         write_report(out)
 

@@ -26,10 +26,17 @@ def _parse_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
-    from mtvr_data.adapters import available_sources, get_adapter
+    """Every source adapter, built-in or from an installed package's `mtvr.adapters` entry point (marked with its
+    distribution); an entry point that cannot load is a warning on stderr, and the others are still listed."""
+    from mtvr_data.adapters import AdapterPluginError, adapter_origins, get_adapter
 
-    for name in available_sources():
-        print(f"{name:<22} {get_adapter(name).description}")
+    for name, origin in adapter_origins().items():
+        try:
+            description = get_adapter(name).description
+        except AdapterPluginError as exc:
+            print(f"mtvr: warning: skipped {exc}", file=sys.stderr)
+            continue
+        print(f"{name:<22} {description}" + ("" if origin == "built-in" else f"  [entry point: {origin}]"))
     return 0
 
 
@@ -69,9 +76,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from model.tiny_checkpoint import build_tiny_checkpoint
 
-    out = build_tiny_checkpoint(Path(args.out), seed=args.seed)
+    out = build_tiny_checkpoint(Path(args.out), seed=args.seed, family=args.family)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    print(f"tiny Qwen2.5-VL checkpoint in {out} ({size / 1e6:.1f} MB): load it with from_pretrained({str(out)!r})")
+    print(f"tiny {args.family} checkpoint in {out} ({size / 1e6:.1f} MB): load it with from_pretrained({str(out)!r})")
     return 0
 
 
@@ -250,6 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tiny-model", help="build the tiny random Qwen2.5-VL checkpoint used by tests and the demo")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default: 0)")
+    p.add_argument(
+        "--family",
+        choices=("qwen2_5_vl", "qwen3_vl"),
+        default="qwen2_5_vl",
+        help="model family (config.json model_type) of the checkpoint (default: qwen2_5_vl, VITAL's)",
+    )
     p.set_defaults(func=cmd_tiny_model)
 
     p = sub.add_parser(
@@ -355,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     from model.config_error import ConfigError
-    from mtvr_data.adapters.registry import UnknownSourceError
+    from mtvr_data.adapters.registry import AdapterPluginError, UnknownSourceError
     from mtvr_data.storage import StorageUnavailable
 
     try:
@@ -364,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
 
             storage.configure(beam_args)
         return args.func(args)
-    except (ConfigError, FileNotFoundError, UnknownSourceError, StorageUnavailable) as exc:
+    except (ConfigError, FileNotFoundError, UnknownSourceError, AdapterPluginError, StorageUnavailable) as exc:
         if args.verbose:
             raise
         print(f"mtvr: error: {exc}", file=sys.stderr)

@@ -18,7 +18,7 @@ One YAML file drives `mtvr build-rl` and `mtvr build-cot`:
                                           # default false: paths outside `videos` are `path_outside_root`
     grade: {engine: ..., k: 8, sampling: ..., rollout: ..., frames: ..., keep: medium}   # pipelines.stage_settings
     teach: {engine: ..., ...}             # build-cot's teacher
-    balance: {scale: 1.0, seed: 0}
+    balance: {mix: vital, scale: 1.0, seed: 0}   # mix: vital | none | {text/<source>: count or fraction, ...}
 
 Relative paths (annotations, videos, contamination lists, out, and the file-valued adapter options in
 `PATH_OPTIONS`) resolve against the YAML file's folder, so a config means the same thing from any working
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, StrictInt, ValidationError
+from pydantic import Field, StrictInt, ValidationError, field_validator
 
 from model.config_error import ConfigError
 from model.settings import Block, config_error, resolve_path
@@ -59,10 +59,34 @@ _resolve = resolve_path
 
 
 class BalanceSettings(Block):
-    """The `balance:` block: the mix's scale (1.0 = the paper's row counts) and the seed of its draws."""
+    """The `balance:` block: which mix (`vital`, `none` or a mapping of cells to counts or fractions;
+    `mtvr_data.mixing.resolve_mix`), its scale (1.0 = the paper's row counts) and the seed of its draws.
 
+    The cells of a mapping are checked here (names, amounts); whether every source has a cell in the mix depends on
+    the build (`pipelines.mix_choice.build_targets`) and is checked before any model loads."""
+
+    mix: str | dict[str, int | float] = "vital"
     scale: float = Field(1.0, gt=0.0)
     seed: StrictInt = 0
+
+    @field_validator("mix", mode="before")
+    @classmethod
+    def _known_mix(cls, value: Any) -> Any:
+        from mtvr_data.adapters import available_sources
+        from mtvr_data.mixing import NO_MIX, VITAL, amount_problem, cell_problem
+
+        if isinstance(value, str):
+            if value not in (VITAL, NO_MIX):
+                raise ValueError(f"unknown mix {value!r}; use {VITAL}, {NO_MIX} or a mapping of cells to counts")
+            return value
+        if not isinstance(value, dict) or not value:
+            raise ValueError(f"must be {VITAL}, {NO_MIX} or a non-empty mapping of cells to counts or fractions")
+        sources = available_sources()
+        for key, amount in value.items():
+            problem = cell_problem(key, sources) or amount_problem(key, amount)
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 @dataclass
@@ -103,12 +127,32 @@ class SourceConfig:
             raise ConfigError(f"{where}: 'tools' must be true or false (or left out for the grade block's setting)")
         if not isinstance(self.allow_absolute_paths, bool):
             raise ConfigError(f"{where}: 'allow_absolute_paths' must be true or false (default false)")
-        from mtvr_data.adapters.registry import get_adapter, option_names
+        from mtvr_data.adapters.registry import AdapterPluginError, get_adapter, option_names
 
-        allowed = option_names(get_adapter(self.source))
+        try:
+            adapter = get_adapter(self.source)
+        except AdapterPluginError as exc:  # a third-party adapter that cannot load: refused here, not on a worker
+            raise ConfigError(f"sources: {exc}") from None
+        allowed = option_names(adapter)
         unknown = sorted(set(self.options) - allowed)
         if unknown:
             raise ConfigError(f"{where}: options: unknown {unknown}; {self.source} accepts {sorted(allowed)}")
+
+    @property
+    def row_sources_differ(self) -> bool:
+        """Whether this entry's samples may carry source names other than its own (its adapter overrides
+        `row_sources`); only then is the annotation file opened to list them."""
+        from mtvr_data.adapters.base import SourceAdapter
+        from mtvr_data.adapters.registry import get_adapter
+
+        return get_adapter(self.source).row_sources.__func__ is not SourceAdapter.row_sources.__func__
+
+    def row_sources(self) -> list[str]:
+        """The source names this entry's samples carry (its adapter's `row_sources`: `source`, except for an
+        adapter such as `samples` that passes on other sources' samples), sorted."""
+        from mtvr_data.adapters.registry import get_adapter
+
+        return sorted(get_adapter(self.source).row_sources(self.annotations, **self.adapter_options()))
 
     def adapter_options(self) -> dict[str, Any]:
         """Keyword arguments for `make_adapter`: the options, plus `split` when the config sets it."""
@@ -170,10 +214,17 @@ class BuildConfig:
         reads wherever the root goes (probe, grading, teaching)."""
         from mtvr_data.normalize import MediaRoot
 
-        return {
-            s.source: MediaRoot(s.videos, allow_absolute=True) if s.allow_absolute_paths and s.videos else s.videos
-            for s in self.sources
-        }
+        roots: dict[str, Any] = {}
+        for s in self.sources:
+            root = MediaRoot(s.videos, allow_absolute=True) if s.allow_absolute_paths and s.videos else s.videos
+            roots[s.source] = root
+            for name in s.row_sources() if s.row_sources_differ else ():
+                if roots.setdefault(name, root) != root:
+                    raise ConfigError(
+                        f"source {s.source!r} ({s.annotations}) holds {name!r} samples under the video root "
+                        f"{s.videos}, but {name!r} already has {roots[name]}; one source needs one 'videos' folder"
+                    )
+        return roots
 
     @classmethod
     def from_dict(cls, data: Any, base_dir: str | Path | None = None) -> BuildConfig:
@@ -207,7 +258,7 @@ class BuildConfig:
         teach = TeachSettings.read(data["teach"], base=base) if data.get("teach") is not None else None
         balance = data.get("balance") or {}
         if not isinstance(balance, dict):
-            raise ConfigError(f"balance: must be a mapping {{scale, seed}}, got {type(balance).__name__}")
+            raise ConfigError(f"balance: must be a mapping {{mix, scale, seed}}, got {type(balance).__name__}")
         try:
             balance_settings = BalanceSettings.model_validate(balance)
         except ValidationError as exc:

@@ -351,6 +351,8 @@ class CardFacts:
     thresholds: dict[str, float] = field(default_factory=dict)
     pass_rule: str = ""
     balance: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: config -> the mix it was balanced to (`MixTargets.describe()`: "vital", "none" or the cell mapping).
+    mix: dict[str, Any] = field(default_factory=dict)
     contamination: dict[str, int] = field(default_factory=dict)
     deviations: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -442,14 +444,14 @@ def _body(facts: CardFacts, summary: dict[str, dict[str, Any]]) -> list[str]:
     else:
         out += _table(("setting", "value"), list(settings_rows(facts).items()))
     for config, report in sorted(facts.balance.items()):
-        out += ["", f"### Balance of `{config}` to the paper's mix", ""]
+        out += ["", f"### Balance of `{config}` to {mix_words(facts.mix.get(config, 'vital'))}", ""]
         rows = [(k, r["target"], r["available"], r["kept"], r["shortfall"]) for k, r in sorted(report.items())]
         out += _table(("mix key", "target", "available", "kept", "shortfall"), rows)
     if facts.contamination:
         out += ["", "## Benchmark contamination filter", ""]
         out += _table(("evaluation set", "training rows dropped"), sorted(facts.contamination.items()))
     deviations = list(DEFAULT_DEVIATIONS) + list(facts.deviations)
-    if summary.get("rl"):
+    if summary.get("rl") and facts.mix.get("rl", "vital") == "vital":
         deviations += [f"MTVR-RL `{k}` count is our choice (not published): {v}." for k, v in RL_OUR_CHOICES.items()]
     out += ["", "## Deviations from the paper", ""] + [f"- {d}" for d in deviations]
     out += ["", "## Licenses", "", "Rows derive from public datasets; each source's own license applies to its rows."]
@@ -458,9 +460,24 @@ def _body(facts: CardFacts, summary: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def mix_setting(mix: Any) -> str:
+    """A mix as its `balance.mix` setting reads: `vital`, `none`, or the mapping as compact JSON."""
+    return mix if isinstance(mix, str) else json.dumps(mix, sort_keys=True)
+
+
+def mix_words(mix: Any) -> str:
+    """How the card names the mix a config was balanced to."""
+    if mix == "vital":
+        return "the paper's mix (`balance.mix: vital`)"
+    if mix == "none":
+        return "no mix (`balance.mix: none`: every row that passed `keep` is kept)"
+    return f"the configured mix (`balance.mix: {mix_setting(mix)}`)"
+
+
 def settings_rows(facts: CardFacts) -> dict[str, Any]:
     """The "How it was built" rows of one build's facts: setting -> value (settings without a value left out)."""
     settings = [
+        *(("mix", mix_setting(m)) for m in facts.mix.values()),  # one build's facts name one config
         ("scale of the paper's mix", facts.scale),
         ("seed", facts.seed),
         ("pass rule", facts.pass_rule or None),
@@ -485,6 +502,7 @@ def merge_facts(per_config: Mapping[str, CardFacts]) -> CardFacts:
     for name, facts in per_config.items():
         merged.settings_by_config[name] = settings_rows(facts)
         merged.balance.update(facts.balance)
+        merged.mix.update(facts.mix)
         merged.contamination.update({f"{k} ({name})": v for k, v in facts.contamination.items()})
         merged.deviations += [d for d in facts.deviations if d not in merged.deviations]
         if facts.extra:

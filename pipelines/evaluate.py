@@ -285,7 +285,7 @@ def _failed_for_dead(keyed: tuple[str, Mapping[str, list[Any]]], benchmark: str,
         yield failed_result(sample, benchmark=benchmark, setting=setting, reason=error.reason, detail=error.detail)
 
 
-class EvaluateBenchmark(beam.PTransform):
+class EvaluateBenchmark(beam.PTransform[beam.pvalue.PBegin, tuple[beam.PCollection, beam.PCollection]]):
     """PBegin -> (results keyed by (benchmark, setting), dead letters) of one benchmark in every setting."""
 
     def __init__(
@@ -300,7 +300,7 @@ class EvaluateBenchmark(beam.PTransform):
         self.bench, self.config = bench, config
         self.out_dir, self.engine_factory = out_dir, engine_factory
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(self, pbegin: beam.pvalue.PBegin):
         name = self.bench.name
         read = (
             pbegin

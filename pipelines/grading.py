@@ -112,7 +112,7 @@ class GradeToRlRow(beam.DoFn):
         )
 
 
-class Grade(beam.PTransform):
+class Grade(beam.PTransform[beam.PCollection[Sample], StageOutput]):
     """samples -> `StageOutput(RL rows, dead letters, tallies)` of stage `grade`: the model stage, `GradeToRlRow`.
 
     `tools` is the part's (see `PrepareAndGrade`). Unpacks as `(rows, dead_letters)`; `.counts` feeds
@@ -133,7 +133,7 @@ class Grade(beam.PTransform):
         stage = GradeStage(call=settings, tools=settings.rollout.tools if tools is None else tools)
         self.infer = CachedInference(stage, video_roots, out_dir=out_dir, engine_factory=engine_factory)
 
-    def expand(self, samples: beam.PCollection[Sample]) -> StageOutput:
+    def expand(self, samples: beam.PCollection[Sample]):
         results, cache_counts = samples | "Model" >> self.infer
         rows = results | "ToRlRows" >> beam.ParDo(GradeToRlRow(self.settings)).with_outputs(DEAD, main="rows")
         counts = (
@@ -144,7 +144,7 @@ class Grade(beam.PTransform):
         return StageOutput(rows.rows, rows[DEAD], counts)
 
 
-class PrepareAndGrade(beam.PTransform):
+class PrepareAndGrade(beam.PTransform[beam.pvalue.PBegin, StageOutput]):
     """PBegin -> `StageOutput(RL rows, dead letters, tallies)` of the stages read .. grade, for one build config.
 
     The config's source entries fall into two parts (`BuildConfig.tool_parts`): graded with the clip tool (an
@@ -166,7 +166,7 @@ class PrepareAndGrade(beam.PTransform):
         self.config, self.settings = config, settings
         self.out_dir, self.engine_factory = out_dir, engine_factory
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+    def expand(self, pbegin: beam.pvalue.PBegin):
         parts = self.config.tool_parts(self.settings.rollout.tools)
         rows, dead, counts = [], [], []
         for tools, part in parts.items():

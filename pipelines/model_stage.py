@@ -396,7 +396,7 @@ def failed_batch_results(failed: tuple[Any, Any], model: str) -> Iterator[ModelR
         yield ModelResult(sample, model, error=f"batch failed: {what}")
 
 
-class CachedInference(beam.PTransform):
+class CachedInference(beam.PTransform[beam.PCollection[Sample], tuple[beam.PCollection, beam.PCollection]]):
     """samples -> (one `ModelResult` per sample, tallies): cache lookup, RunInference on the misses, failed batches
     as error results. The tallies `((stage, source, "cached" | "computed"), n)` are what the accounting table
     shows of resume. Without `out_dir` nothing is cached (every sample is computed)."""
@@ -414,7 +414,7 @@ class CachedInference(beam.PTransform):
         self.cache = ResultCache(out_dir, stage.name) if out_dir is not None else None
         self.handler = StageHandler(stage, video_roots, cache=self.cache, engine_factory=engine_factory)
 
-    def expand(self, samples: beam.PCollection[Sample]) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(self, samples: beam.PCollection[Sample]):
         todo, hits = samples, []
         if self.cache is not None:
             split = samples | "LookUpCache" >> beam.ParDo(_LookUp(self.stage, self.cache)).with_outputs(

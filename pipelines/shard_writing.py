@@ -30,7 +30,7 @@ from typing import Any
 import apache_beam as beam
 
 from mtvr_data import storage
-from mtvr_data.mixing import KeyReport, balance, mix_key
+from mtvr_data.mixing import KeyReport, MixTargets, balance, mix_key
 from mtvr_data.schema import CotRow, RlRow
 from pipelines.accounting import ACCOUNTING_FILE, REJECTED_DIR, check_accounting
 from pipelines.dataset_writer import (
@@ -67,15 +67,18 @@ class RecordLayout:
 
 
 class _BalanceCellFn(beam.DoFn):
-    """(mix cell, its rows) -> the rows kept for its target, the rest as dead letters; tallies; the cell report."""
+    """(mix cell, its rows) -> the rows kept for its target, the rest as dead letters; tallies; the cell report.
 
-    def __init__(self, targets: Mapping[str, int], seed: int) -> None:
-        self.targets, self.seed = dict(targets), seed
+    The target is resolved here, where the cell's rows are all at hand: a fraction is of the rows the cell has."""
+
+    def __init__(self, targets: MixTargets, seed: int) -> None:
+        self.targets, self.seed = targets, seed
 
     def process(self, keyed: tuple[str, Iterable[CotRow | RlRow]]) -> Iterator[Any]:
         key, rows = keyed
-        target = {key: self.targets[key]} if key in self.targets else {}
-        result = balance(rows, target, seed=self.seed)
+        rows = list(rows)
+        target = self.targets.target(key, len(rows))
+        result = balance(rows, {key: target} if target is not None else {}, seed=self.seed)
         taken: Counter[str] = Counter()
         kept: Counter[str] = Counter()
         for row in result.kept:
@@ -91,10 +94,16 @@ class _BalanceCellFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput(REPORTS, (key, result.report[key].to_dict()))
 
 
-def _write_report(reports: list[tuple[str, dict[str, Any]]], targets: Mapping[str, int], path: str) -> str:
+def as_mix_targets(targets: Mapping[str, int] | MixTargets) -> MixTargets:
+    """`targets` as `MixTargets` (a plain cell -> count mapping is a mix of counts, already scaled)."""
+    return targets if isinstance(targets, MixTargets) else MixTargets("mapping", counts=dict(targets))
+
+
+def _write_report(reports: list[tuple[str, dict[str, Any]]], targets: MixTargets, path: str) -> str:
     """The balance report of every cell that had rows, plus the cells of the mix that had none (all short)."""
     merged = dict(reports)
-    for key, target in targets.items():
+    for key in targets.cells:
+        target = targets.target(key, 0) or 0
         if key not in merged:
             merged[key] = KeyReport(key, target, 0, 0, 0).to_dict()
             if target:
@@ -102,7 +111,7 @@ def _write_report(reports: list[tuple[str, dict[str, Any]]], targets: Mapping[st
     return storage.write_text(path, dumps_stable({k: merged[k] for k in sorted(merged)}))
 
 
-class WriteBalancedShards(beam.PTransform):
+class WriteBalancedShards(beam.PTransform[beam.PCollection, tuple[beam.PCollection, beam.PCollection]]):
     """Rows of one config -> balanced per mix cell and written as staged shards; `(tallies, dead letters)` out.
 
     `staging` is the build's staging folder (`dataset_writer.staging_folder`); shards go to `<staging>/shards/`,
@@ -113,17 +122,17 @@ class WriteBalancedShards(beam.PTransform):
         self,
         staging: str,
         config_name: str,
-        targets: Mapping[str, int],
+        targets: Mapping[str, int] | MixTargets,
         seed: int,
         *,
         validation_fraction: float = 0.02,
         max_rows_per_shard: int = MAX_ROWS_PER_SHARD,
     ) -> None:
         super().__init__()
-        self.staging, self.config_name, self.targets, self.seed = staging, config_name, dict(targets), seed
+        self.staging, self.config_name, self.targets, self.seed = staging, config_name, as_mix_targets(targets), seed
         self.validation_fraction, self.max_rows_per_shard = validation_fraction, max_rows_per_shard
 
-    def expand(self, rows: beam.PCollection) -> tuple[beam.PCollection, beam.PCollection]:
+    def expand(self, rows: beam.PCollection):
         staging, config_name, seed = self.staging, self.config_name, self.seed
         fraction, max_rows = self.validation_fraction, self.max_rows_per_shard
         cells = (

@@ -116,7 +116,7 @@ class _VerifyAndSelect(beam.DoFn):
         yield make_cot_row(result.sample, chosen, teacher=result.model, config=self.config)
 
 
-class Teach(beam.PTransform):
+class Teach(beam.PTransform[beam.PCollection[Sample], StageOutput]):
     """samples -> `StageOutput(CoT rows, dead letters, tallies)` of stages `teacher` and `verify`: the model stage,
     the machinery check, then verify and select. Without `out_dir` nothing is cached."""
 
@@ -133,7 +133,7 @@ class Teach(beam.PTransform):
         stage = TeachStage(call=settings, tools=True)
         self.infer = CachedInference(stage, video_roots, out_dir=out_dir, engine_factory=engine_factory)
 
-    def expand(self, samples: beam.PCollection[Sample]) -> StageOutput:
+    def expand(self, samples: beam.PCollection[Sample]):
         results, cache_counts = samples | "Model" >> self.infer
         checked = results | "CheckTaught" >> beam.ParDo(_CheckTaught()).with_outputs(DEAD, main="taught")
         verified = checked.taught | "Verify" >> beam.ParDo(_VerifyAndSelect(self.settings)).with_outputs(

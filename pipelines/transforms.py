@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -111,13 +112,16 @@ class _ReadSourceFn(beam.DoFn):
     def process(self, source: SourceConfig) -> Iterator[Any]:
         from mtvr_data.adapters import make_adapter
 
-        kept = seen = 0
+        kept = 0
+        # Elements in, per the source each one names: an adapter such as `samples` passes on other sources' rows,
+        # and the accounting adds up per source (in = kept + rejected), so "in" is counted where "kept" will be.
+        seen: Counter[str] = Counter()
         try:
             adapter = make_adapter(source.source, source.annotations, **source.adapter_options())
             items: Iterable[Sample | SampleError] = adapter.read()
             # A cap reads the head of the file, like `head -n`: what follows the cap-th sample is not read.
             for item in items if source.cap != 0 else ():
-                seen += 1
+                seen[item.source] += 1
                 if isinstance(item, SampleError):
                     yield self.metrics.rejected(item)
                     continue
@@ -126,15 +130,16 @@ class _ReadSourceFn(beam.DoFn):
                 if source.cap is not None and kept >= source.cap:
                     break
         except OSError as exc:  # the file went away or cannot be read: one dead letter for the whole file
-            seen += 1
+            seen[source.source] += 1
             err = SampleError(source.source, source.annotations, "annotations_unreadable", str(exc), stage="read")
             yield self.metrics.rejected(err)
-        self.metrics.inc("in", seen)
+        self.metrics.inc("in", sum(seen.values()))
         self.metrics.inc("kept", kept)
-        yield beam.pvalue.TaggedOutput(COUNTS, (("read", source.source, "in"), seen))
+        for name in sorted(seen) or [source.source]:
+            yield beam.pvalue.TaggedOutput(COUNTS, (("read", name, "in"), seen[name]))
 
 
-class ReadSources(beam.PTransform):
+class ReadSources(beam.PTransform[beam.pvalue.PBegin, StageOutput]):
     """PBegin -> `StageOutput` of the config's sources read by their adapters (one element per file).
 
     One worker reads a whole file; `ProbeAndValidate`'s grouping by media is what spreads the samples
@@ -145,7 +150,7 @@ class ReadSources(beam.PTransform):
         super().__init__()
         self.config = config
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+    def expand(self, pbegin: beam.pvalue.PBegin):
         out = (
             pbegin
             | "Sources" >> beam.Create(self.config.sources)
@@ -209,7 +214,7 @@ class _MediaKeyFn(beam.DoFn):
         yield (path, s.modality), s
 
 
-class ProbeAndValidate(beam.PTransform):
+class ProbeAndValidate(beam.PTransform[beam.PCollection, StageOutput]):
     """Samples -> `StageOutput` of samples with media facts from the file, spans checked against it.
 
     Samples are grouped by media file first, so each video is probed once in the whole pipeline (and
@@ -221,7 +226,7 @@ class ProbeAndValidate(beam.PTransform):
         super().__init__()
         self.video_roots = dict(video_roots)
 
-    def expand(self, samples: beam.PCollection) -> StageOutput:
+    def expand(self, samples: beam.PCollection):
         keyed = samples | "ByMedia" >> beam.ParDo(_MediaKeyFn(self.video_roots)).with_outputs(DEAD, main="keyed")
         out = (
             keyed.keyed
@@ -286,14 +291,14 @@ class _PickWinnerFn(beam.DoFn):
         yield winner
 
 
-class Dedup(beam.PTransform):
+class Dedup(beam.PTransform[beam.PCollection, StageOutput]):
     """Samples -> `StageOutput` without repeats: first by id, then by (video key, normalised question).
 
     The winner of each group is deterministic (smallest id), so reruns and runners keep the same rows.
     The second key uses `mtvr_data.dedup`, the normalisation the contamination filter reads too.
     """
 
-    def expand(self, samples: beam.PCollection) -> StageOutput:
+    def expand(self, samples: beam.PCollection):
         by_id = (
             samples
             | "KeyById" >> beam.Map(lambda s: (s.id, s))
@@ -340,7 +345,7 @@ class _ContaminationFn(beam.DoFn):
             yield sample
 
 
-class ContaminationFilter(beam.PTransform):
+class ContaminationFilter(beam.PTransform[beam.PCollection, StageOutput]):
     """Samples -> `StageOutput` without rows whose video or normalised question is in a benchmark list.
 
     The lists are read when the pipeline is built (a missing or malformed list fails before any work)
@@ -351,7 +356,7 @@ class ContaminationFilter(beam.PTransform):
         super().__init__()
         self.lists = lists if isinstance(lists, ContaminationList) else load_contamination(lists)
 
-    def expand(self, samples: beam.PCollection) -> StageOutput:
+    def expand(self, samples: beam.PCollection):
         out = samples | "Filter" >> beam.ParDo(_ContaminationFn(self.lists)).with_outputs(DEAD, main="samples")
         counts = (samples | CountStage("contamination", "in"), out["samples"] | CountStage("contamination", "kept"))
         return StageOutput(out["samples"], out[DEAD], counts | "Tallies" >> beam.Flatten())
@@ -360,7 +365,7 @@ class ContaminationFilter(beam.PTransform):
 # --- all of it ------------------------------------------------------------------------------------------------------
 
 
-class PrepareSamples(beam.PTransform):
+class PrepareSamples(beam.PTransform[beam.pvalue.PBegin, StageOutput]):
     """PBegin -> `StageOutput(samples, dead_letters)`: read -> probe/validate -> dedup -> contamination.
 
     What the build pipelines call: `prepared = p | PrepareSamples(cfg)`; `samples, dead = prepared`. At the
@@ -372,7 +377,7 @@ class PrepareSamples(beam.PTransform):
         super().__init__()
         self.config = config
 
-    def expand(self, pbegin: beam.pvalue.PBegin) -> StageOutput:
+    def expand(self, pbegin: beam.pvalue.PBegin):
         read = pbegin | "ReadSources" >> ReadSources(self.config)
         probed = read.kept | "ProbeAndValidate" >> ProbeAndValidate(self.config.video_roots)
         deduped = probed.kept | "Dedup" >> Dedup()

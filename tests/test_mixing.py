@@ -106,3 +106,47 @@ def test_balance_on_bare_samples() -> None:
     samples = [make_sample(i) for i in range(9)]
     kept, rejected = balance(samples, {"text/charades_sta": 1, "text/video_r1_image": 3, "text/nextgqa": 3})
     assert len(kept) == 7 and [e.reason for e in rejected] == [OVER_TARGET, OVER_TARGET]
+
+
+# --- balance.mix: vital, none or a mapping ---------------------------------------------------------------------------
+
+
+def test_resolve_mix_vital_none_and_a_mapping() -> None:
+    from mtvr_data.mixing import NO_MIX, VITAL, resolve_mix
+
+    assert resolve_mix(VITAL, "rl", 0.5).counts == scale_targets(RL_TARGETS, 0.5)
+    assert resolve_mix(VITAL, "cot").counts == COT_TARGETS and resolve_mix(VITAL, "cot").describe() == "vital"
+    none = resolve_mix(NO_MIX, "rl")
+    assert none.cells == [] and none.has_cell("text/anything") and none.target("text/x", 7) == 7
+    mix = resolve_mix({"text/charades_sta": 10, "tool/vidchapters": 0.25, "text/nextqa": 0}, "rl", scale=0.5)
+    assert mix.counts == {"text/charades_sta": 5, "text/nextqa": 0} and mix.fractions == {"tool/vidchapters": 0.25}
+    # A fraction is of the rows the cell has when it is balanced, rounded half up, and not scaled.
+    assert [mix.target("tool/vidchapters", n) for n in (0, 1, 2, 4, 10)] == [0, 0, 1, 1, 3]
+    assert mix.target("text/charades_sta", 100) == 5 and mix.target("text/rextime", 9) is None
+    assert mix.describe() == {"text/charades_sta": 5, "text/nextqa": 0, "tool/vidchapters": 0.25}
+    for bad in ({"text/x": -1}, {"text/x": 1.5}, {"text/x": True}, {"text/x": float("nan")}, "paper"):
+        with pytest.raises(ValueError):
+            resolve_mix(bad, "rl")
+
+
+def test_cells_of_a_source_and_what_is_not_a_cell() -> None:
+    from mtvr_data.mixing import cell_problem, source_cells
+
+    assert source_cells("video_r1", "text") == ["text/video_r1_video", "text/video_r1_image"]
+    assert source_cells("nextqa", "tool") == ["tool/nextqa"]
+    sources = ["charades_sta", "video_r1"]
+    assert cell_problem("tool/charades_sta", sources) is None and cell_problem("text/video_r1_image", sources) is None
+    assert "text/<source> or tool/<source>" in cell_problem("text/charades", sources)
+    assert "split by modality" in cell_problem("text/video_r1", sources)
+    assert "text/<source>" in cell_problem("both/charades_sta", sources)
+
+
+def test_a_fraction_balances_what_the_cell_has() -> None:
+    from mtvr_data.mixing import resolve_mix
+
+    key = mix_key(make_rl(0))
+    rows = [r for r in map(make_rl, range(200)) if mix_key(r) == key][:8]
+    assert len(rows) == 8
+    target = resolve_mix({key: 0.5}, "rl").target(key, len(rows))
+    kept, rejected = balance(rows, {key: target}, seed=1)
+    assert len(kept) == 4 and len(rejected) == 4 and {e.reason for e in rejected} == {OVER_TARGET}

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from model.engines.media import processor_media, template_messages
+from model.families import DEFAULT_FAMILY, ModelFamily
 
 #: Per-sample media fields of a Qwen2.5-VL batch, and the tensor dimension that concatenates them.
 MEDIA_FIELDS: tuple[str, ...] = (
@@ -96,13 +97,11 @@ def _segments(processor: Any, messages: list[dict[str, Any]]) -> list[tuple[str,
     return [p for p in pieces if p[0]]
 
 
-def _segment_inputs(processor: Any, text: str, owners: list[dict[str, Any]]) -> dict[str, Any]:
-    images, videos, metadata = processor_media(owners)
-    kwargs: dict[str, Any] = {}
-    if videos:
-        kwargs.update(videos=videos, video_metadata=metadata, do_sample_frames=False)
-    if images:
-        kwargs["images"] = images
+def _segment_inputs(
+    processor: Any, text: str, owners: list[dict[str, Any]], family: ModelFamily = DEFAULT_FAMILY
+) -> dict[str, Any]:
+    images, videos, metadata = processor_media(owners, family)
+    kwargs = family.processor_call_kwargs(images, videos, metadata)
     try:
         return processor(text=[text], return_tensors="pt", **kwargs)
     except Exception as exc:  # the processor's own message, with where it happened
@@ -110,21 +109,24 @@ def _segment_inputs(processor: Any, text: str, owners: list[dict[str, Any]]) -> 
         raise EncodingError(f"processor failed on {where}: {exc}") from exc
 
 
-def encode_conversation(processor: Any, messages: list[dict[str, Any]]) -> Encoded:
+def encode_conversation(
+    processor: Any, messages: list[dict[str, Any]], family: ModelFamily = DEFAULT_FAMILY
+) -> Encoded:
     """Ids, trainable mask and media tensors of a whole conversation (see the module docstring).
 
-    `messages` are `model.prompts` messages (content parts; media parts carry `Frames`). Raises `EncodingError`.
+    `messages` are `model.prompts` messages (content parts; media parts carry `Frames`). `family` is the model's
+    (`model.families`): its video metadata, processor keywords and media fields. Raises `EncodingError`.
     """
     ids: list[int] = []
     trainable: list[int] = []
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in MEDIA_FIELDS}
     num_images = num_videos = 0
     for text, train, owners in _segments(processor, messages):
-        out = _segment_inputs(processor, text, owners)
+        out = _segment_inputs(processor, text, owners, family)
         seg_ids = out["input_ids"][0].tolist()
         ids += seg_ids
         trainable += [int(train)] * len(seg_ids)
-        for name in MEDIA_FIELDS:
+        for name in family.media_fields:
             if name in out:
                 parts[name].append(torch.as_tensor(out[name]))
         if "image_grid_thw" in out:

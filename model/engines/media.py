@@ -17,6 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from model.families import DEFAULT_FAMILY, ModelFamily
+
 MEDIA_TYPES: tuple[str, ...] = ("image", "video")
 
 
@@ -78,24 +80,27 @@ def sample_fps(frames: FramesLike) -> float:
 
 
 def processor_media(
-    messages: list[dict[str, Any]],
-) -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, float]]]:
-    """(images, videos, video metadata) of the messages, in placeholder order, as a Qwen2.5-VL processor takes them.
+    messages: list[dict[str, Any]], family: ModelFamily = DEFAULT_FAMILY
+) -> tuple[list[np.ndarray], list[np.ndarray], list[dict[str, Any]]]:
+    """(images, videos, video metadata) of the messages, in placeholder order, as the family's processor takes them.
 
-    Videos go in as the sampled arrays with their sampling rate (`fps`) so that, with `do_sample_frames=False`,
-    the processor neither resamples them nor misplaces their temporal positions. Shared by the engines and the
-    trainers, so a prompt is turned into model inputs the same way when it is generated from and trained on.
+    Videos go in as the sampled arrays with the family's metadata (`ModelFamily.video_metadata`: the sampling rate
+    for Qwen2.5-VL's temporal positions, the frames' times for Qwen3-VL's time text) so that, with the family's
+    processor keywords (`do_sample_frames=False`, ...), the processor neither resamples them nor misplaces them in
+    time. Shared by the engines and the trainers, so a prompt is turned into model inputs the same way when it is
+    generated from and trained on.
     """
     images: list[np.ndarray] = []
     videos: list[np.ndarray] = []
-    metadata: list[dict[str, float]] = []
+    metadata: list[dict[str, Any]] = []
     for kind, frames in iter_media(messages):
         array = frame_array(frames)
         if kind == "image":
             images.append(array[0])
         else:
             videos.append(array)
-            metadata.append({"fps": sample_fps(frames), "total_num_frames": int(array.shape[0])})
+            sample_fps(frames)  # checked here, with the array, for every family
+            metadata.append(family.video_metadata(frames, int(array.shape[0])))
     return images, videos, metadata
 
 

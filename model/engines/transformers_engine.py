@@ -2,8 +2,9 @@
 
 Why it looks like this:
 - The prompt goes through the same processor and chat template the trainers use, and videos go in as the
-  sampled frame arrays with their metadata (`fps` = the sampling rate, `do_sample_frames=False`), so Qwen2.5-VL's
-  temporal positions (2 frames / fps per grid step) match what SFT and DGRPO see.
+  sampled frame arrays with their family's metadata and keywords (`model.families`: the sampling rate for
+  Qwen2.5-VL's temporal positions, 2 frames / fps per grid step; the frames' times for Qwen3-VL's time text;
+  never resampled or resized), so they match what SFT and DGRPO see.
 - `n` samples are `n` repeated rows of one left-padded batch; requests are grouped by their sampling settings
   (everything but `n`), since one `generate` call takes one set.
 - Stop strings use transformers' `stop_strings` criteria (the row stops as soon as the string is complete), and
@@ -40,6 +41,7 @@ from typing import Any
 
 from model.engine_api import Completion, GenerationRequest, SamplingSettings, cut_at_stop
 from model.engines.media import processor_media, template_messages
+from model.families import ModelFamily, family_for_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ class _Row:
     text: str
     images: list[Any]
     videos: list[Any]
-    video_metadata: list[dict[str, float]]
+    video_metadata: list[dict[str, Any]]
     seed: int | None = None
 
 
@@ -162,6 +164,8 @@ class TransformersEngine:
                 kwargs["attn_implementation"] = attn_implementation
             model = AutoModelForImageTextToText.from_pretrained(model_path_or_id, **kwargs)
         self.hf_model = model.to(self.device).eval()
+        #: The model's family (its config's model_type): how frames, time and the template reach it.
+        self.family: ModelFamily = family_for_checkpoint(self.hf_model.config)
         self._torch = torch
         self._lock = threading.Lock()
         eos = self.hf_model.generation_config.eos_token_id
@@ -251,22 +255,15 @@ class TransformersEngine:
         text = self.processor.apply_chat_template(
             template_messages(request.messages), add_generation_prompt=True, tokenize=False
         )
-        images, videos, metadata = processor_media(request.messages)
+        images, videos, metadata = processor_media(request.messages, self.family)
         return _Row(index=index, k=0, text=text, images=images, videos=videos, video_metadata=metadata)
 
     def _run_rows(self, rows: list[_Row], settings: SamplingSettings) -> list[Completion]:
         torch = self._torch
         images = [image for row in rows for image in row.images]
         videos = [video for row in rows for video in row.videos]
-        kwargs: dict[str, Any] = {}
-        if videos:
-            kwargs.update(
-                videos=videos,
-                video_metadata=[m for row in rows for m in row.video_metadata],
-                do_sample_frames=False,
-            )
-        if images:
-            kwargs["images"] = images
+        metadata = [m for row in rows for m in row.video_metadata]
+        kwargs = self.family.processor_call_kwargs(images, videos, metadata)
         # Left padding: batched decoder-only generation needs every prompt to end at the same column. Passed per
         # call, so a processor shared with a trainer keeps its own padding side.
         inputs = self.processor(

@@ -340,6 +340,9 @@ class SourceAdapter(ABC):
     description: ClassVar[str] = ""
     #: Longest question a sample may carry (`question_too_long` beyond); a subclass may set its own.
     max_question_chars: ClassVar[int] = MAX_QUESTION_CHARS
+    #: Whether a sample's own `meta["origin"]` (the native record it was first read from) is kept; else the origin is
+    #: where this adapter read it. Only adapters that read samples already made (`samples`) keep it.
+    keeps_origin: ClassVar[bool] = False
 
     def __init__(
         self, annotations: str | os.PathLike[str], *, split: str | None = None, video_ext: str = ".mp4"
@@ -352,6 +355,12 @@ class SourceAdapter(ABC):
         self.video_ext = video_ext
         self.counts: Counter[str] = Counter()
         self._warned: set[str] = set()
+
+    @classmethod
+    def row_sources(cls, annotations: StrPath, **options: Any) -> set[str]:
+        """The `source` names the samples of `annotations` carry: this adapter's name. An adapter that passes on
+        other sources' samples (`samples`) says which, so the build knows their video roots and mix cells."""
+        return {cls.name}
 
     @staticmethod
     def guess_split(path: StrPath) -> str:
@@ -396,18 +405,7 @@ class SourceAdapter(ABC):
         Question, options and answer are cleaned (`clean_text`) before the id is made; a question longer than
         `max_question_chars` is `question_too_long`, an option that cleaning leaves empty is `bad_value`.
         """
-        options = [clean_text(str(o)) for o in options]
-        question = clean_text(question).strip()
-        answer = clean_text(answer)
-        if len(question) > self.max_question_chars:
-            raise AdapterError(
-                "question_too_long",
-                f"question of {len(question):,} characters (at most {self.max_question_chars:,}): "
-                f"{printable(question, 80)!r}",
-            )
-        empty = [i for i, o in enumerate(options) if not o.strip()]
-        if empty:
-            raise AdapterError("bad_value", f"option {empty[0]} is empty once control characters are removed")
+        question, options, answer = self.clean_texts(question, options, answer)
         if windows is None:
             windows = [list(span)] if span is not None else []
         return Sample(
@@ -430,6 +428,23 @@ class SourceAdapter(ABC):
             meta=json.dumps(meta or {}, ensure_ascii=False, sort_keys=True),
         )
 
+    def clean_texts(self, question: str, options: Iterable[Any], answer: str) -> tuple[str, list[str], str]:
+        """Question, options and answer cleaned (`clean_text`), as every adapter's samples are; a question longer than
+        `max_question_chars` is `question_too_long`, an option that cleaning leaves empty is `bad_value`."""
+        options = [clean_text(str(o)) for o in options]
+        question = clean_text(question).strip()
+        answer = clean_text(answer)
+        if len(question) > self.max_question_chars:
+            raise AdapterError(
+                "question_too_long",
+                f"question of {len(question):,} characters (at most {self.max_question_chars:,}): "
+                f"{printable(question, 80)!r}",
+            )
+        empty = [i for i, o in enumerate(options) if not o.strip()]
+        if empty:
+            raise AdapterError("bad_value", f"option {empty[0]} is empty once control characters are removed")
+        return question, options, answer
+
     def read(self) -> Iterator[Sample | SampleError]:
         """Every sample and every rejected record of the source; never stops on a bad record."""
         for record in self.records():
@@ -451,8 +466,11 @@ class SourceAdapter(ABC):
                 if problems:
                     yield self._error(RawRecord(loc, raw=record.raw), AdapterError(problems[0], ", ".join(problems)))
                     continue
-                # Provenance for later stages' error records (not part of the id).
-                sample.meta = json.dumps({**sample.meta_dict, "origin": loc}, ensure_ascii=False, sort_keys=True)
+                # Provenance for later stages' error records (not part of the id); a sample read back from a samples
+                # file keeps the native record it came from (`keeps_origin`).
+                meta = sample.meta_dict
+                if not (self.keeps_origin and meta.get("origin")):
+                    sample.meta = json.dumps({**meta, "origin": loc}, ensure_ascii=False, sort_keys=True)
                 self.counts["samples"] += 1
                 yield sample
         if self.counts["records"] == 0:

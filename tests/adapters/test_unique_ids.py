@@ -28,6 +28,7 @@ SOURCE_FILES: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "nextqa": [("nextqa/val.csv", {"vid_map": False}), ("nextqa/test.csv", {"vid_map": False})],
     "qvhighlights": [(f"qvhighlights/highlight_{n}_release.jsonl", {}) for n in ("train", "val", "test")],
     "rextime": [("rextime/rextime_val.jsonl", {})],
+    "samples": [("own_samples/charades_sta_test.samples.jsonl", {})],
     "vidchapters": [("vidchapters/chapters_sml1k_train.record.json", {})],
     "video_r1": [("video-r1/Video-R1-COT-165k.card-example.json", {}), ("video-r1/Video-R1-Videos.json", {})],
 }

@@ -22,14 +22,27 @@ def _shard_bytes(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "rl").glob("*.parquet"))}
 
 
-@pytest.fixture(scope="module")
-def built(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    work = tmp_path_factory.mktemp("build_rl")
+#: The grader's model family: VITAL's Qwen2.5-VL, and Qwen3-VL (its frames, time text and template) on the tests
+#: that say what a build is (`default_family_only` keeps the resume and runner tests to the default family).
+FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def built(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict:
+    family = request.param
+    work = tmp_path_factory.mktemp(f"build_rl_{family}")
     manifest = json.loads((demo_corpus / "manifest.json").read_text())
-    config = demo_build_config(work, manifest, build_tiny_checkpoint(work / "tiny"), corpus=demo_corpus)
+    tiny = build_tiny_checkpoint(work / "tiny", family=family)
+    config = demo_build_config(work, manifest, tiny, corpus=demo_corpus)
     assert main(["build-rl", str(config), "--", "--runner=DirectRunner"]) == 0
     out = work / "build"
-    return {"config": config, "out": out, "manifest": manifest, "shards": _shard_bytes(out)}
+    return {"config": config, "out": out, "manifest": manifest, "shards": _shard_bytes(out), "family": family}
+
+
+def default_family_only(built: dict) -> None:
+    """Resume and runner behaviour does not depend on the model family: run those on the default one only."""
+    if built["family"] != FAMILIES[0]:
+        pytest.skip("family-independent; run on the default family")
 
 
 def test_accounting_chain_and_planted_faults(built):
@@ -69,6 +82,7 @@ def test_tool_entries_give_tool_rows_in_the_same_build(built):
 
 
 def test_a_sample_in_both_parts_is_graded_both_ways_under_separate_cache_keys(built, tmp_path):
+    default_family_only(built)
     """VidChapters listed with and without tools (as configs/paper_rl.yaml does): two rows per sample, no collision."""
     import yaml
 
@@ -117,6 +131,7 @@ def test_shards_and_card_load(built, tmp_path, monkeypatch):
 
 
 def test_rerun_reuses_model_work_and_writes_the_same_shards(built, monkeypatch):
+    default_family_only(built)
     import pipelines.model_stage
 
     cache = built["out"] / "cache"
@@ -140,6 +155,7 @@ def test_rerun_reuses_model_work_and_writes_the_same_shards(built, monkeypatch):
 
 
 def test_multi_processing_runner_gives_the_same_accounting(built, tmp_path):
+    default_family_only(built)
     """The whole build with 2 worker processes: whatever does not pickle fails here; the counts must match."""
     import yaml
 
