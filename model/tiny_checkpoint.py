@@ -373,8 +373,9 @@ def _install(tmp: Path, out: Path) -> None:
 def build_tiny_checkpoint(out: str | os.PathLike[str], *, seed: int = 0, family: str = "qwen2_5_vl") -> Path:
     """Write a tiny random Qwen2.5-VL checkpoint (model, tokenizer, processor, chat template) to ``out``.
 
-    ``family`` (a ``model_type``, ``model.families``): ``qwen2_5_vl`` (the default, described here) or ``qwen3_vl``
-    (``model.tiny_qwen3_vl``: the real Qwen3-VL classes, processor settings and template, same layout and rules).
+    ``family`` (a ``model_type``, ``model.families``): ``qwen2_5_vl`` (the default, described here), ``qwen3_vl``
+    (``model.tiny_qwen3_vl``: the real Qwen3-VL classes, processor settings and template, same layout and rules) or
+    ``qwen3_5`` (``model.tiny_qwen3_5``: the real Qwen3.5 classes, hybrid linear/full attention, its template).
 
     The directory loads offline with ``AutoModelForImageTextToText`` / ``Qwen2_5_VLForConditionalGeneration``,
     ``AutoTokenizer`` and ``AutoProcessor`` exactly like ``Qwen/Qwen2.5-VL-7B-Instruct``. ``out`` may be missing,
@@ -385,12 +386,14 @@ def build_tiny_checkpoint(out: str | os.PathLike[str], *, seed: int = 0, family:
     """
     out = Path(out).expanduser().resolve()
     if family != "qwen2_5_vl":
+        from model.tiny_qwen3_5 import build_tiny_qwen3_5
         from model.tiny_qwen3_vl import build_tiny_qwen3_vl
 
-        if family != "qwen3_vl":
-            raise ValueError(f"no tiny checkpoint for family {family!r}; available: qwen2_5_vl, qwen3_vl")
+        builders = {"qwen3_vl": build_tiny_qwen3_vl, "qwen3_5": build_tiny_qwen3_5}
+        if family not in builders:
+            raise ValueError(f"no tiny checkpoint for family {family!r}; available: qwen2_5_vl, {', '.join(builders)}")
         _prepare_destination(out)
-        return build_tiny_qwen3_vl(out, seed=seed)
+        return builders[family](out, seed=seed)
     _prepare_destination(out)
     spec = TINY_SPEC
     chat_template = load_chat_template()

@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="weight initialisation seed (default: 0)")
     p.add_argument(
         "--family",
-        choices=("qwen2_5_vl", "qwen3_vl"),
+        choices=("qwen2_5_vl", "qwen3_vl", "qwen3_5"),
         default="qwen2_5_vl",
         help="model family (config.json model_type) of the checkpoint (default: qwen2_5_vl, VITAL's)",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,23 @@ def demo_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo_corpus")
     build_demo_corpus(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`get(family)`: the tiny checkpoint of a model family (`model_type`), built on first use and then shared by
+    every test of the session (a build costs seconds; the tests parametrised over the family all read the same one).
+    Tests treat it as read-only."""
+    from model.tiny_checkpoint import build_tiny_checkpoint
+
+    built: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in built:
+            built[family] = build_tiny_checkpoint(tmp_path_factory.mktemp(f"tiny_{family}") / "tiny", family=family)
+        return built[family]
+
+    return get
 
 
 class S3Server:

@@ -248,3 +248,47 @@ def test_qwen3_vl_conversation_with_a_tool_clip_encodes_like_the_whole_and_runs(
             input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=types, **encoded.media
         ).logits
     assert logits.shape[:2] == ids.shape and torch.isfinite(logits).all()
+
+
+# --- Qwen3.5 ----------------------------------------------------------------------------------------------------
+
+
+def test_tiny_qwen3_5_checkpoint_is_the_real_classes_and_runs_a_video_prompt_on_cpu(
+    demo_corpus: Path, tiny_checkpoints
+) -> None:
+    """The tiny Qwen3.5 checkpoint loads as `Qwen3_5ForConditionalGeneration` with both kinds of layer (Gated DeltaNet
+    linear attention on transformers' PyTorch kernels, and full attention), takes a video prompt built through the
+    family (32-pixel frames, time text, no drawn stamp) in one forward pass, and generates."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    from model.engines.media import processor_media, template_messages
+    from model.families import QWEN3_5
+
+    tiny = tiny_checkpoints("qwen3_5")
+    assert family_for_checkpoint(tiny) is QWEN3_5 and QWEN3_5.tested_on_cpu
+    config = AutoConfig.from_pretrained(tiny)
+    assert config.architectures == ["Qwen3_5ForConditionalGeneration"]
+    assert set(config.text_config.layer_types) == {"linear_attention", "full_attention"}
+    processor = AutoProcessor.from_pretrained(tiny)
+    assert type(processor).__name__ == "Qwen3VLProcessor" and processor.chat_template == QWEN3_5.chat_template()
+    assert sum(p.stat().st_size for p in tiny.iterdir()) < 3_000_000
+
+    prompt = PromptConfig(family="qwen3_5", budget=FrameBudget(max_frames=4))
+    video = sample_frames_with(demo_corpus / "videos" / demo_media.CHARADES_B.file, budget=prompt.budget)
+    assert video.frames.shape[1] % 32 == 0 and video.frames.shape[2] % 32 == 0 and not prompt.budget.overlay
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": system_text(prompt, None)}]},
+        {"role": "user", "content": [{"type": "video", "video": video}, {"type": "text", "text": "What happens?"}]},
+    ]
+    text = processor.apply_chat_template(template_messages(messages), tokenize=False, add_generation_prompt=True)
+    images, videos, metadata = processor_media(messages, QWEN3_5)
+    inputs = processor(text=[text], return_tensors="pt", **QWEN3_5.processor_call_kwargs(images, videos, metadata))
+    assert set(QWEN3_5.media_fields) & set(inputs) == {"pixel_values_videos", "video_grid_thw"}
+    assert processor.tokenizer.decode(inputs["input_ids"][0]).count("seconds>") == len(video.times) // 2
+    model = AutoModelForImageTextToText.from_pretrained(tiny)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    assert logits.shape[:2] == inputs["input_ids"].shape and torch.isfinite(logits).all()
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 4

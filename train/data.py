@@ -4,6 +4,8 @@ Rows come from a built dataset folder or a Hub dataset id through `datasets.load
 make), and are turned back into the project's records (`CotRow`, `RlRow`) by `mtvr_data.parquet_io`, so a row
 means what it meant when it was built. Prompts come from the shared prompt builder and frame sampler
 (`model.prompts`); a CoT row's tool turns are re-rendered from their clip spans by the same sampler the tool uses.
+Both go through the policy's model family (`model.families`): its frame geometry, time channel and processor inputs,
+so a Qwen3-VL policy is trained on the frames and time text a Qwen3-VL engine would show it.
 
 Frames are decoded by `SftTransform` when a row is read, which happens in the DataLoader's worker processes
 (`dataloader_num_workers`), never in the training step; the collator only pads.
@@ -19,6 +21,7 @@ from typing import Any
 
 import torch
 
+from model.families import DEFAULT_FAMILY, ModelFamily, get_family
 from model.prompts import DEFAULT_PRESET, PromptConfig, build_messages, load_media, replay_conversation
 from model.rollout import MAX_CHARS_PER_TOKEN, PromptTooLong, default_prompt_limit, prompt_tokens, text_tokens
 from model.teacher import SFT_BUDGET  # 128 frames of the whole video (docs/papers.md), as the teacher sees
@@ -87,6 +90,7 @@ def sft_messages(
     max_prompt_tokens: int | None = None,
     tokenizer: Any | None = None,
     preset: str = DEFAULT_PRESET,
+    family: str | ModelFamily = DEFAULT_FAMILY,
 ) -> list[dict[str, Any]]:
     """The full SFT conversation of a CoT row: the shared prompt, then its recorded turns with clips re-rendered.
 
@@ -97,9 +101,13 @@ def sft_messages(
     The prompt (system and user turns, frames included) is measured with `tokenizer` (else estimated) against
     `max_prompt_tokens` (None: `default_prompt_limit` of `budget`); a longer one raises `PromptTooLong`
     (`prompt_too_long`), and a question far past the limit does so before its media is read.
+
+    `family` is the policy's (`model.families`): `budget` (in Qwen2.5-VL pixels) and the clips' budget are converted
+    to its geometry by `PromptConfig`, and Qwen3-VL's frames carry no drawn stamp.
     """
     sample = row.sample
-    prompt = PromptConfig(tools=row.tools, budget=budget, preset=preset)  # the train config's `prompt:`
+    family_name = get_family(family).name
+    prompt = PromptConfig(tools=row.tools, budget=budget, preset=preset, family=family_name)  # the config's `prompt:`
     limit = max_prompt_tokens if max_prompt_tokens is not None else default_prompt_limit(budget)
     words = "\n".join([sample.question, *sample.options])
     if len(words) > MAX_CHARS_PER_TOKEN * limit:
@@ -110,7 +118,7 @@ def sft_messages(
         tokens = prompt_tokens(messages, tokenizer, limit=limit)
         if tokens > limit:
             raise PromptTooLong(tokens, limit)
-        return messages + replay_conversation(sample, path, row.messages)
+        return messages + replay_conversation(sample, path, row.messages, clip_budget=prompt.clip_budget)
 
 
 class SftTransform:
@@ -121,7 +129,8 @@ class SftTransform:
     so a failure here is a broken installation or video root, which must stop the run, not thin the data. So does,
     with the row id and the reason, a row whose media path leads outside `video_root` (`path_outside_root`) or
     whose prompt is longer than `max_prompt_tokens` (`prompt_too_long`; None: the frame budget's default, 3072 at
-    64 frames and 5120 at SFT's 128), counted in `refused` and logged first.
+    64 frames and 5120 at SFT's 128), counted in `refused` and logged first. `family` is the policy's
+    (`model.families`; `train.modeling.policy_family`): the prompt's frames and the processor inputs are its.
     """
 
     def __init__(
@@ -133,8 +142,10 @@ class SftTransform:
         max_length: int | None = None,
         max_prompt_tokens: int | None = None,
         preset: str = DEFAULT_PRESET,
+        family: str | ModelFamily = DEFAULT_FAMILY,
     ) -> None:
         self.processor = processor
+        self.family = get_family(family)
         self.video_root = video_root
         self.budget = budget
         self.max_length = max_length
@@ -156,13 +167,14 @@ class SftTransform:
                     max_prompt_tokens=self.max_prompt_tokens,
                     tokenizer=tokenizer,
                     preset=self.preset,
+                    family=self.family,
                 )
             except (PromptTooLong, MediaPathError) as exc:
                 self.refused[exc.reason] += 1
                 log.error("SFT row %s refused: %s", row.sample.id, exc)
                 raise EncodingError(f"row {row.sample.id}: {exc}") from exc
             try:
-                encoded = encode_conversation(self.processor, messages)
+                encoded = encode_conversation(self.processor, messages, self.family)
             except EncodingError as exc:
                 raise EncodingError(f"row {row.sample.id}: {exc}") from exc
             features.append(sft_features(encoded, self.processor, self.max_length))

@@ -35,8 +35,8 @@ from train.advantages import AdvantageRule, apply_rule, make_rule, zero_variance
 from train.augment import AugmentReport, DifficultyAugmenter
 from train.config import TrainConfig
 from train.data import load_rows, select_rows
-from train.encoding import concat_media, mm_token_type_ids
-from train.modeling import freeze_vision, load_model, load_processor, world_size
+from train.encoding import check_template, concat_media, mm_token_type_ids
+from train.modeling import freeze_vision, load_model, load_processor, policy_family, world_size
 from train.reg_grpo import GROUP_KEY, RegGrpoSettings, check_reg_grpo_args, regrpo_loss_for_trainer, split_by_group
 from train.rollouts import PolicyRollouts, RolloutBatch, scorable_only
 from train.runs import cpu_safe, train_and_save
@@ -322,6 +322,7 @@ def build_dgrpo_trainer(
     from trl import GRPOConfig
 
     processor = processor if processor is not None else load_processor(config.model)
+    check_template(processor)
     model = model if model is not None else load_model(config.model, attn_implementation=config.attn_implementation)
     if config.freeze_vision:
         freeze_vision(model)
@@ -353,6 +354,7 @@ def build_dgrpo_trainer(
         max_total_tokens=roll.max_total_tokens,
         tool_timeout_s=roll.tool_timeout_s,
         preset=config.prompt,
+        family=policy_family(model),
     )
     trainer_class = make_dgrpo_trainer_class()
     dataset = train_dataset if train_dataset is not None else rl_dataset(config)

@@ -23,16 +23,11 @@ from typing import Any
 import torch
 
 from model.engines.media import processor_media, template_messages
-from model.families import DEFAULT_FAMILY, ModelFamily
+from model.families import DEFAULT_FAMILY, FAMILIES, ModelFamily
 
-#: Per-sample media fields of a Qwen2.5-VL batch, and the tensor dimension that concatenates them.
-MEDIA_FIELDS: tuple[str, ...] = (
-    "pixel_values",
-    "image_grid_thw",
-    "pixel_values_videos",
-    "video_grid_thw",
-    "second_per_grid_ts",
-)
+#: Per-sample media fields of every family (`ModelFamily.media_fields`: Qwen2.5-VL's, which add `second_per_grid_ts`
+#: to Qwen3-VL's), all concatenated along dimension 0. A batch holds those its family's processor gave.
+MEDIA_FIELDS: tuple[str, ...] = tuple(dict.fromkeys(name for f in FAMILIES.values() for name in f.media_fields))
 
 #: `mm_token_type_ids` values (the processor's): text 0, image placeholder 1, video placeholder 2.
 IMAGE_TYPE, VIDEO_TYPE = 1, 2
@@ -61,11 +56,32 @@ class Encoded:
 
 
 def _render(processor: Any, messages: list[dict[str, Any]], *, generation_prompt: bool = False) -> str:
+    from jinja2 import TemplateError
+
     if not messages:
         return ""
-    return processor.apply_chat_template(
-        template_messages(messages), tokenize=False, add_generation_prompt=generation_prompt
-    )
+    try:
+        return processor.apply_chat_template(
+            template_messages(messages), tokenize=False, add_generation_prompt=generation_prompt
+        )
+    except TemplateError as exc:  # the template's own refusal (Qwen3.5's of a prefix without a user turn)
+        raise EncodingError(f"the chat template cannot render the first {len(messages)} message(s): {exc}") from exc
+
+
+#: A text-only conversation every chat template the trainers can use must cut into turns (`check_template`).
+_PROBE: tuple[dict[str, Any], ...] = (
+    {"role": "system", "content": [{"type": "text", "text": "S"}]},
+    {"role": "user", "content": [{"type": "text", "text": "Q"}]},
+    {"role": "assistant", "content": [{"type": "text", "text": "<think>T</think><answer>A</answer>"}]},
+)
+
+
+def check_template(processor: Any) -> None:
+    """Refuse, before any training, a chat template this encoding cannot cut into turns: one that does not render
+    a conversation prefix by prefix, or whose assistant header is not a prefix of the assistant turn (Qwen3.5's
+    does neither: docs/model.md). Without this, SFT would stop at its first row and DGRPO would mark every rollout
+    failed and train on nothing. Raises `EncodingError`."""
+    _segments(processor, [dict(m) for m in _PROBE])
 
 
 def _segments(processor: Any, messages: list[dict[str, Any]]) -> list[tuple[str, bool, list[dict[str, Any]]]]:

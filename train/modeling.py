@@ -1,13 +1,20 @@
-"""Loading the policy and its processor, and freezing the vision tower (VITAL trains the language model only)."""
+"""Loading the policy and its processor, its model family, and freezing the vision tower (VITAL trains the language
+model only).
+
+The family (`model.families`) is read from the loaded model's config (`model_type`), never from its name: the
+trainers build prompts, frames and processor inputs through it exactly as the engines that generate with the same
+checkpoint do (Qwen3-VL's frame geometry and time text, Qwen2.5-VL's drawn stamps)."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from model.families import ModelFamily, family_for_checkpoint
+
 log = logging.getLogger(__name__)
 
-#: Parameter-name markers of the vision tower (Qwen2.5-VL: `model.visual.*`), merger included.
+#: Parameter-name markers of the vision tower (Qwen2.5-VL, Qwen3-VL and Qwen3.5: `model.visual.*`), merger included.
 VISION_MARKERS: tuple[str, ...] = ("visual.",)
 
 
@@ -18,7 +25,9 @@ def load_processor(model_id: str) -> Any:
 
 
 def load_model(model_id: str, *, dtype: Any = None, attn_implementation: str | None = "sdpa") -> Any:
-    """`AutoModelForImageTextToText` from a Hub id or folder, in float32 by default.
+    """`AutoModelForImageTextToText` from a Hub id or folder, in float32 by default. The Auto class picks the
+    family's model class from the config (`Qwen3VLForConditionalGeneration` for `qwen3_vl`, ...); a model of no
+    known family is refused here (`policy_family`), before any data is prepared for it.
 
     float32 master weights are what mixed precision needs: the trainer's `bf16` runs the forward in bf16 under
     autocast while the optimizer updates fp32 weights. Loading in bf16 would round most updates at VITAL's
@@ -32,7 +41,14 @@ def load_model(model_id: str, *, dtype: Any = None, attn_implementation: str | N
     kwargs: dict[str, Any] = {"dtype": dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    return AutoModelForImageTextToText.from_pretrained(model_id, **kwargs)
+    model = AutoModelForImageTextToText.from_pretrained(model_id, **kwargs)
+    policy_family(model)
+    return model
+
+
+def policy_family(model: Any) -> ModelFamily:
+    """The family of a loaded policy (or its config), from its `model_type`; ValueError for an unknown one."""
+    return family_for_checkpoint(model)
 
 
 def freeze_vision(model: Any) -> int:

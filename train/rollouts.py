@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from model.engine_api import Engine, SamplingSettings
+from model.families import DEFAULT_FAMILY, ModelFamily, get_family
 from model.prompts import DEFAULT_PRESET, PromptConfig, build_messages, load_media, replay_conversation
 from model.rollout import RolloutConfig, RolloutRunner
 from model.trajectory import MODEL_OUTCOMES, PROMPT_TOO_LONG, TOKEN_BUDGET, Trajectory, to_messages
@@ -106,6 +107,9 @@ class PolicyRollouts:
     at 64 frames; counted with the processor's tokenizer) is refused by the loop before the engine sees it: its
     trajectory ends `prompt_too_long`, it is a placeholder row that is never trained on, and it is logged and
     counted in `refused` (by reason).
+
+    `family` is the policy's (`model.families`; `train.modeling.policy_family`): the rollout's prompts and clips are
+    sampled in its geometry and the re-encoding uses its processor inputs, so the log-probs are of what it saw.
     """
 
     def __init__(
@@ -122,8 +126,10 @@ class PolicyRollouts:
         cache: FrameCache | None = None,
         max_prompt_tokens: int | None = None,
         preset: str = DEFAULT_PRESET,
+        family: str | ModelFamily = DEFAULT_FAMILY,
     ) -> None:
         self.processor = processor
+        self.family = get_family(family)
         self.refused: Counter[str] = Counter()
         self.video_root = video_root
         self.budget = budget
@@ -135,7 +141,8 @@ class PolicyRollouts:
             sampling=sampling,
             max_total_tokens=max_total_tokens,
             tool_timeout_s=tool_timeout_s,
-            prompt=PromptConfig(tools=False, budget=budget, preset=preset),  # the train config's `prompt:`
+            # the train config's `prompt:`, in the policy's family's frames
+            prompt=PromptConfig(tools=False, budget=budget, preset=preset, family=self.family.name),
             max_engine_calls=max_engine_calls,
             max_prompt_tokens=max_prompt_tokens,
         )
@@ -247,7 +254,7 @@ class PolicyRollouts:
             messages += replay_conversation(
                 sample, path, to_messages(trajectory), self.cache, clip_budget=prompt.clip_budget
             )
-        return encode_conversation(self.processor, messages)
+        return encode_conversation(self.processor, messages, self.family)
 
     def _append_failed(self, batch: RolloutBatch, sample: Sample, trajectory: Trajectory) -> None:
         """A placeholder row for a failed rollout: text-only prompt, one masked token, never trained on."""

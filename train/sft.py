@@ -5,7 +5,8 @@ the rows become conversations through the shared prompt builder and frame sample
 from their clip spans, and the labels keep assistant tokens only (`train.encoding`). TRL's own dataset
 preparation is skipped (`skip_prepare_dataset`): it would apply the chat template without our media and without
 masking the tool turns' vision tokens, and its assistant-only mask needs `{% generation %}` markers the
-Qwen2.5-VL template does not have.
+Qwen2.5-VL template does not have. Prompts, frames and processor inputs are the policy's model family's
+(`train.modeling.policy_family`, from its config), as the engines build them for the same checkpoint.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from train.config import TrainConfig
 from train.data import SftCollator, load_rows, select_rows, sft_dataset
-from train.modeling import accumulation_steps, freeze_vision, load_model, load_processor, world_size
+from train.encoding import check_template
+from train.modeling import accumulation_steps, freeze_vision, load_model, load_processor, policy_family, world_size
 from train.runs import DONE_FILE, cpu_safe, train_and_save
 
 __all__ = ["DONE_FILE", "build_sft_trainer", "resolved_args", "run_sft"]
@@ -38,6 +40,7 @@ def build_sft_trainer(config: TrainConfig, *, model: Any = None, processor: Any 
     from trl import SFTConfig, SFTTrainer
 
     processor = processor if processor is not None else load_processor(config.model)
+    check_template(processor)
     model = model if model is not None else load_model(config.model, attn_implementation=config.attn_implementation)
     if config.freeze_vision:
         freeze_vision(model)
@@ -45,6 +48,7 @@ def build_sft_trainer(config: TrainConfig, *, model: Any = None, processor: Any 
         rows = select_rows(load_rows(config.data, "cot", config.split), tools=config.tools, sources=config.sources)
     if len(rows) == 0:
         raise ValueError(f"no CoT rows in {config.data} with tools={config.tools} sources={config.sources or 'all'}")
+    family = policy_family(model)
     dataset = sft_dataset(
         rows,
         processor,
@@ -52,6 +56,7 @@ def build_sft_trainer(config: TrainConfig, *, model: Any = None, processor: Any 
         budget=config.frame_budget(),
         max_length=config.max_length,
         preset=config.prompt,
+        family=family,
     )
     args = resolved_args(config)
     args.update(
@@ -61,8 +66,9 @@ def build_sft_trainer(config: TrainConfig, *, model: Any = None, processor: Any 
     )
     sft_args = SFTConfig(**args)
     log.info(
-        "SFT: %d rows, lr %g, per-device batch %d x accumulation %d x %d processes",
+        "SFT: %d rows, family %s, lr %g, per-device batch %d x accumulation %d x %d processes",
         len(rows),
+        family.name,
         sft_args.learning_rate,
         sft_args.per_device_train_batch_size,
         sft_args.gradient_accumulation_steps,

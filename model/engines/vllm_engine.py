@@ -6,24 +6,29 @@ rollout loop by itself (continuous batching, prefix caching across the turns of 
 in the engine does not take the Beam worker down with it. This follows Beam's `vllm_inference.py` (a server per
 worker, found by `python -m vllm.entrypoints.openai.api_server`, health-polled before use).
 
-The launch flags are derived from the frame budget, not typed by hand:
+The launch flags are derived from the frame budget and the model family, not typed by hand (the multimodal ones are
+the family's, `ModelFamily.vllm_serve_args`; the family is read from the checkpoint's config.json, a local folder or
+the Hugging Face cache, `model.families.family_for_model`):
 - `--limit-mm-per-prompt '{"video": 1 + max_tool_turns, "image": images_per_prompt}'`: the question's video plus
   one clip per tool turn;
 - `--media-io-kwargs '{"video": {"num_frames": N}}'`: vLLM keeps only the first `num_frames` of a
   `data:video/jpeg` frame list (default 32), so N is the larger of the video and clip frame budgets;
+- Qwen3-VL and Qwen3.5 only: `--mm-processor-kwargs '{"do_sample_frames": false, "do_resize": false}'`, so vLLM's
+  HF video processor neither resamples the frames sent nor fits the clip into one pixel budget;
 - `--generation-config vllm`: vLLM's default ("auto") would take the checkpoint's generation_config.json as
   default sampling params (Qwen2.5-VL ships top_k=1, i.e. greedy), which would make the K rollouts identical;
 - `--enable-prefix-caching`: tool turns resend the whole conversation.
 
 vllm is imported nowhere here: it is found on PATH (or as an importable package) only when a server starts, so
-this module loads and its command line is tested on machines without vLLM.
+this module loads and its command line is tested on machines without vLLM. The flags are coded against vLLM's
+documented CLI (`vllm serve --help`, its engine arguments); vLLM itself cannot run on the CPU machines the tests run
+on, so a real launch is tested only where vLLM and a GPU exist.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import logging
 import os
 import shutil
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from model.engines.openai_engine import OpenAIEngine
+from model.families import ModelFamily, family_for_model
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +108,13 @@ class VLLMSettings:
         """The model name requests must use."""
         return self.served_model_name or self.model
 
+    def family(self) -> ModelFamily:
+        """The model's family, from its config.json (a local checkpoint, or a Hub id's config in the Hugging Face
+        cache; the default family with a warning otherwise): the same family `EngineConfig.family` gives the prompt
+        builder, so the server is launched for the frames the prompts carry. A method, not a field: it is read from
+        the checkpoint, never set in a config."""
+        return family_for_model(self.model, self.revision)
+
 
 def find_vllm(
     which: Callable[[str], str | None] = shutil.which,
@@ -119,10 +132,18 @@ def find_vllm(
     )
 
 
-def vllm_command(settings: VLLMSettings, port: int, launcher: list[str]) -> list[str]:
-    """The exact argv of the server. `vllm serve` takes the model as a positional; the module form as --model."""
+def vllm_command(
+    settings: VLLMSettings, port: int, launcher: list[str], family: ModelFamily | None = None
+) -> list[str]:
+    """The exact argv of the server. `vllm serve` takes the model as a positional; the module form as --model.
+    The multimodal flags are `family`'s (None: `settings.family()`, from the checkpoint's config.json)."""
     head = [*launcher, settings.model] if launcher[-1] == "serve" else [*launcher, "--model", settings.model]
-    limits = {"video": settings.videos_per_prompt, "image": settings.images_per_prompt}
+    family = family if family is not None else settings.family()
+    multimodal = family.vllm_serve_args(
+        frames_per_video=settings.num_frames,
+        videos=settings.videos_per_prompt,
+        images=settings.images_per_prompt,
+    )
     command = [
         *head,
         "--host",
@@ -132,10 +153,7 @@ def vllm_command(settings: VLLMSettings, port: int, launcher: list[str]) -> list
         "--served-model-name",
         settings.name,
         "--enable-prefix-caching",
-        "--limit-mm-per-prompt",
-        json.dumps(limits),
-        "--media-io-kwargs",
-        json.dumps({"video": {"num_frames": settings.num_frames}}),
+        *multimodal,
         "--max-model-len",
         str(settings.max_model_len),
         "--generation-config",

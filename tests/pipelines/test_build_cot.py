@@ -15,7 +15,6 @@ from model.engines.oracle_engine import OracleEngine, oracle_text
 from model.prompts import PromptConfig, user_text
 from model.rollout import RolloutConfig, RolloutRunner
 from model.teacher import HINT_HEAD, TeacherConfig, hint_for, noisy_interval, teacher_rollouts, verify
-from model.tiny_checkpoint import build_tiny_checkpoint
 from mtvr_data.frames import FrameBudget
 from mtvr_data.parquet_io import read_parquet
 from mtvr_data.parsing import check_format, parse_blocks, parse_tool_call
@@ -39,11 +38,20 @@ def _rows(out: Path) -> list[CotRow]:
     return [r for p in sorted((out / "cot").glob("*.parquet")) for r in read_parquet(p, "cot")]  # type: ignore[misc]
 
 
-@pytest.fixture(scope="module")
-def built(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    work = tmp_path_factory.mktemp("build_cot")
+#: The grader's model family (as in test_build_rl.py): VITAL's Qwen2.5-VL for every test, and Qwen3-VL for the one
+#: end-to-end test of what a teacher build writes (`default_family_only` keeps the others to the default family, to
+#: keep the suite's time down).
+FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def built(
+    demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, tiny_checkpoints
+) -> dict:
+    family = request.param
+    work = tmp_path_factory.mktemp(f"build_cot_{family}")
     manifest = json.loads((demo_corpus / "manifest.json").read_text())
-    tiny = build_tiny_checkpoint(work / "tiny")
+    tiny = tiny_checkpoints(family)
     rl_config = demo_build_config(work, manifest, tiny, corpus=demo_corpus)
     cot_config = demo_build_config(work, manifest, tiny, corpus=demo_corpus, kind="cot")
     out = work / "build"
@@ -59,10 +67,18 @@ def built(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
         "rl_rejected": rl_rejected,
         "rl_shards": _shard_bytes(out, "rl"),
         "shards": _shard_bytes(out, "cot"),
+        "family": family,
     }
 
 
+def default_family_only(built: dict) -> None:
+    """Tests other than the one end-to-end test of the rows run on the default family only (suite time)."""
+    if built["family"] != FAMILIES[0]:
+        pytest.skip("run on the default family only")
+
+
 def test_accounting_chain_sums_and_builds_keep_their_own_records(built):
+    default_family_only(built)
     out = built["out"]
     table = read_cot_accounting(out)
     check_accounting(table, chain=CHAIN)
@@ -93,7 +109,7 @@ def test_rows_are_verified_chains_and_load(built, tmp_path, monkeypatch):
     from datasets import load_dataset
 
     out = built["out"]
-    loaded = load_dataset(str(out), "cot")
+    loaded = load_dataset(str(out), "cot", cache_dir=str(tmp_path / "cache"))  # not an earlier family's build
     rows = _rows(out)
     kept = {s["stage"]: s for s in read_cot_accounting(out)["stages"]}["balance"]["kept"]
     assert sum(len(split) for split in loaded.values()) == len(rows) == kept
@@ -116,6 +132,7 @@ def test_rows_are_verified_chains_and_load(built, tmp_path, monkeypatch):
 
 
 def test_card_lists_both_configs(built):
+    default_family_only(built)
     from huggingface_hub import DatasetCard
 
     card = DatasetCard.load(built["out"] / "README.md")
@@ -130,6 +147,7 @@ def test_card_lists_both_configs(built):
 
 
 def test_rerun_makes_no_teacher_calls_and_writes_the_same_shards(built, monkeypatch):
+    default_family_only(built)
     import pipelines.model_stage
 
     cache = built["out"] / "cache" / "teach"
@@ -182,6 +200,7 @@ def _prompt(sample: Sample, tools: bool, hint: str | None) -> list[dict]:
 
 
 def test_oracle_answers_every_format_from_the_hint(built):
+    default_family_only(built)
     config = TeacherConfig()
     for sample in _samples(built):
         text = oracle_text(_prompt(sample, False, hint_for(sample, False, config)), tools_offered=False)
@@ -208,6 +227,7 @@ def test_oracle_answers_every_format_from_the_hint(built):
 
 def test_oracle_without_the_hint_fails_verification(built):
     """Through the real rollout loop: with the hint every chain verifies, without it none does."""
+    default_family_only(built)
     samples = _samples(built)
     small = RolloutConfig(prompt=PromptConfig(budget=FrameBudget(max_frames=8)))  # a fast test: few frames
     config = TeacherConfig(rollout=small)
@@ -237,6 +257,7 @@ def test_oracle_engine_protocol():
 
 def test_build_rl_after_build_cot_keeps_the_cot_facts(built):
     """The other order: build-rl rerun into the folder build-cot wrote last (its grading all cached)."""
+    default_family_only(built)
     from huggingface_hub import DatasetCard
 
     out = built["out"]
@@ -254,6 +275,7 @@ def test_build_rl_after_build_cot_keeps_the_cot_facts(built):
 
 
 def test_build_cot_refuses_one_file_in_both_tool_parts(built):
+    default_family_only(built)
     import yaml
 
     from model.config_error import ConfigError

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from model.tiny_checkpoint import build_tiny_checkpoint
 from mtvr_data.parquet_io import read_parquet
 from pipelines.accounting import check_accounting, read_accounting
 from pipelines.build_rl import CHAIN
@@ -22,17 +21,20 @@ def _shard_bytes(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "rl").glob("*.parquet"))}
 
 
-#: The grader's model family: VITAL's Qwen2.5-VL, and Qwen3-VL (its frames, time text and template) on the tests
-#: that say what a build is (`default_family_only` keeps the resume and runner tests to the default family).
-FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
+#: The grader's model family: VITAL's Qwen2.5-VL, Qwen3-VL (its frames, time text and template) and Qwen3.5 (Qwen3-VL's
+#: frames and time text, its own template, hybrid linear/full attention) on the tests that say what a build is
+#: (`default_family_only` keeps the resume and runner tests to the default family).
+FAMILIES = ["qwen2_5_vl", "qwen3_vl", "qwen3_5"]
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
-def built(demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> dict:
+def built(
+    demo_corpus: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, tiny_checkpoints
+) -> dict:
     family = request.param
     work = tmp_path_factory.mktemp(f"build_rl_{family}")
     manifest = json.loads((demo_corpus / "manifest.json").read_text())
-    tiny = build_tiny_checkpoint(work / "tiny", family=family)
+    tiny = tiny_checkpoints(family)
     config = demo_build_config(work, manifest, tiny, corpus=demo_corpus)
     assert main(["build-rl", str(config), "--", "--runner=DirectRunner"]) == 0
     out = work / "build"
@@ -113,7 +115,9 @@ def test_shards_and_card_load(built, tmp_path, monkeypatch):
     from datasets import load_dataset
     from huggingface_hub import DatasetCard
 
-    ds = load_dataset(str(built["out"]), "rl", split="train")
+    # cache_dir: the variable above is read when `datasets` is first imported; builds of the other families in this
+    # session write shards of the same names, which must not be served from an earlier test's cache
+    ds = load_dataset(str(built["out"]), "rl", split="train", cache_dir=str(tmp_path / "cache"))
     stages = {s["stage"]: s for s in read_accounting(built["out"])["stages"]}
     n_val = sum(1 for _ in (built["out"] / "rl").glob("validation-*.parquet"))
     assert len(ds) <= stages["balance"]["kept"] and (len(ds) == stages["balance"]["kept"] or n_val)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -288,14 +289,18 @@ def test_a_bad_eval_config_is_one_error_line_on_the_command_line(
     assert line.startswith(f"mtvr: error: {path}: tools: ")
 
 
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
 def test_tiny_checkpoint_through_the_transformers_engine_and_the_cli(
-    demo_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    demo_corpus: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tiny_checkpoints: Callable[[str], Path],
+    family: str,
 ) -> None:
-    """The real path: `mtvr eval CONFIG` with a random tiny Qwen2.5-VL on CPU (its answers are noise)."""
-    from model.tiny_checkpoint import build_tiny_checkpoint
+    """The real path: `mtvr eval CONFIG` with a random tiny Qwen2.5-VL, and Qwen3-VL, on CPU (answers are noise)."""
     from pipelines.cli import main
 
-    ckpt = build_tiny_checkpoint(tmp_path / "tiny")
+    ckpt = tiny_checkpoints(family)
     config = {
         "out": str(tmp_path / "eval"),
         "benchmarks": [
@@ -319,7 +324,9 @@ def test_tiny_checkpoint_through_the_transformers_engine_and_the_cli(
     table = json.loads((tmp_path / "eval" / "table.json").read_text())
     settings = table["benchmarks"][0]["settings"]
     # the model is named portably: the checkpoint's content hash, not its path
-    identity = EngineConfig(kind="transformers", settings={"model": str(ckpt), "device": "cpu"}).identity
+    engine = EngineConfig(kind="transformers", settings={"model": str(ckpt), "device": "cpu"})
+    assert engine.family.name == family  # the prompts' frames and time channel are the checkpoint's family's
+    identity = engine.identity
     assert identity.startswith("sha256:") and str(ckpt) not in identity
     assert table["run"]["engine"] == "transformers" and table["run"]["model"] == identity
     assert table["run"]["max_frames"] == 4 and table["run"]["max_new_tokens"] == 8

@@ -39,6 +39,16 @@ def demo_paths(demo_dir: Path) -> dict[str, str]:
     }
 
 
+#: The policy families the trainer tests that say "the trainers go through the family" run on: VITAL's Qwen2.5-VL (the
+#: demo's own checkpoint) and Qwen3-VL (the session's tiny one, `tiny_checkpoints`), on the same demo build.
+TRAIN_FAMILIES = ["qwen2_5_vl", "qwen3_vl"]
+
+
+def policy_model(demo_dir: Path, tiny_checkpoints, family: str) -> str:
+    """The `model:` of a training run of `family` on the demo build: the demo's checkpoint for the default family."""
+    return str(demo_dir / "tiny") if family == TRAIN_FAMILIES[0] else str(tiny_checkpoints(family))
+
+
 #: Small DGRPO runs for the tests: 1 step, 4 rows of G = 2 per batch, short turns, few frames, no saving.
 DGRPO_TEST_ARGS = {
     "max_steps": 1,

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.families import get_family
 from mtvr_data.rewards import dgrpo_weight
-from tests.train.conftest import dgrpo_config
+from tests.train.conftest import TRAIN_FAMILIES, dgrpo_config, policy_model
 from train.advantages import DgrpoRule, GrpoRule, apply_rule
 from train.dgrpo import build_dgrpo_trainer, rl_dataset
 from train.rollouts import PolicyRollouts
@@ -124,14 +125,19 @@ def test_w1_loss_equals_trl_plain_grpo_and_dgrpo_scales_it(demo_dir, tmp_path, r
         assert adv_ours[2:].abs().sum() > 0
 
 
-def test_policy_rollouts_give_video_logps_equal_to_a_plain_forward(demo_dir, tmp_path, scripted_policy):
-    config = _config(demo_dir, tmp_path / "logps")
+@pytest.mark.parametrize("family", TRAIN_FAMILIES)
+def test_policy_rollouts_give_video_logps_equal_to_a_plain_forward(
+    demo_dir, tmp_path, scripted_policy, tiny_checkpoints, family
+):
+    config = _config(demo_dir, tmp_path / "logps", model=policy_model(demo_dir, tiny_checkpoints, family))
     trainer = build_dgrpo_trainer(config)
+    assert trainer.rollouts.family == get_family(family)
     rows = [dict(trainer.train_dataset[i]) for i in range(len(trainer.train_dataset))]
     tool_row = {**next(r for r in rows if r["modality"] == "video"), "tools": True}
     batch = trainer.rollouts([tool_row, tool_row], scripted_policy)
     assert all(t.num_successful_tool_calls == 1 for t in batch.trajectories)
     assert all(m["video_grid_thw"].shape[0] == 2 for m in batch.media)  # the video and the clip
+    assert all(set(m) <= set(get_family(family).media_fields) for m in batch.media)
     # The tool turn (its clip tokens) is masked in the completion; the policy's own tokens are not.
     video_pad = trainer.processing_class.tokenizer.convert_tokens_to_ids("<|video_pad|>")
     for ids, mask in zip(batch.completion_ids, batch.tool_mask, strict=True):
@@ -180,8 +186,9 @@ def test_a_failed_rollout_is_unscorable_and_gets_no_advantage(demo_dir, tmp_path
     assert math.isfinite(loss.item())
 
 
-def test_one_dgrpo_step_with_the_tool_from_demo_shards(demo_dir, tmp_path, scripted_policy):
-    config = _config(demo_dir, tmp_path / "step")
+@pytest.mark.parametrize("family", TRAIN_FAMILIES)
+def test_one_dgrpo_step_with_the_tool_from_demo_shards(demo_dir, tmp_path, scripted_policy, tiny_checkpoints, family):
+    config = _config(demo_dir, tmp_path / "step", model=policy_model(demo_dir, tiny_checkpoints, family))
     # Every video row as a tool row (the row's `tools` column decides whether its rollouts get the tool).
     rows = rl_dataset(config).filter(lambda r: r["modality"] == "video").map(lambda r: {"tools": True})
     trainer = build_dgrpo_trainer(config, train_dataset=rows)

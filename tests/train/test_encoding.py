@@ -10,7 +10,7 @@ import pytest
 from model.engines.media import frame_array, iter_media, sample_fps, template_messages
 from mtvr_data.frames import Frames
 from train.data import cot_record, load_rows, sft_features, sft_messages
-from train.encoding import EncodingError, encode_conversation, mm_token_type_ids
+from train.encoding import EncodingError, check_template, encode_conversation, mm_token_type_ids
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,14 @@ def test_sft_rows_with_a_corrupt_or_missing_video_stop_with_the_reason(processor
     transform = SftTransform(processor, video_root=demo_dir / "corpus" / "videos")
     with pytest.raises(FrameError, match="video_truncated|video_unreadable|video_missing"):
         transform(batch)
+
+
+def test_a_chat_template_that_cannot_be_cut_into_turns_is_refused_before_training(processor, tiny_checkpoints):
+    """Qwen3.5's template refuses a prefix without a user turn (docs/model.md): the trainers stop before loading
+    data, with the template's own reason; the templates the trainers do take pass."""
+    from transformers import AutoProcessor
+
+    check_template(processor)
+    check_template(AutoProcessor.from_pretrained(tiny_checkpoints("qwen3_vl")))
+    with pytest.raises(EncodingError, match="No user query found in messages"):
+        check_template(AutoProcessor.from_pretrained(tiny_checkpoints("qwen3_5")))

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.train.conftest import demo_paths
+from model.families import get_family
+from tests.train.conftest import TRAIN_FAMILIES, demo_paths, policy_model
 from train.config import config_from_dict
 from train.runs import DONE_FILE
 from train.sft import build_sft_trainer, run_sft
@@ -40,8 +41,15 @@ def _config(demo_dir: Path, out: Path, **over):
     return config_from_dict(tree)
 
 
-def test_one_step_gives_a_finite_loss_and_keeps_the_vision_tower_frozen(demo_dir, tmp_path):
-    trainer = build_sft_trainer(_config(demo_dir, tmp_path / "one"))
+@pytest.mark.parametrize("family", TRAIN_FAMILIES)
+def test_one_step_gives_a_finite_loss_and_keeps_the_vision_tower_frozen(demo_dir, tmp_path, tiny_checkpoints, family):
+    model_path = policy_model(demo_dir, tiny_checkpoints, family)
+    trainer = build_sft_trainer(_config(demo_dir, tmp_path / "one", model=model_path))
+    # The rows are encoded through the policy's family: its media fields only (no Qwen2.5-VL temporal field on
+    # Qwen3-VL), and video frames at the family's geometry (sides in patches, pairs of frames).
+    item = trainer.train_dataset[0]
+    fields = set(get_family(family).media_fields)
+    assert "pixel_values_videos" in item and set(item) - {"input_ids", "labels"} <= fields
     model = trainer.model
     vision = {n: p.detach().clone() for n, p in model.named_parameters() if "visual." in n}
     language = {n: p.detach().clone() for n, p in model.named_parameters() if "language_model" in n}
