@@ -8,7 +8,8 @@ trainers' rollouts: the engine, sampling, rollout limits, frame and clip budgets
     frames:   {fps, max_frames, min_frames, min_pixels, max_pixels, overlay, keyframe_snap}   # the whole video
     clip:     {...the same keys...}       # what a tool call returns
     pass_rule: {min_reward, tg_min_iou, gqa_min_iou, gqa_min_answer}
-    batching: {min_batch_size, max_batch_size, max_concurrent_samples, workers, max_engine_calls}
+    batching: {min_batch_size, max_batch_size, max_concurrent_samples, workers, max_engine_calls,
+               streaming, in_flight, ordering, prefetch_bytes}
     prompt: vital                         # the user turn's words: vital (VITAL's exact strings) | mtvr (ours)
 
 Why it looks like this:
@@ -113,6 +114,7 @@ def engine_settings_model(kind: str) -> type[BaseModel]:
         from model.engines.openai_engine import OpenAIEngine
 
         fields.update(_keywords(OpenAIEngine))
+        fields["base_url"] = (str | list[str], ...)  # a list: one client per server, balanced (make_engine)
     elif kind == "vllm":
         from model.engines.openai_engine import OpenAIEngine
         from model.engines.vllm_engine import VLLMSettings
@@ -268,6 +270,16 @@ class Batching(Block):
 
     `max_engine_calls`: None sends each request as its own call (a server); 1 coalesces waiting requests into one
     call (an in-process engine that batches within a call). None with the transformers engine means 1.
+
+    `streaming` (pipelines/model_stage.py `StreamingInference`, model/request_scheduler.py): each sample starts on
+    the worker process's one event loop as it arrives, with no batch barrier, and at most `in_flight` sequences (a
+    request with n = K counts K) are at the engine at once; a finished request's slots go to the next waiting one,
+    in `ordering` (`fifo`, or `longest_first` by a length learned online). Size `in_flight` to about twice the
+    server's capacity (vLLM's `max_num_seqs`) divided by the SDK processes that share it: a request with n = K
+    holds K slots here until its slowest choice ends, while the server frees each choice's slot as it ends, and the
+    server's own queue absorbs the rest. `prefetch_bytes` and `max_concurrent_samples` bound the samples in
+    progress, whose prompt frames are decoded ahead of their requests. `streaming: false` runs RunInference batch
+    by batch, each batch in its own loop, with no cap (the old behaviour).
     """
 
     min_batch_size: StrictInt = Field(1, ge=1)
@@ -275,6 +287,10 @@ class Batching(Block):
     max_concurrent_samples: StrictInt = Field(64, ge=1)
     workers: StrictInt = Field(8, ge=1)
     max_engine_calls: StrictInt | None = Field(None, ge=1)
+    streaming: StrictBool = True
+    in_flight: StrictInt = Field(512, ge=1)
+    ordering: Literal["fifo", "longest_first"] = "fifo"
+    prefetch_bytes: StrictInt = Field(2 << 30, ge=1)
 
     @model_validator(mode="after")
     def _check_sizes(self) -> Batching:

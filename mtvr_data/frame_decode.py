@@ -1,6 +1,7 @@
-"""Decoders behind `mtvr_data.frames`: decord first, ffmpeg for what decord cannot open.
+"""Decoders behind `mtvr_data.frames`: PyAV first (`frame_decode_pyav`), decord for what it declines (rotated files),
+ffmpeg for what neither can open (`DEFAULT_ORDER`; docs/model.md "Frames" has the figures behind the order).
 
-Both give the same thing, a `FrameSource`: the presentation time of every frame (from the container's
+All give the same thing, a `FrameSource`: the presentation time of every frame (from the container's
 index, without decoding) and a `read(indices)` that decodes just those frames, already scaled to the output
 size. `frames` decides which indices to read from the times; this module only decodes.
 
@@ -19,7 +20,8 @@ file (its packet index), and while decoding, the calling thread reads packets ah
 loop until the next seek: 64 frames of that 350 MB file read 7 GB from the page cache (1.5 GB for a 20 s
 clip), hold 200-300 MB of compressed packets at the peak, and keep a second core busy. The ffmpeg path reads
 the file once (0.4 GB) and holds only the output frames in-process;
-`frames.sample_frames_with(backend="ffmpeg")` selects it.
+`frames.sample_frames_with(backend="ffmpeg")` selects it. PyAV reads the file once too, in-process, without a
+process per run of frames: hence the default.
 
 Failures become `FrameError` with the probe's reason codes: when a decoder fails, `video_probe.probe_video`
 classifies the file (missing, empty, truncated, unreadable), so the sampler and the probe stage never
@@ -342,23 +344,37 @@ def _scan_packets(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, Fract
 # --- opening --------------------------------------------------------------------------------------------------
 
 
+#: Backends `open_source` accepts; None tries `DEFAULT_ORDER`.
+BACKENDS = ("pyav", "decord", "ffmpeg")
+#: The default order, from bench/frames.py's figures (docs/model.md, "Frames"): PyAV first (fastest on clips,
+#: bounded memory), decord for what PyAV will not take (rotated files), the ffmpeg CLI last.
+DEFAULT_ORDER = ("pyav", "decord", "ffmpeg")
+
+
 def open_source(path: Path, width: int, height: int, facts: SourceFacts, backend: str | None = None) -> FrameSource:
-    """decord if it can open the file (or `backend` forces one), else ffmpeg; FrameError if neither can."""
-    if backend not in (None, "decord", "ffmpeg"):
-        raise ValueError(f"backend must be None, 'decord' or 'ffmpeg', not {backend!r}")
-    why = ""
-    if backend in (None, "decord"):
+    """The first backend of `DEFAULT_ORDER` that opens the file (or `backend` alone); FrameError if none can."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be None or one of {BACKENDS}, not {backend!r}")
+    order = DEFAULT_ORDER if backend is None else (backend,)
+    why: list[str] = []
+    for name in order:
         try:
-            return DecordSource(path, width, height, facts)
+            return _open_one(name, path, width, height, facts)
         except DecodeFailed as exc:
-            if backend == "decord":
-                raise classify(path, str(exc)) from exc
-            why = str(exc)
-            log.info("%s: %s; using ffmpeg", path, why)
-    try:
-        return FfmpegSource(path, width, height, facts)
-    except DecodeFailed as exc:
-        raise classify(path, f"{exc}" + (f"; {why}" if why else "")) from exc
+            why.append(str(exc))
+            if name != order[-1]:
+                log.info("%s: %s; trying the next decoder", path, exc)
+    raise classify(path, "; ".join(why))
+
+
+def _open_one(name: str, path: Path, width: int, height: int, facts: SourceFacts) -> FrameSource:
+    if name == "pyav":
+        from mtvr_data.frame_decode_pyav import PyavSource  # imports this module: not at the top
+
+        return PyavSource(path, width, height, facts)
+    if name == "decord":
+        return DecordSource(path, width, height, facts)
+    return FfmpegSource(path, width, height, facts)
 
 
 def _file_url(path: Path) -> str:

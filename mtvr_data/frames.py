@@ -34,8 +34,9 @@ same thing when it is built, graded and trained on. The rules are VITAL's on Qwe
   antialias, on uint8 frames): with decord the pixels equal qwen-vl-utils' exactly, at the cost of full-size decoding
   (`reference_resize`).
 
-Decoding (decord, ffmpeg fallback) is in `frame_decode`, the overlay in `frame_overlay`, the cache in
-`frame_cache`. Failures raise `FrameError` with the probe's reason codes, or `bad_window`.
+Decoding (PyAV, then decord, then ffmpeg: `frame_decode.DEFAULT_ORDER`) is in `frame_decode`, the overlay in
+`frame_overlay`, the cache in `frame_cache`. Failures raise `FrameError` with the probe's reason codes, or
+`bad_window`.
 
 Paths are local files; a URL (`s3://...`) is staged to the worker's scratch disk first (`media_staging`) and held
 there while it is decoded, its `Frames.path` then naming the scratch copy (frames are never written out).
@@ -415,8 +416,9 @@ def sample_frames_with(
     backend: str | None = None,
     perturbation: FramePerturbation | None = None,
 ) -> Frames:
-    """`sample_frames` with a choice of decoder (`"decord"`, `"ffmpeg"`; None = decord, else ffmpeg), for
-    tests and benchmarks that compare the two on files both can read."""
+    """`sample_frames` with a choice of decoder (`"pyav"`, `"decord"`, `"ffmpeg"`; None = the first of
+    `frame_decode.DEFAULT_ORDER` that opens the file), for tests and benchmarks that compare them on files all can
+    read. A decoder that opens a file but fails while decoding it is retried with ffmpeg."""
     if storage.is_url(path):
         with _staged(path) as local:
             return sample_frames_with(
@@ -490,7 +492,7 @@ def _sample(
         try:
             decoded = _read(source, distinct.tolist(), size)
         except DecodeFailed as exc:
-            if source.backend != "decord":
+            if source.backend == "ffmpeg":
                 raise classify(path, str(exc)) from exc
             log.info("%s: %s; trying ffmpeg", path, exc)
             fallback = open_source(path, source.width, source.height, facts, "ffmpeg")
@@ -508,12 +510,12 @@ def _sample(
 
 def _read(source: FrameSource, indices: list[int], size: tuple[int, int]) -> np.ndarray:
     """The frames at `indices`, `size` (height, width): as decoded, or resized by `reference_resize` when the
-    source decodes at another (the native) size. decord's are read `RESIZE_CHUNK` at a time, so that only a few
-    full-size frames are held at once; ffmpeg's in one read (its runs of frames are one process each)."""
+    source decodes at another (the native) size. decord's and PyAV's are read `RESIZE_CHUNK` at a time, so that only
+    a few full-size frames are held at once; ffmpeg's in one read (its runs of frames are one process each)."""
     if (source.height, source.width) == size:
         return source.read(indices)
     out = np.empty((len(indices), *size, 3), dtype=np.uint8)
-    chunk = RESIZE_CHUNK if source.backend == "decord" else max(1, len(indices))
+    chunk = max(1, len(indices)) if source.backend == "ffmpeg" else RESIZE_CHUNK
     for lo in range(0, len(indices), chunk):
         part = indices[lo : lo + chunk]
         out[lo : lo + len(part)] = reference_resize(source.read(part), *size)

@@ -36,6 +36,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from model.engine_api import Engine
 from model.engines import make_engine
+from model.request_scheduler import StreamingScheduler
 from model.rollout import rollout
 from model.settings import EngineConfig, ModelCall, fingerprint
 from model.trajectory import MODEL_OUTCOMES, PROMPT_TOO_LONG, ToolStep, Trajectory, Turn
@@ -202,14 +203,20 @@ class EngineHost:
         settings = dict(self.engine.settings)
         if self.engine.kind != "vllm":
             return settings
-        from model.engines.vllm_engine import VLLMServer, VLLMSettings
+        from model.engines.vllm_engine import VLLMServerPool, VLLMSettings
 
         names = {f.name for f in dataclasses.fields(VLLMSettings)}
-        self.server = VLLMServer(VLLMSettings(**{k: v for k, v in settings.items() if k in names}))
+        self.server = VLLMServerPool(VLLMSettings(**{k: v for k, v in settings.items() if k in names})).start()
         client_settings = {k: v for k, v in settings.items() if k not in names}
-        probe = self.server.start().engine(**client_settings)  # the client options VLLMServer chooses
-        chosen = ("base_url", "model", "name", "video_mode", "vllm_extensions", "exact_token_counts", "stop_mode")
-        return {**{f: getattr(probe, f) for f in chosen}, **client_settings}
+        # the client options VLLMServer chooses, read off one server's client; a client per server reaches them all
+        probe = self.server.servers[0].engine(**{**client_settings, "on_close": None})
+        chosen = ("model", "name", "video_mode", "vllm_extensions", "exact_token_counts", "stop_mode")
+        urls = self.server.base_urls
+        return {
+            **{f: getattr(probe, f) for f in chosen},
+            "base_url": urls[0] if len(urls) == 1 else urls,
+            **client_settings,
+        }
 
 
 class LazyEngine:
@@ -289,14 +296,28 @@ class StageHandler(ModelHandler[Sample, ModelResult, Any]):
             return model.get()
         client = getattr(self._local, "client", None)
         if client is None:
-            from model.engines.openai_engine import OpenAIEngine
-
-            client = self._local.client = OpenAIEngine(**model.recipe())
+            client = self._local.client = self._client(model)
         return client
+
+    @staticmethod
+    def _client(model: Any) -> Engine:
+        """A client of the shared server(s) (`make_engine("openai", ...)`: several base URLs are balanced)."""
+        return make_engine("openai", **model.recipe())
+
+    def _streamed_engine(self, model: Any, scheduler: StreamingScheduler) -> Engine:
+        """The engine behind the scheduler's gate. A server's client is made once per scheduler (its HTTP
+        connections belong to the scheduler's event loop), an in-process engine is the lazily built one."""
+        if self.share_model_across_processes():
+            base = scheduler.shared("client", lambda: self._client(model))
+        else:
+            base = model.get()
+        return scheduler.engine(base)
 
     def run_inference(
         self, batch: Sequence[Sample], model: Any, inference_args: dict[str, Any] | None = None
     ) -> Iterable[ModelResult]:
+        """One batch in its own event loop (`batching.streaming: false`; streaming goes through
+        `StreamingInference`): the batch's rollouts run concurrently and the call returns when the slowest is done."""
         samples = list(batch)
         engine = self._engine(model)
         if self._frames is None:
@@ -308,12 +329,46 @@ class StageHandler(ModelHandler[Sample, ModelResult, Any]):
             log.warning("%s batch of %d failed (%s); retrying sample by sample", self.stage.name, len(samples), exc)
             Metrics.counter(self.namespace, "batch_retried_per_sample").inc()
             results = [self._one(sample, engine) for sample in samples]
-        for result in results:
-            for reason, n in Counter(result.finish_reasons).items():
-                Metrics.counter(self.namespace, f"finish_{reason}").inc(n)
-            if self.cache is not None and self.stage.cacheable(result):
-                self.cache.put(self.stage.key(result.sample), result.cache_value())
-        return results
+        return [self.finish_one(result) for result in results]
+
+    def start_one(self, sample: Sample, model: Any) -> Any:
+        """Start one sample on the streaming scheduler; a `concurrent.futures.Future` of its result (never raises:
+        a run that raises is retried once, then becomes an error result, as in `run_inference`)."""
+        batching = self.stage.call.batching
+        key = engine_tag(self.stage.call.engine)
+        scheduler = StreamingScheduler.for_server(key, batching.in_flight, batching.ordering)
+        engine = self._streamed_engine(model, scheduler)
+        if self._frames is None:
+            self._frames = FrameCache()
+        Metrics.counter(self.namespace, "model_calls").inc()
+
+        async def one() -> ModelResult:
+            try:
+                (result,) = await self._run([sample], engine)
+                return result
+            except Exception as exc:
+                log.warning("%s of sample %s failed (%s); retrying it once", self.stage.name, sample.id, exc)
+                Metrics.counter(self.namespace, "batch_retried_per_sample").inc()
+            try:
+                (result,) = await self._run([sample], engine)
+                return result
+            except Exception as exc:
+                log.exception("%s of sample %s failed", self.stage.name, sample.id)
+                return ModelResult(sample, self.stage.model, error=f"{type(exc).__name__}: {exc}")
+
+        future = scheduler.start(one())
+        stats = scheduler.gate.stats  # process-wide figures of the server's gate
+        Metrics.gauge(self.namespace, "stream_max_in_flight").set(stats.max_in_use)
+        Metrics.gauge(self.namespace, "stream_wait_ms").set(int(1000 * stats.wait_seconds))
+        return future
+
+    def finish_one(self, result: ModelResult) -> ModelResult:
+        """What `run_inference` does with each result: finish-reason metrics and the cache write."""
+        for reason, n in Counter(result.finish_reasons).items():
+            Metrics.counter(self.namespace, f"finish_{reason}").inc(n)
+        if self.cache is not None and self.stage.cacheable(result):
+            self.cache.put(self.stage.key(result.sample), result.cache_value())
+        return result
 
     def _one(self, sample: Sample, engine: Engine) -> ModelResult:
         try:
@@ -385,6 +440,106 @@ class _LookUp(beam.DoFn):
         yield beam.pvalue.TaggedOutput(self.MISSES, sample)
 
 
+class StreamingInference(beam.DoFn):
+    """The model stage without a batch barrier (`batching.streaming`): each sample is started on the process's
+    streaming scheduler as it arrives, and each result is emitted as soon as it is done, whichever sample it is.
+
+    Why not RunInference: it hands the handler one batch and needs that batch's results back before it reads the
+    next elements, so the server's slots drain at the end of every batch while the slowest rollout finishes. Here
+    the only barrier is the end of a bundle (`finish_bundle` waits for what is still running), and between, the
+    scheduler's gate keeps `batching.in_flight` sequences at the engine across every thread of the process.
+
+    Frames ahead of the model: a sample's prompt frames are decoded as soon as it starts (in its rollout's worker
+    threads), while its first request waits for a slot, so no request waits on a decode that could have started
+    earlier. What bounds that read-ahead is the samples in progress per DoFn instance: at most
+    `batching.max_concurrent_samples`, and at most `batching.prefetch_bytes` of prompt frames (each sample counted at
+    its frame budget's largest output, `frame_budget_bytes`).
+
+    What a sample goes through is the handler's, unchanged: media path checks, the stage's `run`, one retry of a
+    sample whose run raised, cache writes, metrics. The engine is shared as RunInference shares it: a server
+    kind's `EngineHost` across the worker's processes, an in-process engine across the process's threads.
+    """
+
+    def __init__(self, handler: StageHandler) -> None:
+        from apache_beam.utils import shared
+
+        self.handler = handler
+        self._shared = shared.Shared()
+        self._model: Any = None
+
+    def setup(self) -> None:
+        tag = engine_tag(self.handler.stage.call.engine)
+        if self.handler.share_model_across_processes():
+            from apache_beam.utils import multi_process_shared
+
+            self._model = multi_process_shared.MultiProcessShared(
+                self.handler.load_model, tag=tag, always_proxy=True
+            ).acquire()
+        else:
+            self._model = self._shared.acquire(self.handler.load_model, tag=tag)
+
+    def start_bundle(self) -> None:
+        self._pending: list[Any] = []
+
+    def _room(self) -> bool:
+        """Whether one more sample may start: fewer than `max_concurrent_samples` in progress, and their frames
+        (each at most the prompt budget's bytes) within `prefetch_bytes`; one always may when none is running."""
+        batching = self.handler.stage.call.batching
+        if not self._pending:
+            return True
+        per_sample = frame_budget_bytes(self.handler.stage.call.frames)
+        return (
+            len(self._pending) < batching.max_concurrent_samples
+            and (len(self._pending) + 1) * per_sample <= batching.prefetch_bytes
+        )
+
+    def process(self, sample: Sample) -> Iterator[ModelResult]:
+        import concurrent.futures
+
+        while not self._room():  # back pressure: wait for the first to finish, and hand it on
+            futures = [future for _, future in self._pending]
+            concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+            yield from self._done()
+        try:
+            future = self.handler.start_one(sample, self._model)
+        except Exception as exc:  # the engine could not even be built: this sample's error, not the bundle's
+            log.exception("%s of sample %s could not start", self.handler.stage.name, sample.id)
+            yield ModelResult(sample, self.handler.stage.model, error=f"batch failed: {type(exc).__name__}: {exc}")
+        else:
+            self._pending.append((sample, future))
+        yield from self._done()
+
+    def _done(self, wait: bool = False) -> Iterator[ModelResult]:
+        keep = []
+        for sample, future in self._pending:
+            if wait or future.done():
+                yield self._finish(sample, future)
+            else:
+                keep.append((sample, future))
+        self._pending = keep
+
+    def _finish(self, sample: Sample, future: Any) -> ModelResult:
+        """The sample's result, cached; an error outside the per-sample net (the cache cannot be written) becomes
+        the sample's error result, as RunInference's batch dead letters do (`failed_batch_results`)."""
+        try:
+            return self.handler.finish_one(future.result())
+        except Exception as exc:
+            log.exception("%s of sample %s failed outside its run", self.handler.stage.name, sample.id)
+            return ModelResult(sample, self.handler.stage.model, error=f"batch failed: {type(exc).__name__}: {exc}")
+
+    def finish_bundle(self) -> Iterator[Any]:
+        from apache_beam.transforms.window import GlobalWindow
+        from apache_beam.utils.windowed_value import WindowedValue
+
+        for result in self._done(wait=True):
+            yield WindowedValue(result, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+
+def frame_budget_bytes(budget: Any) -> int:
+    """The largest output of a frame budget: max_frames frames of max_pixels RGB pixels, known before any decode."""
+    return int(budget.max_frames) * int(budget.max_pixels) * 3
+
+
 def failed_batch_results(failed: tuple[Any, Any], model: str) -> Iterator[ModelResult]:
     """Beam's batch dead-letter element -> an error result per sample of the batch.
 
@@ -421,10 +576,15 @@ class CachedInference(beam.PTransform[beam.PCollection[Sample], tuple[beam.PColl
                 _LookUp.MISSES, main="hits"
             )
             hits, todo = [split.hits], split[_LookUp.MISSES]
-        inference = RunInference(self.handler, model_identifier=engine_tag(self.stage.call.engine))
-        computed, dlq = todo | "RunInference" >> inference.with_exception_handling()
-        failed = dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_results, self.stage.model)
-        results = (*hits, computed, failed) | "Results" >> beam.Flatten()
+        if self.stage.call.batching.streaming:
+            computed = todo | "StreamingInference" >> beam.ParDo(StreamingInference(self.handler))
+            outputs = [computed]
+        else:
+            inference = RunInference(self.handler, model_identifier=engine_tag(self.stage.call.engine))
+            computed, dlq = todo | "RunInference" >> inference.with_exception_handling()
+            failed = dlq.failed_inferences | "FailedBatches" >> beam.FlatMap(failed_batch_results, self.stage.model)
+            outputs = [computed, failed]
+        results = (*hits, *outputs) | "Results" >> beam.Flatten()
         name = self.stage.name
         counts = results | "Tally" >> beam.Map(
             lambda r: ((name, r.sample.source, "cached" if r.cached else "computed"), 1)
@@ -439,6 +599,7 @@ __all__ = [
     "RolloutStage",
     "StageDefinition",
     "StageHandler",
+    "StreamingInference",
     "build_engine",
     "engine_tag",
     "rescore",

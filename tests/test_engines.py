@@ -451,8 +451,9 @@ def test_k4_two_turn_rollout_through_the_server(server: Server, demo_corpus: Pat
 
 
 def test_mtvr_eval_through_the_server(server: Server, demo_corpus: Path, tmp_path: Path) -> None:
-    """`mtvr eval` with the OpenAI-compatible engine against the real server: the Beam pipeline shares one client
-    per thread, both settings are answered and scored, and the table is written."""
+    """`mtvr eval` with the OpenAI-compatible engine against the real server: both settings are answered and scored
+    and the table is written, streamed through the scheduler (one client per process, one request at a time here)
+    and batch by batch (one client per thread), with the same greedy answers."""
     from model.trajectory import MODEL_OUTCOMES
     from mtvr_data.eval_metrics import read_results
     from pipelines.evaluate import EvalConfig, evaluate, results_name
@@ -464,23 +465,29 @@ def test_mtvr_eval_through_the_server(server: Server, demo_corpus: Path, tmp_pat
         "cap": 2,
     }
     engine = {"kind": "openai", "settings": {"base_url": server.base_url, "model": server.model, "max_retries": 1}}
-    config = EvalConfig.read(
-        {
-            "benchmarks": [bench],
-            "out": str(tmp_path / "eval"),
-            "engine": engine,
-            "tools": "both",
-            "frames": {"max_frames": 4},
-            "sampling": {"max_new_tokens": 8},
-        }
-    )
-    table = evaluate(config, ["--runner=DirectRunner"])
-    assert table["run"]["engine"] == "openai" and table["run"]["model"] == server.model  # the served model's name
-    for setting in ("tool_off", "tool_on"):
-        rows = read_results(tmp_path / "eval" / results_name("charades-sta", setting))
-        assert len(rows) == 2
-        assert all(r.status in ("ok", "no_answer") and r.finish_reason in MODEL_OUTCOMES for r in rows), rows
-    assert (tmp_path / "eval" / "table.md").read_text().count("| tool o") >= 2
+    answers = {}
+    for streaming in (True, False):  # streamed (the default) and batch by batch: the same greedy answers
+        out = tmp_path / f"eval-{streaming}"
+        config = EvalConfig.read(
+            {
+                "benchmarks": [bench],
+                "out": str(out),
+                "engine": engine,
+                "tools": "both",
+                "frames": {"max_frames": 4},
+                "sampling": {"max_new_tokens": 8},
+                "batching": {"streaming": streaming, "in_flight": 1},
+            }
+        )
+        table = evaluate(config, ["--runner=DirectRunner"])
+        assert table["run"]["engine"] == "openai" and table["run"]["model"] == server.model  # the served model
+        for setting in ("tool_off", "tool_on"):
+            rows = read_results(out / results_name("charades-sta", setting))
+            assert len(rows) == 2
+            assert all(r.status in ("ok", "no_answer") and r.finish_reason in MODEL_OUTCOMES for r in rows), rows
+            answers.setdefault(setting, []).append([(r.id, r.prediction, r.finish_reason) for r in rows])
+        assert (out / "table.md").read_text().count("| tool o") >= 2
+    assert all(streamed == batched for streamed, batched in answers.values())
 
 
 # --- OpenAIEngine with a fake transport ---------------------------------------------------------------------------
@@ -720,6 +727,45 @@ def test_vllm_command_line_is_exact() -> None:
     assert module[module.index("--media-io-kwargs") + 1] == '{"video": {"num_frames": 64}}'
 
 
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_vllm_server_launches_with_the_checkpoints_family_arguments(tiny_checkpoints, family: str) -> None:
+    """The family comes from the checkpoint's config.json: a Qwen3-VL folder gets `--mm-processor-kwargs` (no
+    resampling or resizing of the frames sent), a Qwen2.5-VL one does not; both keep every frame and every video.
+    (vLLM cannot run here: the command is recorded by a stand-in `popen`, the flags are vLLM's documented CLI.)"""
+    ckpt = tiny_checkpoints(family)
+    launched: list[list[str]] = []
+
+    class Running:  # a server process that is up at once and never exits
+        pid = -1
+
+        def poll(self) -> None:
+            return None
+
+    def popen(command: list[str], **_: Any) -> Running:
+        launched.append(command)
+        return Running()
+
+    settings = VLLMSettings(model=str(ckpt), port=8123, max_frames_per_video=32, clip_max_frames=16)
+    server = VLLMServer(settings, launcher=["/usr/bin/vllm", "serve"], popen=popen, health=lambda url: True)
+    try:
+        server.start()
+    finally:
+        server.process = None  # nothing real to stop (close() would signal the stand-in's pid)
+    (command,) = launched
+    assert command[:3] == ["/usr/bin/vllm", "serve", str(ckpt)] and command == server.command
+    assert settings.family().name == family
+
+    def value(flag: str) -> Any:
+        return json.loads(command[command.index(flag) + 1])
+
+    assert value("--limit-mm-per-prompt") == {"video": 2, "image": 1}
+    assert value("--media-io-kwargs") == {"video": {"num_frames": 32}}
+    if family == "qwen3_vl":
+        assert value("--mm-processor-kwargs") == {"do_sample_frames": False, "do_resize": False}
+    else:
+        assert "--mm-processor-kwargs" not in command
+
+
 def test_vllm_launcher_lookup_and_missing_vllm_message() -> None:
     assert find_vllm(which=lambda name: "/opt/bin/vllm", find_spec=lambda name: None) == ["/opt/bin/vllm", "serve"]
     assert find_vllm(which=lambda name: None, find_spec=lambda name: object()) == [
@@ -820,3 +866,69 @@ def test_vllm_real_server_on_the_tiny_checkpoint(ckpt: Path) -> None:
         assert client.stats.calls == 2 and client.server_honours_n is not False
     finally:
         run(client.aclose())
+
+
+# --- every GPU of a worker: one vLLM server per GPU group ----------------------------------------------------------
+
+
+def test_visible_gpus_and_their_groups() -> None:
+    from model.engines.vllm_engine import gpu_groups, visible_gpus
+
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "3,1, GPU-ab12"}) == ["3", "1", "GPU-ab12"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == [] and visible_gpus({}, lambda: 2) == ["0", "1"]
+    eight = [str(i) for i in range(8)]
+    assert gpu_groups("auto", 1, eight) == [[g] for g in eight]
+    assert gpu_groups("auto", 4, eight) == [eight[:4], eight[4:]]
+    assert gpu_groups("auto", 3, eight) == [eight[:3], eight[3:6]]  # 6 and 7 fill no group of 3: idle
+    assert gpu_groups(2, 1, eight) == [["0"], ["1"]] and gpu_groups([5, "2"], 2, eight) == [["5", "2"]]
+    assert gpu_groups("auto", 1, []) == [[]]  # no GPU seen: one server, unpinned, as before
+    for gpus, tp, message in ((9, 1, "only 8"), ([1, 1], 1, "distinct"), (["9"], 1, "distinct"), (2, 4, "needs 4")):
+        with pytest.raises(ValueError, match=message):
+            gpu_groups(gpus, tp, eight)
+    with pytest.raises(ValueError, match="no GPU is visible"):
+        gpu_groups(2, 1, [])
+    with pytest.raises(ValueError, match="gpus must be"):
+        VLLMSettings(model="m", gpus="all")
+
+
+def test_a_server_per_gpu_group_pinned_and_balanced(ckpt: Path) -> None:
+    """A fake launcher records each server's command and environment; the pool's client balances across them."""
+    from model.engines.vllm_engine import VLLMServerPool
+    from model.request_scheduler import BalancedEngine
+
+    launched: list[tuple[list[str], dict[str, str]]] = []
+
+    class Running:
+        pid = -1
+
+        def poll(self) -> None:
+            return None
+
+    def popen(command: list[str], env: dict[str, str], **_: Any) -> Running:
+        launched.append((command, env))
+        return Running()
+
+    settings = VLLMSettings(model=str(ckpt), port=8123, tensor_parallel_size=2)
+    pool = VLLMServerPool(
+        settings, visible=["0", "1", "2", "3", "4"], launcher=["vllm", "serve"], popen=popen, health=lambda url: True
+    )
+    engine = pool.engine(max_concurrency=4)
+    try:
+        assert [env["CUDA_VISIBLE_DEVICES"] for _, env in launched] == ["0,1", "2,3"]  # GPU 4 fills no group of 2
+        ports = [command[command.index("--port") + 1] for command, _ in launched]
+        assert len(set(ports)) == 2 and "8123" not in ports  # several servers: each its own free port
+        assert all(command[command.index("--tensor-parallel-size") + 1] == "2" for command, _ in launched)
+        assert isinstance(engine, BalancedEngine)
+        assert [e.base_url for e in engine.engines] == pool.base_urls and len(set(pool.base_urls)) == 2
+    finally:
+        for server in pool.servers:
+            server.process = None  # nothing real to stop
+
+    launched.clear()
+    options: dict[str, Any] = {"launcher": ["vllm", "serve"], "popen": popen, "health": lambda url: True}
+    single = VLLMServerPool(settings, visible=["6", "7"], **options)
+    client = single.engine()
+    single.servers[0].process = None
+    ((command, env),) = launched
+    assert env["CUDA_VISIBLE_DEVICES"] == "6,7" and command[command.index("--port") + 1] == "8123"
+    assert isinstance(client, OpenAIEngine)

@@ -195,7 +195,7 @@ def _frame_numbers(frames: Frames) -> list[int]:
     return [int(round(((g * 219 / 255 + 16) - 16) / 4)) % 50 for g in grey]
 
 
-@pytest.mark.parametrize("backend", ["decord", "ffmpeg"])
+@pytest.mark.parametrize("backend", ["pyav", "decord", "ffmpeg"])
 def test_key_frame_snapping_reports_the_real_times(tmp_path: Path, backend: str) -> None:
     """60 s at 24 fps, a key frame every 2 s, 8 frames (a step of 8.57 s between the middles of the first and
     last frames): a target within a quarter step (2.14 s) of a key frame takes it, so all 8 are key frames; the
@@ -278,15 +278,16 @@ def test_keyframe_snap_is_validated() -> None:
             FrameBudget(keyframe_snap=bad)
 
 
+@pytest.mark.parametrize("backend", [None, "pyav", "decord", "ffmpeg"])
 @pytest.mark.parametrize(
     ("name", "reason"),
     [("broken_empty.mp4", "video_empty"), ("broken_truncated.mp4", "video_truncated"), ("ZZ9ZZ.mp4", "video_missing")],
 )
-def test_broken_files_raise_the_probe_reason(demo_corpus: Path, name: str, reason: str) -> None:
+def test_broken_files_raise_the_probe_reason(demo_corpus: Path, name: str, reason: str, backend: str | None) -> None:
     manifest = json.loads((demo_corpus / "manifest.json").read_text())
     assert {b["file"]: b["reason"] for b in manifest["broken"]}.get(name, "video_missing") == reason
     with pytest.raises(FrameError) as caught:
-        sample_frames(demo_corpus / "videos" / name)
+        sample_frames_with(demo_corpus / "videos" / name, backend=backend)
     assert caught.value.reason == reason
     assert caught.value.detail
 
@@ -298,16 +299,20 @@ def test_frame_error_survives_pickling() -> None:
     assert (error.reason, error.detail, error.path) == ("bad_window", "end 31 is past the end.", "/v.mp4")
 
 
-def test_non_video_and_directory_are_unreadable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", [None, "pyav", "decord", "ffmpeg"])
+def test_non_video_and_directory_are_unreadable(tmp_path: Path, backend: str | None) -> None:
     page = tmp_path / "page.mp4"
     page.write_text("<html><body>not a video</body></html>")
     for path in (page, tmp_path):
         with pytest.raises(FrameError) as caught:
-            sample_frames(path)
+            sample_frames_with(path, backend=backend)
         assert caught.value.reason == "video_unreadable"
 
 
 def test_av1_goes_through_ffmpeg_and_follows_the_rules(demo_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """decord cannot open AV1: with decord first (the order before PyAV), ffmpeg takes it. PyAV's own AV1 decoding is
+    tested in test_frame_decode_pyav.py."""
+    monkeypatch.setattr(frame_decode, "DEFAULT_ORDER", ("decord", "ffmpeg"))
     spec = demo_media.R1_AV1
     reads: list[int] = []
     original = frame_decode.FfmpegSource.read
@@ -491,6 +496,9 @@ def test_sampled_overlay_changes_only_the_corner(demo_corpus: Path) -> None:
 
 
 def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int, int]]:
+    """Counts decord's opens, with decord first in the default order (PyAV is first by default; these tests watch
+    decord's reader, and the cache's behaviour does not depend on the decoder)."""
+    monkeypatch.setattr(frame_decode, "DEFAULT_ORDER", ("decord", "ffmpeg"))
     opens: list[tuple[str, int, int]] = []
     original = frame_decode._new_decord_reader
 

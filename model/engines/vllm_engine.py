@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.engine_api import Engine
 from model.engines.openai_engine import OpenAIEngine
 from model.families import ModelFamily, family_for_model
 
@@ -79,6 +80,9 @@ class VLLMSettings:
     max_model_len: int = 32768
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int = 1
+    #: Which of the worker's GPUs to serve on: "auto" (every visible one), a count (the first N) or a list of
+    #: device ids as CUDA_VISIBLE_DEVICES names them. One server per `tensor_parallel_size` GPUs (`gpu_groups`).
+    gpus: str | int | tuple[int | str, ...] | list[int | str] = "auto"
     dtype: str = "auto"
     seed: int = 0
     generation_config: str = "vllm"
@@ -92,6 +96,13 @@ class VLLMSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_tool_turns < 0 or self.images_per_prompt < 0:
             raise ValueError("max_tool_turns and images_per_prompt must be >= 0")
+        gpus = self.gpus
+        if (
+            isinstance(gpus, bool)
+            or (isinstance(gpus, str) and gpus != "auto")
+            or (isinstance(gpus, int) and gpus < 1)
+        ):
+            raise ValueError(f"gpus must be 'auto', a count >= 1 or a list of device ids, got {gpus!r}")
 
     @property
     def videos_per_prompt(self) -> int:
@@ -188,6 +199,57 @@ def http_ok(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+def visible_gpus(env: dict[str, str] | None = None, device_count: Callable[[], int] | None = None) -> list[str]:
+    """The worker's GPUs as CUDA_VISIBLE_DEVICES names them: that variable's list when it is set (ids or UUIDs), else
+    0 .. n-1 for the n devices torch sees (none when torch has no CUDA). An empty list means no GPU is visible."""
+    env = os.environ if env is None else env
+    listed = env.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    if device_count is None:
+
+        def device_count() -> int:
+            try:
+                import torch
+
+                return int(torch.cuda.device_count())
+            except Exception:  # no torch, or a torch without CUDA: no GPU to place servers on
+                return 0
+
+    return [str(i) for i in range(device_count())]
+
+
+def gpu_groups(gpus: Any, tensor_parallel_size: int, visible: list[str]) -> list[list[str]]:
+    """The GPU groups, one per server: `gpus` ("auto", a count, or device ids) chosen among `visible`, cut into groups
+    of `tensor_parallel_size`. GPUs that do not fill a last group are left idle (logged). No visible GPU: one group
+    with no pinning (`[[]]`), so the server sees what the process sees, as before."""
+    if not visible:
+        if gpus != "auto":
+            raise ValueError(f"gpus: {gpus!r} asked for, but no GPU is visible (CUDA_VISIBLE_DEVICES, torch)")
+        return [[]]
+    if gpus == "auto":
+        chosen = list(visible)
+    elif isinstance(gpus, int):
+        if gpus > len(visible):
+            raise ValueError(f"gpus: {gpus} asked for, but only {len(visible)} are visible ({','.join(visible)})")
+        chosen = visible[:gpus]
+    else:
+        chosen = [str(g) for g in gpus]
+        missing = [g for g in chosen if g not in visible]
+        if missing or len(set(chosen)) != len(chosen):
+            raise ValueError(f"gpus: {list(gpus)} must be distinct visible devices ({','.join(visible)})")
+    if len(chosen) < tensor_parallel_size:
+        raise ValueError(f"tensor_parallel_size {tensor_parallel_size} needs {tensor_parallel_size} GPUs; {chosen}")
+    n = len(chosen) // tensor_parallel_size
+    if n * tensor_parallel_size < len(chosen):
+        logger.warning(
+            "GPUs %s fill no group of %d; they stay idle",
+            ",".join(chosen[n * tensor_parallel_size :]),
+            tensor_parallel_size,
+        )
+    return [chosen[i * tensor_parallel_size : (i + 1) * tensor_parallel_size] for i in range(n)]
+
+
 class VLLMServer:
     """One `vllm serve` subprocess: `start()` launches it and waits for /health, `engine()` gives the client,
     `close()` stops it (its own process group, so vLLM's engine-core children go too).
@@ -218,6 +280,7 @@ class VLLMServer:
         self.command: list[str] | None = None
         self.log_path: Path | None = None
         self.startup_s: float | None = None
+        self._started = 0.0
 
     @property
     def base_url(self) -> str:
@@ -227,6 +290,10 @@ class VLLMServer:
 
     def start(self) -> VLLMServer:
         """Launch the server (once) and block until /health answers 200."""
+        return self.launch().wait()
+
+    def launch(self) -> VLLMServer:
+        """Start the process (once) without waiting for it: a pool launches every server, then waits for all."""
         if self.process is not None and self.process.poll() is None:
             return self
         launcher = self._launcher or find_vllm()
@@ -235,7 +302,7 @@ class VLLMServer:
         handle, name = tempfile.mkstemp(prefix="vllm-", suffix=".log")
         self.log_path = Path(name)
         logger.info("starting vLLM: %s (log %s)", " ".join(self.command), self.log_path)
-        started = self._clock()
+        self._started = self._clock()
         with os.fdopen(handle, "wb") as log:
             self.process = self._popen(
                 self.command,
@@ -245,8 +312,14 @@ class VLLMServer:
                 start_new_session=True,
                 env={**os.environ, **self.settings.env},
             )
-        self._wait_healthy(started)
-        self.startup_s = self._clock() - started
+        return self
+
+    def wait(self) -> VLLMServer:
+        """Block until the launched server answers /health (raises `VLLMServerError` if it dies or times out)."""
+        if self.startup_s is not None:
+            return self
+        self._wait_healthy(self._started)
+        self.startup_s = self._clock() - self._started
         logger.info("vLLM healthy on port %d after %.1f s", self.port, self.startup_s)
         return self
 
@@ -291,6 +364,7 @@ class VLLMServer:
     def close(self, timeout_s: float = 30.0) -> None:
         """SIGTERM the server's process group, SIGKILL it if it is still there after `timeout_s`."""
         process, self.process = self.process, None
+        self.startup_s = None
         if process is None or process.poll() is not None:
             return
         _signal_group(process, signal.SIGTERM)
@@ -306,6 +380,85 @@ class VLLMServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class VLLMServerPool:
+    """Every GPU of a worker: one `vllm serve` per group of `tensor_parallel_size` GPUs (`gpu_groups`), each pinned
+    with CUDA_VISIBLE_DEVICES and on its own port, and one client that balances requests across them.
+
+    Why separate servers and not vLLM's `--data-parallel-size`: for a dense model (Qwen-VL) vLLM's data-parallel
+    ranks are independent replicas (its "Data Parallel Deployment" page), and the same page's external mode treats
+    each rank as its own deployment behind a router. Our client is that router (`BalancedEngine`: least sequences in
+    flight), so one server per group gives the same layout with per-server health, logs and restarts, explicit
+    pinning that a test can check, and no dependence on a vLLM version's internal balancer.
+
+    Servers start together (all launched, then each waited for), so startup costs one server's time, not N.
+    `visible` and the `VLLMServer` keywords (launcher, popen, health, clock, sleep) are injectable for tests.
+    """
+
+    def __init__(self, settings: VLLMSettings, *, visible: list[str] | None = None, **server_options: Any) -> None:
+        self.settings = settings
+        groups = gpu_groups(
+            settings.gpus, settings.tensor_parallel_size, visible_gpus() if visible is None else visible
+        )
+        self.groups = groups
+        self.servers = [
+            VLLMServer(settings if not group else _pinned(settings, group, several=len(groups) > 1), **server_options)
+            for group in groups
+        ]
+
+    @property
+    def base_urls(self) -> list[str]:
+        return [server.base_url for server in self.servers]
+
+    def start(self) -> VLLMServerPool:
+        try:
+            for server in self.servers:
+                server.launch()
+            for server in self.servers:
+                server.wait()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def engine(self, **client_settings: Any) -> Engine:
+        """One `OpenAIEngine` per server (as `VLLMServer.engine` makes it) behind a `BalancedEngine`; a single server
+        gives its engine alone. Closing the engine stops every server."""
+        self.start()
+        if len(self.servers) == 1:
+            return self.servers[0].engine(**client_settings)
+        from model.request_scheduler import BalancedEngine
+
+        clients = [server.engine(**{**client_settings, "on_close": None}) for server in self.servers]
+        balanced = BalancedEngine(list(clients))
+        balanced_close = balanced.aclose
+
+        async def aclose() -> None:
+            await balanced_close()
+            self.close()
+
+        balanced.aclose = aclose  # type: ignore[method-assign]
+        return balanced
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    def __enter__(self) -> VLLMServerPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _pinned(settings: VLLMSettings, group: list[str], *, several: bool) -> VLLMSettings:
+    """`settings` for the server on `group`: CUDA_VISIBLE_DEVICES set to it, and its own port when there are several
+    servers (a fixed `port` would collide: the pool's servers take free ports)."""
+    import dataclasses
+
+    env = {**settings.env, "CUDA_VISIBLE_DEVICES": ",".join(group)}
+    return dataclasses.replace(settings, env=env, port=None if several else settings.port)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

@@ -390,11 +390,43 @@ def test_a_batch_that_raises_is_retried_per_sample_and_only_the_culprit_fails(
     assert passes == [1, 3] and results[0].error is None
 
 
-def test_beams_batch_dead_letter_queue_is_the_outer_net(tmp_path, demo_corpus, samples, script) -> None:
-    """An error outside the per-sample net (here: the cache cannot be written) reaches the dead letters."""
+def test_streaming_retries_a_sample_whose_run_raises_and_only_the_culprit_fails(
+    tmp_path, demo_corpus, samples, script
+) -> None:
+    settings = settings_for(tmp_path / "calls.log", script)
+    stage = GradeStage(call=settings, tools=True)
+    handler = PoisonedHandler(stage, {"charades_sta": str(demo_corpus / "videos")}, engine_factory=scripted_factory)
+    handler.poison = samples[2].id
+    model = handler.load_model()
+    futures = [handler.start_one(s, model) for s in samples[1:4]]
+    results = [handler.finish_one(f.result(timeout=60)) for f in futures]
+    assert [r.sample.id for r in results] == [s.id for s in samples[1:4]]
+    assert results[1].error == "RuntimeError: loop bug" and results[1].finish_reasons == []
+    passes = [sum(bool(t.passed) for t in r.trajectories) for r in (results[0], results[2])]
+    assert passes == [1, 3] and results[0].error is None
+
+    class FlakyOnce(StageHandler):  # raises on a sample's first run only: the retry recovers it
+        seen: set[str] = set()
+
+        async def _run(self, samples, engine):
+            if samples[0].id not in self.seen:
+                self.seen.add(samples[0].id)
+                raise RuntimeError("transient")
+            return await super()._run(samples, engine)
+
+    flaky = FlakyOnce(stage, {"charades_sta": str(demo_corpus / "videos")}, engine_factory=scripted_factory)
+    (again,) = [flaky.start_one(samples[1], flaky.load_model()).result(timeout=60)]
+    assert again.error is None and len(again.trajectories) == K
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_beams_batch_dead_letter_queue_is_the_outer_net(tmp_path, demo_corpus, samples, script, streaming) -> None:
+    """An error outside the per-sample net (here: the cache cannot be written) reaches the dead letters, streamed
+    (`StreamingInference`, the default) or not (RunInference's batch dead letters)."""
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("")
-    settings = settings_for(tmp_path / "calls.log", script)
+    batching = {"max_batch_size": 3, "workers": 2, "streaming": streaming}
+    settings = settings_for(tmp_path / "calls.log", script, batching=batching)
     out = tmp_path / "results"
     options = PipelineOptions(["--runner=DirectRunner"])
     with beam.Pipeline(options=options) as p:

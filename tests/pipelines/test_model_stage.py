@@ -167,16 +167,25 @@ def test_batching_and_workers_do_not_change_the_text_or_the_shards(tmp_path, dem
         ({"batching": {"max_batch_size": 3}}, []),
         ({"batching": {"max_batch_size": 8}}, []),
         ({"batching": {"max_batch_size": 3}}, ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),
+        # streaming (the default) against the old batch-per-loop path, and a gate tighter than one request (n = K
+        # sequences) with the longest-expected-first order across two Beam threads
+        ({"batching": {"max_batch_size": 3, "streaming": False}}, []),
+        (
+            {"batching": {"max_batch_size": 2, "in_flight": 1, "ordering": "longest_first"}},
+            ["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
+        ),
     ]
-    texts, shards = [], []
+    texts, shards, tables = [], [], []
     for i, (grade, args) in enumerate(runs):
         folder = tmp_path / f"run{i}"
         table = build_rl(build_config(folder, demo_corpus, tiny, **grade), ["--runner=DirectRunner", *args])
         assert grade_row(table)["computed"] > 0 and grade_row(table).get("cached", 0) == 0
         texts.append(cached_text(folder / "build"))
         shards.append(shard_digests(folder / "build"))
+        tables.append(table["stages"])
     assert texts[0] and all(t == texts[0] for t in texts[1:])
     assert shards[0] and all(s == shards[0] for s in shards[1:])
+    assert all(t == tables[0] for t in tables[1:])  # the accounting too
     distinct = {v.split('"text": ')[1][:40] for v in texts[0].values() if '"text": ' in v}
     assert len(distinct) > 1  # the model really sampled (temperature 1), not one greedy string
 
