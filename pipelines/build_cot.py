@@ -40,6 +40,7 @@ from pipelines.accounting import REJECTED_DIR, WriteRejected, read_accounting
 from pipelines.build_rl import rl_settings
 from pipelines.config import BuildConfig, load_config
 from pipelines.dataset_writer import CardFacts, write_card_and_stats
+from pipelines.failure_budget import check_failure_budget
 from pipelines.grading import PrepareAndGrade
 from pipelines.mix_choice import build_targets
 from pipelines.report import write_report
@@ -153,6 +154,9 @@ def build_cot(config_path: str | os.PathLike[str], pipeline_args: list[str] | No
         write_report(out)
 
     table = read_staged(staging, ACCOUNTING)
+    # a failing grader or teacher never replaces a good dataset: over a budget, nothing is committed (exit 1)
+    check_failure_budget(table, "grade", max_fraction=grading.max_failed_fraction, max_count=grading.max_failed)
+    check_failure_budget(table, "teacher", max_fraction=teaching.max_failed_fraction, max_count=teaching.max_failed)
     commit_build(out, "cot", RECORDS, chain=CHAIN, finish=finish)
     log.info("build-cot finished: %s", out)
     return table

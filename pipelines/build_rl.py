@@ -32,6 +32,7 @@ from mtvr_data.mixing import RL_OUR_CHOICES, VITAL
 from pipelines.accounting import ACCOUNTING_FILE, REJECTED_DIR, WriteRejected
 from pipelines.config import BuildConfig, load_config
 from pipelines.dataset_writer import CardFacts, write_card_and_stats
+from pipelines.failure_budget import check_failure_budget
 from pipelines.grading import PrepareAndGrade
 from pipelines.mix_choice import build_targets
 from pipelines.report import write_report
@@ -97,6 +98,8 @@ def build_rl(config_path: str | os.PathLike[str], pipeline_args: list[str] | Non
         write_report(out)
 
     table = read_staged(staging, ACCOUNTING_FILE)
+    # a failing server never replaces a good dataset: over the budget, nothing is committed (exit 1)
+    check_failure_budget(table, "grade", max_fraction=grading.max_failed_fraction, max_count=grading.max_failed)
     commit_build(out, "rl", RECORDS, chain=CHAIN, finish=finish)
     log.info("build-rl finished: %s", out)
     return table

@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.config_error import ConfigError
     from mtvr_data.adapters.registry import AdapterPluginError, UnknownSourceError
     from mtvr_data.storage import StorageUnavailable
+    from pipelines.failure_budget import StageFailedError
 
     try:
         if beam_args:  # this process reads and writes URLs (config checks, eval files) with the pipeline's options
@@ -382,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"mtvr: error: {exc}", file=sys.stderr)
         return 2
+    except StageFailedError as exc:  # the input was fine; the machinery (a server) lost too much of it
+        if args.verbose:
+            raise
+        print(f"mtvr: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

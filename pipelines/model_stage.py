@@ -472,9 +472,9 @@ class StreamingInference(beam.DoFn):
         if self.handler.share_model_across_processes():
             from apache_beam.utils import multi_process_shared
 
-            self._model = multi_process_shared.MultiProcessShared(
-                self.handler.load_model, tag=tag, always_proxy=True
-            ).acquire()
+            shared = multi_process_shared.MultiProcessShared(self.handler.load_model, tag=tag, always_proxy=True)
+            with quiet_retries("the worker's shared engine host"):
+                self._model = shared.acquire()
         else:
             self._model = self._shared.acquire(self.handler.load_model, tag=tag)
 
@@ -533,6 +533,39 @@ class StreamingInference(beam.DoFn):
 
         for result in self._done(wait=True):
             yield WindowedValue(result, GlobalWindow().max_timestamp(), [GlobalWindow()])
+
+
+class quiet_retries:  # noqa: N801 (a context manager, named as the phrase it reads as)
+    """Hold back Beam's retry log records (`apache_beam.utils.retry`: a full traceback per try) in this thread while
+    the block runs. Under load the first connection to the worker's model manager often needs a few tries, and
+    tracebacks that end in success read as failures: on success they become one line when there was more than one
+    try; on failure every held record is logged as it was, traceback and all, before the error goes on."""
+
+    LOGGER = "apache_beam.utils.retry"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.held: list[logging.LogRecord] = []
+        self._thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self._thread:
+            return True
+        self.held.append(record)
+        return False
+
+    def __enter__(self) -> quiet_retries:
+        logging.getLogger(self.LOGGER).addFilter(self)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        logger = logging.getLogger(self.LOGGER)
+        logger.removeFilter(self)
+        if exc is not None:
+            for record in self.held:
+                logger.handle(record)
+        elif self.held:
+            log.info("connected to %s after %d retries", self.what, len(self.held))
 
 
 def frame_budget_bytes(budget: Any) -> int:

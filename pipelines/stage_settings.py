@@ -28,10 +28,14 @@ class GradeSettings(ModelCall):
 
     `min_graded_fraction`: a sample needs at least max(1, ceil(fraction * K)) graded rollouts, else it is a dead
     letter `grading_failed`. `keep`: "medium" keeps 0 < passes < graded; "all" keeps every graded sample.
+    `max_failed_fraction` / `max_failed`: the failure budget (`pipelines.failure_budget`): more samples lost to the
+    machinery than max(max_failed, fraction x samples graded) fails the build with exit 1, before any commit.
     """
 
     keep: Literal["medium", "all"] = "medium"
     min_graded_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    max_failed_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    max_failed: int = Field(3, ge=0)
 
     @classmethod
     def read(cls, data: Any, *, base: Path | None = None) -> GradeSettings:
@@ -77,9 +81,12 @@ class TeachSettings(ModelCall):
     """The `teach:` block: a `ModelCall` (defaults `TEACH_DEFAULTS`) plus the routing of chains.
 
     `tool_sources` and `long_video_s` decide which samples get tool chains, `span_noise` the hinted interval's noise.
+    `max_failed_fraction` / `max_failed`: the teacher's failure budget, as grading's.
     """
 
     tool_sources: tuple[StrictStr, ...] = ("vidchapters", "longvideo_reason")
+    max_failed_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    max_failed: int = Field(3, ge=0)
     long_video_s: float | None = Field(120.0, gt=0)
     span_noise: float = Field(0.2, ge=0.0, le=1.0)
 

@@ -388,20 +388,18 @@ def test_server_rejects_stop_so_the_client_cuts(server: Server) -> None:
     cut_at = full.index(stop) + len(stop)
 
     with_stop = SamplingSettings(temperature=0.0, max_new_tokens=12, stop=(stop, "</never>"))
-    (row,) = run(client.generate([text_request(with_stop)]))
-    assert row[0].text == full[:cut_at] and row[0].text.endswith(stop)
-    assert row[0].finish_reason == "stop" and row[0].stop_string == stop
-    assert 1 <= row[0].completion_tokens <= 12
-    assert client.server_honours_stop is False
-    # plain call, the call with `stop` (HTTP 500), the call without it; after its 500 the server may drop the
-    # keep-alive connection, so the next call can fail once with a connection error and be retried.
-    assert client.stats.stop_fallbacks == 1 and client.stats.retries <= 1
-    assert client.stats.calls == 3 + client.stats.retries
+    for request in (1, 2):  # transformers serve answers 500 to `stop`: each request fails twice carrying it, then
+        (row,) = run(client.generate([text_request(with_stop)]))  # works without it; two in a row conclude
+        assert row[0].text == full[:cut_at] and row[0].text.endswith(stop)
+        assert row[0].finish_reason == "stop" and row[0].stop_string == stop
+        assert 1 <= row[0].completion_tokens <= 12
+        assert client.server_honours_stop is (None if request == 1 else False)
+        assert client.stats.stop_fallbacks == request
     calls = client.stats.calls
 
     (row,) = run(client.generate([text_request(with_stop)]))  # remembered: no `stop` is sent any more
     assert row[0].text == full[:cut_at]
-    assert (client.stats.stop_fallbacks, client.stats.calls) == (1, calls + 1)
+    assert (client.stats.stop_fallbacks, client.stats.calls) == (2, calls + 1)
 
 
 def test_server_rejections_become_error_completions(server: Server) -> None:
@@ -464,7 +462,8 @@ def test_mtvr_eval_through_the_server(server: Server, demo_corpus: Path, tmp_pat
         "videos": str(demo_corpus / "videos"),
         "cap": 2,
     }
-    engine = {"kind": "openai", "settings": {"base_url": server.base_url, "model": server.model, "max_retries": 1}}
+    # retries: transformers serve drops its keep-alive connection after each 500 it answers to `stop`
+    engine = {"kind": "openai", "settings": {"base_url": server.base_url, "model": server.model, "max_retries": 3}}
     answers = {}
     for streaming in (True, False):  # streamed (the default) and batch by batch: the same greedy answers
         out = tmp_path / f"eval-{streaming}"
@@ -594,7 +593,10 @@ def test_fake_concurrency_limit_is_honoured() -> None:
     assert fake.max_in_flight == 3 == client.stats.max_in_flight
 
 
-def test_fake_client_errors_are_not_retried_and_stop_fallback_is_once() -> None:
+def test_fake_client_errors_are_not_retried_and_stop_is_dropped_on_evidence_only() -> None:
+    """A server that answers 500 to every `stop` (transformers serve): each request fails carrying it twice (one
+    backoff), works without it, and after two such requests in a row the engine concludes, once."""
+
     async def script(body: dict[str, Any], i: int) -> tuple[int, Any]:
         if "stop" in body:
             return 500, {"error": "stop criteria need a tokenizer"}
@@ -605,12 +607,111 @@ def test_fake_client_errors_are_not_retried_and_stop_fallback_is_once() -> None:
     fake = FakeServer(script)
     client = fake.engine(max_retries=3)
     settings = SamplingSettings(stop=DEFAULT_STOP)
-    out = run(client.generate([text_request(settings, "bad"), text_request(settings, "good")]))
+    out = run(client.generate([text_request(settings, "bad")]))
     assert out[0][0].finish_reason == "error" and "HTTP 400" in (out[0][0].error or "")
-    assert out[1][0].text == "x</answer>" and out[1][0].stop_string == "</answer>"
-    assert out[1][0].completion_tokens == 5  # ceil(7 usage tokens * 10 of the 15 characters kept)
-    assert client.server_honours_stop is False and fake.sleeps == []
-    assert sum(1 for b in fake.bodies if "stop" in b) == 2  # each first try carried stop, nothing after
+    assert client.server_honours_stop is None  # failing without `stop` too is no evidence against it
+    out = run(client.generate([text_request(settings, "good")]))
+    assert out[0][0].text == "x</answer>" and out[0][0].stop_string == "</answer>"
+    assert out[0][0].completion_tokens == 5  # ceil(7 usage tokens * 10 of the 15 characters kept)
+    assert client.server_honours_stop is None  # one request is not yet a fact about the server
+    run(client.generate([text_request(settings, "good2")]))
+    assert client.server_honours_stop is False
+    carried = sum(1 for b in fake.bodies if "stop" in b)
+    run(client.generate([text_request(settings, "after")]))
+    assert sum(1 for b in fake.bodies if "stop" in b) == carried == 6  # two tries each, none after the conclusion
+    assert len(fake.sleeps) == 3  # one backoff per request before its try without `stop`
+
+
+def test_fake_transient_500s_never_cost_a_server_its_stop_strings() -> None:
+    async def script(body: dict[str, Any], i: int) -> tuple[int, Any]:
+        if i % 3 == 0:  # every third call fails, whatever it carries
+            return 500, {"error": "boom"}
+        return 200, chat_response(body, ["x</answer>"])
+
+    fake = FakeServer(script)
+    client = fake.engine(max_retries=3)
+    settings = SamplingSettings(stop=DEFAULT_STOP)
+    for i in range(12):
+        out = run(client.generate([text_request(settings, f"q{i}")]))
+        assert out[0][0].ok
+    assert all("stop" in body for body in fake.bodies) and len(fake.bodies) > 12
+    assert client.server_honours_stop is True and client.stats.stop_fallbacks == 0
+
+
+def test_fake_a_400_naming_stop_concludes_at_once_and_server_mode_never_falls_back() -> None:
+    async def script(body: dict[str, Any], i: int) -> tuple[int, Any]:
+        if "stop" in body:
+            return 400, {"error": {"message": "Unsupported parameter: 'stop'"}}
+        return 200, chat_response(body, ["x</answer>"])
+
+    fake = FakeServer(script)
+    client = fake.engine(max_retries=3)
+    out = run(client.generate([text_request(SamplingSettings(stop=DEFAULT_STOP), "q")]))
+    assert out[0][0].ok and client.server_honours_stop is False and fake.sleeps == []
+    strict = FakeServer(script)
+    pinned = strict.engine(max_retries=2, stop_mode="server")
+    out = run(pinned.generate([text_request(SamplingSettings(stop=DEFAULT_STOP), "q")]))
+    assert out[0][0].finish_reason == "error" and all("stop" in b for b in strict.bodies)
+
+
+def test_fake_retry_after_is_honoured() -> None:
+    async def script(body: dict[str, Any], i: int) -> tuple[int, Any]:
+        return (429, {"error": "slow down"}) if i == 0 else (200, chat_response(body, ["ok"]))
+
+    fake = FakeServer(script)
+    original = fake.handle
+
+    async def handle(request: Any) -> Any:
+        response = await original(request)
+        if response.status_code == 429:
+            return httpx2.Response(429, json={"error": "slow down"}, headers={"Retry-After": "7"})
+        return response
+
+    fake.handle = handle  # type: ignore[method-assign]
+    client = fake.engine(max_retries=2)
+    assert run(client.generate([text_request(SamplingSettings(stop=()), "q")]))[0][0].ok
+    assert fake.sleeps == [7.0]
+
+
+def test_fake_circuit_breaker_holds_requests_while_the_server_is_down_and_gives_up_at_its_deadline() -> None:
+    state = {"up": False, "health_checks": 0}
+
+    async def handle(request: Any) -> Any:
+        if not state["up"]:
+            raise httpx2.ConnectError("connection refused")
+        return httpx2.Response(200, json=chat_response(json.loads(request.content), ["x</answer>"]))
+
+    async def health(url: str) -> bool:
+        state["health_checks"] += 1
+        if state["health_checks"] == 3:
+            state["up"] = True  # the server comes back while requests wait
+        return bool(state["up"])
+
+    clock = FakeClock()
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        clock.now += seconds
+
+    client = OpenAIEngine(
+        "http://fake/v1", "fake-model", http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(handle)),
+        max_retries=3, breaker_failures=2, breaker_deadline_s=100.0, health_check=health, clock=clock, sleep=sleep,
+        jitter=None,
+    )  # fmt: skip
+    assert client.health_url == "http://fake/health"
+    out = run(client.generate([text_request(SamplingSettings(stop=()), f"q{i}") for i in range(4)]))
+    assert all(row[0].ok for row in out)  # nobody gave up: they waited for the server
+    assert state["health_checks"] >= 3 and client.stats.failed_requests == 0  # late failures may probe once more
+
+    state.update(up=False, health_checks=-100)  # down for good this time
+    out = run(client.generate([text_request(SamplingSettings(stop=()), f"r{i}") for i in range(3)]))
+    assert all(row[0].finish_reason == "error" for row in out)
+    assert any("unreachable for more than 100 s" in (row[0].error or "") for row in out)
+    assert clock.now >= 100.0  # the probe kept trying until the deadline
+    before = len(sleeps)
+    out = run(client.generate([text_request(SamplingSettings(stop=()), "later")]))
+    assert "unreachable" in (out[0][0].error or "") and len(sleeps) == before  # fails at once from then on
 
 
 def test_fake_vllm_fields_counts_and_video_url() -> None:

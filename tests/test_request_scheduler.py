@@ -184,3 +184,25 @@ def test_balanced_engine_sends_each_call_to_the_least_loaded_server():
     assert all(s.max_in_flight <= 8 for s in servers) and all(s.started for s in servers)
     with pytest.raises(ValueError, match="at least one"):
         BalancedEngine([])
+
+
+def test_beams_retry_tracebacks_are_held_back_unless_the_block_fails(caplog):
+    import logging
+
+    from pipelines.model_stage import quiet_retries
+
+    def said() -> list[str]:
+        names = ("apache_beam.utils.retry", "pipelines.model_stage")
+        return [r.getMessage() for r in caplog.records if r.name in names]
+
+    retry_log = logging.getLogger("apache_beam.utils.retry")
+    with caplog.at_level(logging.INFO):
+        with quiet_retries("the host"):
+            retry_log.warning("Retry with exponential backoff ... Traceback ...")
+            retry_log.warning("Retry with exponential backoff ... Traceback ...")
+        assert said() == ["connected to the host after 2 retries"]
+        caplog.clear()
+        with pytest.raises(ConnectionRefusedError), quiet_retries("the host"):
+            retry_log.warning("Retry with exponential backoff ... Traceback (most recent call last) ...")
+            raise ConnectionRefusedError("gave up")
+        assert said() == ["Retry with exponential backoff ... Traceback (most recent call last) ..."]

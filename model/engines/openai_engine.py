@@ -6,9 +6,16 @@ The client does not trust the server (docs/design.md, "What the servers actually
 - Seeds follow the engines' rule (model/engine_api.py): completion i of a request is sampled with `seed + i`. A
   call for completions i.. i+m-1 sends `seed + i` with n = m; a server that honours n (vLLM V1) seeds its choice j
   with that + j, so whether n is honoured or split, completion i gets `seed + i`.
-- `stop`: sent, and when the server rejects it (transformers serve answers HTTP 500) the call is retried once
-  without it; if that works the engine remembers that this server cannot stop on strings. The text is always cut
-  at the first stop string on the client side and the stop string is kept, so every engine returns the same text.
+- `stop`: sent. Whether a server cannot take it is concluded only from an answer that says so: a 400/422 whose
+  message names `stop`, or two requests in a row that each failed carrying `stop` (twice, or with no retries left)
+  and then worked without it (transformers serve answers HTTP 500). A 5xx is otherwise retried as a 5xx, one reply
+  with `stop` that works settles that the server takes it, and the conclusion is logged once with its evidence;
+  `stop_mode: server` never falls back. The text is always cut at the first stop string on the client side and the
+  stop string is kept, so every engine returns the same text.
+- A dead server: after `breaker_failures` refused or reset connections in a row, no request is sent; one probe
+  polls the server's `/health` with backoff and every request waits for it (without spending retries). The server
+  answers: work resumes. No answer for `breaker_deadline_s`: every request fails at once (`ServerDownError`), and the
+  model stage's failure budget stops the build.
 - Failures: connection errors, timeouts, 408/409/429 and 5xx are retried with exponential backoff (the `sleep`
   and `clock` are injected so tests check it without waiting); after `max_retries` that request's completions
   are `finish_reason="error"` with the reason. One failed request never fails the batch.
@@ -29,6 +36,7 @@ the count is scaled to the kept characters (approximate) unless per-token logpro
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
@@ -110,6 +118,10 @@ class OpenAIEngine:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         jitter: Callable[[], float] | None = random.random,
         on_close: Callable[[], Any] | None = None,
+        breaker_failures: int = 5,
+        breaker_deadline_s: float = 600.0,
+        health_url: str | None = None,
+        health_check: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -152,6 +164,16 @@ class OpenAIEngine:
         self._active = 0
         self._semaphore: asyncio.Semaphore | None = None
         self._warned: set[str] = set()
+        #: Stop-string evidence: consecutive requests that failed with `stop` and then worked without it.
+        self._stop_evidence = 0
+        #: The circuit breaker (see `_post`): consecutive connection-level failures, and the probe while open.
+        self.breaker_failures = breaker_failures
+        self.breaker_deadline_s = breaker_deadline_s
+        self.health_url = health_url or _health_url(base_url)
+        self._health_check = health_check or _server_answers
+        self._consecutive_down = 0
+        self._probe: asyncio.Task[bool] | None = None
+        self._dead_since: float | None = None
         if video_mode == "video_url" and not vllm_extensions:
             self._warn_once(
                 "video_url_fps",
@@ -255,48 +277,71 @@ class OpenAIEngine:
     async def _call(
         self, prepared: _Prepared, settings: SamplingSettings, n: int, offset: int
     ) -> list[Completion] | _Failure:
+        """One HTTP call, retried on transient failures, with the stop-string rule (module docstring): a call that
+        failed twice carrying `stop` (or once, with no retries left) is tried once without it; that working is one
+        piece of evidence, and two requests in a row make the conclusion. A 400/422 naming `stop` concludes at once."""
         send_stop = bool(settings.stop) and self.server_honours_stop is not False
-        stop_rejection: BaseException | None = None
+        probing = False
+        stop_failures = 0
+        last_stop_failure: BaseException | None = None
         attempt = 0
         while True:
             try:
                 response = await self._post(self._body(prepared, settings, n, offset, send_stop))
             except Exception as exc:
-                if self._may_be_stop_rejection(exc, send_stop):
-                    # Ask again at once without `stop` (not counted as a retry); if that works, this server
-                    # cannot stop on strings.
+                if send_stop and self._stop_unknown() and _names_stop(exc):
+                    self._conclude_no_stop(f"the server answered {_describe(exc, attempt)}")
                     send_stop = False
-                    stop_rejection = exc
                     self.stats.stop_fallbacks += 1
                     continue
+                if send_stop and self._stop_unknown() and _status(exc) in STOP_REJECTED_STATUS:
+                    stop_failures += 1
+                    if stop_failures >= 2 or attempt >= self.max_retries or not _retryable(exc):
+                        send_stop, probing = False, True  # once without `stop`, not counted as a retry
+                        self.stats.stop_fallbacks += 1
+                        last_stop_failure = exc
+                        continue
+                elif probing:  # it failed without `stop` too: the server is failing, `stop` is not the cause
+                    probing = False
+                    send_stop = bool(settings.stop) and self.server_honours_stop is not False
                 if not _retryable(exc) or attempt >= self.max_retries:
                     return _Failure(_describe(exc, attempt))
                 logger.info(
                     "retrying after %s (attempt %d of %d)", _describe(exc, attempt), attempt + 1, self.max_retries
                 )
-                await self._sleep(self._backoff(attempt))
+                await self._sleep(self._retry_delay(exc, attempt))
                 attempt += 1
                 self.stats.retries += 1
                 continue
-            if stop_rejection is not None:
-                self._note_stop_rejected(stop_rejection)
-            elif send_stop and self.server_honours_stop is None:
-                self.server_honours_stop = True
+            if probing:
+                self._stop_evidence += 1
+                if self._stop_evidence >= 2:
+                    self._conclude_no_stop(
+                        f"{self._stop_evidence} requests in a row failed carrying it (last: "
+                        f"{_describe(last_stop_failure, 0) if last_stop_failure else '?'}) and worked without it"
+                    )
+            elif send_stop:
+                self.server_honours_stop, self._stop_evidence = True, 0
             return self._parse(response, settings, sent_stop=send_stop)
 
-    def _may_be_stop_rejection(self, exc: BaseException, sent_stop: bool) -> bool:
-        """An error status a server gives for a `stop` it cannot handle, while it is not known to handle it."""
-        return (
-            sent_stop
-            and self.stop_mode == "auto"
-            and self.server_honours_stop is None
-            and _status(exc) in STOP_REJECTED_STATUS
-        )
+    def _stop_unknown(self) -> bool:
+        """Whether whether this server takes `stop` is still open (and may be concluded: `stop_mode` auto)."""
+        return self.stop_mode == "auto" and self.server_honours_stop is None
 
-    def _note_stop_rejected(self, exc: BaseException) -> None:
-        if self.server_honours_stop is not False:
-            logger.warning("server rejected `stop` (%s); generating without it and cutting on the client", exc)
+    def _conclude_no_stop(self, evidence: str) -> None:
+        if self.server_honours_stop is None:
+            logger.warning("this server cannot take `stop`: %s; cutting on the client from now on", evidence)
         self.server_honours_stop = False
+
+    def _retry_delay(self, exc: BaseException, attempt: int) -> float:
+        """The server's Retry-After (seconds, capped at `backoff_max_s`) when it sent one, else the backoff."""
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None) or {}
+        try:
+            after = float(headers.get("retry-after"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return self._backoff(attempt)
+        return min(self.backoff_max_s, max(0.0, after))
 
     def _backoff(self, attempt: int) -> float:
         delay = min(self.backoff_max_s, self.backoff_s * 2**attempt)
@@ -306,16 +351,65 @@ class OpenAIEngine:
 
     async def _post(self, body: dict[str, Any]) -> Any:
         assert self._client is not None and self._semaphore is not None, "called outside generate()"
+        await self._breaker()
         async with self._semaphore:
             self.stats.in_flight += 1
             self.stats.max_in_flight = max(self.stats.max_in_flight, self.stats.in_flight)
             start = self._clock()
             try:
-                return await asyncio.wait_for(self._client.chat.completions.create(**body), self.timeout_s)
+                response = await asyncio.wait_for(self._client.chat.completions.create(**body), self.timeout_s)
+            except Exception as exc:
+                if _connection_lost(exc):
+                    self._consecutive_down += 1
+                raise
+            else:
+                self._consecutive_down = 0
+                return response
             finally:
                 self.stats.in_flight -= 1
                 self.stats.calls += 1
                 self.stats.call_seconds += self._clock() - start
+
+    # --- the circuit breaker ----------------------------------------------------------------------------------
+
+    async def _breaker(self) -> None:
+        """Closed: return at once. Open (`breaker_failures` connection failures in a row): no request is sent; one
+        probe polls the server's health URL with backoff, and every caller waits for it. The server answers: the
+        breaker closes and the requests go on (none of them spent a retry meanwhile). No answer by
+        `breaker_deadline_s`: `ServerDownError` for every request, now and later, so the stage's failure budget
+        stops the build instead of grading the rest against a dead server."""
+        if self._dead_since is not None:
+            raise ServerDownError(f"{self.base_url} unreachable for more than {self.breaker_deadline_s:g} s")
+        if self.breaker_failures < 1 or self._consecutive_down < self.breaker_failures:
+            return
+        if self._probe is None or self._probe.done():
+            logger.warning(
+                "%d connection failures in a row to %s: holding requests and probing %s for up to %g s",
+                self._consecutive_down,
+                self.base_url,
+                self.health_url,
+                self.breaker_deadline_s,
+            )
+            self._probe = asyncio.ensure_future(self._wait_for_server())
+        if not await asyncio.shield(self._probe):
+            raise ServerDownError(f"{self.base_url} unreachable for more than {self.breaker_deadline_s:g} s")
+
+    async def _wait_for_server(self) -> bool:
+        start = self._clock()
+        attempt = 0
+        while True:
+            if await self._health_check(self.health_url):
+                logger.warning("%s answers again after %.1f s; resuming", self.base_url, self._clock() - start)
+                self._consecutive_down = 0
+                return True
+            if self._clock() - start >= self.breaker_deadline_s:
+                self._dead_since = self._clock()
+                logger.error(
+                    "%s did not answer for %g s: failing its requests", self.base_url, self.breaker_deadline_s
+                )
+                return False
+            await self._sleep(self._backoff(attempt))
+            attempt += 1
 
     def _new_client(self) -> Any:
         # Retries and timeouts are ours (injected clock/sleep, per-request accounting), not the SDK's.
@@ -457,9 +551,55 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+class ServerDownError(ConnectionError):
+    """The server stayed unreachable past the circuit breaker's deadline: requests fail at once, not retried."""
+
+
+async def _server_answers(url: str) -> bool:
+    """Whether anything answers HTTP at `url` below 500 (a 404 still proves the server is up), within 5 s."""
+
+    def probe() -> bool:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(url, timeout=5.0) as reply:  # noqa: S310 (the configured server's URL)
+                return int(reply.status) < 500
+        except urllib.error.HTTPError as exc:
+            return exc.code < 500
+        except Exception as exc:  # refused, reset, timed out: down
+            logger.debug("health probe of %s: %s", url, exc)
+            return False
+
+    return await asyncio.to_thread(probe)
+
+
+def _health_url(base_url: str) -> str:
+    """The server's health endpoint: `/health` at its root (vLLM, transformers serve), next to `/v1`."""
+    root = base_url.rstrip("/")
+    return (root[: -len("/v1")] if root.endswith("/v1") else root) + "/health"
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """Refused or reset connections, not timeouts: a stalled server is slow, a dead one refuses."""
+    if isinstance(exc, ServerDownError | TimeoutError | openai.APITimeoutError):
+        return False
+    return isinstance(exc, ConnectionError | openai.APIConnectionError)
+
+
+def _names_stop(exc: BaseException) -> bool:
+    """A 400/422 whose message names `stop`: the server says it cannot take the parameter."""
+    return _status(exc) in (400, 422) and "stop" in str(exc).lower()
+
+
 def _retryable(exc: BaseException) -> bool:
-    """Timeouts, lost connections and 408/409/425/429/5xx: worth another try. Other 4xx: the request is wrong."""
+    """Timeouts, lost connections, garbled answers and 408/409/425/429/5xx: worth another try. Other 4xx: the
+    request is wrong."""
+    if isinstance(exc, ServerDownError):
+        return False
     if isinstance(exc, TimeoutError | ConnectionError | openai.APIConnectionError):  # incl. APITimeoutError
+        return True
+    if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):  # a garbled answer: ask again
         return True
     status = _status(exc)
     return status is not None and status in RETRYABLE_STATUS
