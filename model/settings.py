@@ -87,8 +87,17 @@ class Block(BaseModel):
 #: Constructor keywords that are objects, not config values.
 _NOT_CONFIG = frozenset(
     {
-        "self", "model_path_or_id", "model", "processor", "http_client", "client", "clock", "sleep", "jitter",
-        "on_close", "health_check",
+        "self",
+        "model_path_or_id",
+        "model",
+        "processor",
+        "http_client",
+        "client",
+        "clock",
+        "sleep",
+        "jitter",
+        "on_close",
+        "health_check",
     }  # fmt: skip
 )
 
