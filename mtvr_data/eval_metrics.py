@@ -8,8 +8,12 @@ an output reads the same when it is trained on and when it is evaluated; only wh
 
 Definitions (sources in `docs/evaluation.md`), all reported in percent:
 
-- accuracy: mean per-sample score; a letter / number / text answer scores 1 or 0, a `regression` answer scores
-  VSI-Bench's mean relative accuracy (MRA). Also per category (the benchmark's own, from `meta["category"]`).
+- accuracy: a letter / number / text answer scores 1 or 0, a `regression` answer scores VSI-Bench's mean relative
+  accuracy (MRA), read in the benchmark's reference's reading mode. The headline "Acc" is the reference's
+  aggregation (`mtvr_data.benchmarks.scoring_rules`: task means, MMVU's multiple-choice subset, LongVideoBench's 1/n
+  for an unparsed letter, empty responses dropped where the reference drops them); the plain per-question mean is
+  shown beside it where it differs. Also per category (the benchmark's own, from `meta["category"]`).
+- every span is scored against the windows as the benchmark published them (benchmark readers never clamp them).
 - grounding (Charades-STA, ActivityNet, VidChapters): mIoU and R@{0.3, 0.5, 0.7} = share of samples with
   IoU >= threshold (an IoU exactly at the threshold is a hit, as in the standard moment-retrieval evaluation).
   With several ground-truth windows the best IoU counts.
@@ -37,9 +41,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtvr_data import storage
+from mtvr_data.benchmarks.scoring_rules import ScoringRule, scoring_rule
 from mtvr_data.parsing import extract_answer
 from mtvr_data.schema import Sample
-from mtvr_data.tasks import GroundTruth, family
+from mtvr_data.tasks import GroundTruth, Reading, family
 from mtvr_data.tasks.answer_terms import MRA_THRESHOLDS, mean_relative_accuracy
 from mtvr_data.temporal_iou import best_iop, temporal_iop
 
@@ -99,6 +104,11 @@ class SampleResult:
     status: str = OK
     finish_reason: str = ""
     error: str | None = None
+    #: How many options the question had (0: an open question); the headline rules need it (MMVU's subset,
+    #: LongVideoBench's 1/n guess). Results files written before it read as 0.
+    num_options: int = 0
+    #: The letter reading mode that scored the answer (`tasks.reading.Reading.letters`; "" in older files).
+    reading: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -118,6 +128,7 @@ def _base(sample: Sample, truth: GroundTruth, *, benchmark: str, setting: str) -
         "category": str(sample.meta_dict.get("category", "") or ""),
         "gold": family(truth.task).gold(truth),
         "windows": [list(w) for w in truth.windows],
+        "num_options": truth.num_options,
     }
 
 
@@ -135,8 +146,13 @@ def score_sample(
     setting: str,
     tool_calls: int = 0,
     finish_reason: str = "",
+    reading: Reading | None = None,
 ) -> SampleResult:
     """Score the model's assistant text (every turn joined) for `sample`; only the last `<answer>` block counts.
+
+    The truth is the sample's windows as the benchmark published them (benchmark readers never clamp them).
+    `reading`: how the answer is read; None = the benchmark's reference's reading (`scoring_rule(benchmark)`),
+    e.g. `Reading()` for the lenient reading of any benchmark. The mode is kept in the result (`reading`).
 
     The per-sample score is the task family's metric (`mtvr_data.tasks`):
     - mcq / open: the answer term, counted as benchmarks count it (`tasks.answer_terms.answer_metric`).
@@ -147,8 +163,9 @@ def score_sample(
     """
     truth = GroundTruth.of(sample)
     task = family(truth.task)
+    reading = scoring_rule(benchmark).reading if reading is None else reading
     base = _base(sample, truth, benchmark=benchmark, setting=setting)
-    base.update(tool_calls=tool_calls, finish_reason=finish_reason)
+    base.update(tool_calls=tool_calls, finish_reason=finish_reason, reading=reading.letters)
     answer = extract_answer(text)
     if not answer:
         task.no_answer(truth)
@@ -161,7 +178,7 @@ def score_sample(
             **_missed(truth.task),
             status=NO_ANSWER,
         )
-    m = task.metric(truth, answer)
+    m = task.metric(truth, answer, reading)
     return SampleResult(
         **base, prediction=answer, parsed=m.parsed, correct=m.correct, score=m.score, iou=m.iou, iop=m.iop
     )
@@ -204,6 +221,14 @@ class BenchmarkSummary:
     failed_reasons: dict[str, int]
     metrics: dict[str, float | None]
     by_category: dict[str, dict[str, float | int | None]] = field(default_factory=dict)
+    #: What the headline metric (the first of `metrics`) is, as the benchmark's reference counts it.
+    headline: str = ""
+    #: The letter reading mode(s) that produced the per-question scores ("lenient", "first_token", "exact").
+    reading: str = ""
+    #: The reference the headline follows (repository, commit, file).
+    reference: str = ""
+    #: Questions left out of the headline's denominator by the reference's rule (empty responses, open questions).
+    n_excluded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -225,15 +250,80 @@ def _iop(r: SampleResult) -> float:
     return r.iop or 0.0
 
 
-def _accuracy_metrics(results: Sequence[SampleResult]) -> dict[str, float | None]:
-    return {"Acc": _pct((r.score for r in results), len(results))}
+#: The per-question mean, shown beside a headline of another kind.
+PER_QUESTION = "Acc (per question)"
+#: MMVU's open questions: exact match, a rule-based stand-in for the reference's GPT-4o judge.
+OPEN_RULE = "Acc (open, rule-based)"
 
 
-def _grounding_metrics(results: Sequence[SampleResult]) -> dict[str, float | None]:
+def _headline_score(r: SampleResult, rule: ScoringRule) -> float:
+    """The per-question score the headline counts: LongVideoBench's unparsed-letter rule credits 1/n (the expected
+    value of upstream's random guess) to an answer that names no option, including no answer at all."""
+    if (
+        rule.unparsed == "expected_guess"
+        and r.num_options > 0
+        and r.status in (OK, NO_ANSWER)
+        and r.parsed is None
+        and r.gold
+    ):
+        return 1.0 / r.num_options
+    return r.score
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return 100.0 * sum(values) / len(values) if values else None
+
+
+def _task_mean(rows: Sequence[SampleResult], rule: ScoringRule) -> float | None:
+    """The mean of the per-task means (MVBench, MLVU, VSI-Bench); VSI-Bench's direction task is the mean of its
+    three sub-types' means, as its code computes it."""
+    by_task: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        by_task.setdefault(rule.task(r.category or "(none)"), {}).setdefault(r.category or "(none)", []).append(
+            _headline_score(r, rule)
+        )
+    scores = []
+    for subs in by_task.values():
+        if rule.subtasks_averaged:
+            scores.append(sum(_mean(v) or 0.0 for v in subs.values()) / len(subs))
+        else:
+            scores.append(_mean([x for v in subs.values() for x in v]) or 0.0)
+    return sum(scores) / len(scores) if scores else None
+
+
+def _accuracy_metrics(results: Sequence[SampleResult], rule: ScoringRule) -> tuple[dict[str, float | None], int]:
+    """(metrics, questions outside the headline's denominator): the headline first, as "Acc", then the other views
+    the reference reports apart."""
+    rows = list(results)
+    if rule.empty == "drop":
+        rows = [r for r in rows if r.status != NO_ANSWER]
+    open_rows: list[SampleResult] = []
+    if rule.aggregation == "options_subset":
+        open_rows = [r for r in rows if r.num_options == 0]
+        rows = [r for r in rows if r.num_options > 0]
+    if rule.aggregation == "task_mean":
+        headline = _task_mean(rows, rule)
+    else:
+        headline = _mean([_headline_score(r, rule) for r in rows])
+    out: dict[str, float | None] = {"Acc": headline}
+    if rule.aggregation == "options_subset":
+        out[OPEN_RULE] = _mean([r.score for r in open_rows])
+    plain = _mean([r.score for r in results])
+    if plain != headline or len(rows) != len(results):
+        out[PER_QUESTION] = plain
+    return out, len(results) - len(rows)
+
+
+def _grounding_metrics(results: Sequence[SampleResult], rule: ScoringRule) -> dict[str, float | None]:
+    """mIoU, R@t for the reference's thresholds and, where it reports one, mAP: with one prediction per query and
+    no ranking, a query's AP at threshold t is 1 on a hit and 0 otherwise, so mAP is the mean of R@t over t."""
     n = len(results)
     out: dict[str, float | None] = {"mIoU": _pct((_iou(r) for r in results), n)}
-    for t in GROUNDING_THRESHOLDS:
+    for t in rule.thresholds:
         out[f"R@{t}"] = _rate((_iou(r) >= t for r in results), n)
+    if rule.map_thresholds:
+        recalls = [_rate((_iou(r) >= t for r in results), n) for t in rule.map_thresholds]
+        out["mAP"] = None if n == 0 else sum(v or 0.0 for v in recalls) / len(recalls)
     return out
 
 
@@ -265,15 +355,20 @@ def _rextime_metrics(results: Sequence[SampleResult]) -> dict[str, float | None]
 def summarize(benchmark: str, setting: str, metric: str, results: Sequence[SampleResult]) -> BenchmarkSummary:
     """The benchmark's numbers over `results` (one benchmark, one setting), by its metric family.
 
-    grounded_qa uses ReXTime's definitions for `benchmark == "rextime"` and NExT-GQA's for any other.
+    grounded_qa uses ReXTime's definitions for `benchmark == "rextime"` and NExT-GQA's for any other. Accuracy
+    benchmarks put their reference's headline first, as "Acc" (`benchmarks.scoring_rules`: task means, MMVU's
+    multiple-choice subset, LongVideoBench's 1/n for an unparsed letter, empty responses dropped where the reference
+    drops them), and the plain per-question mean beside it ("Acc (per question)") where the two differ.
     """
     if metric not in METRIC_KINDS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {METRIC_KINDS}")
     results = sorted(results, key=lambda r: r.id)
+    rule = scoring_rule(benchmark)
+    excluded = 0
     if metric == "accuracy":
-        metrics = _accuracy_metrics(results)
+        metrics, excluded = _accuracy_metrics(results, rule)
     elif metric == "grounding":
-        metrics = _grounding_metrics(results)
+        metrics = _grounding_metrics(results, rule)
     elif benchmark == "rextime":
         metrics = _rextime_metrics(results)
     else:
@@ -284,11 +379,14 @@ def summarize(benchmark: str, setting: str, metric: str, results: Sequence[Sampl
     if any(r.category for r in results):
         groups: dict[str, list[SampleResult]] = {}
         for r in results:
+            if metric == "accuracy" and rule.empty == "drop" and r.status == NO_ANSWER:
+                continue  # the same denominators as the headline's
             groups.setdefault(r.category or "(none)", []).append(r)
         for name in sorted(groups):
             group = groups[name]
-            # accuracy benchmarks average the score (MRA is partial); the others count right answers
-            value = _pct((r.score for r in group), len(group)) if metric == "accuracy" else None
+            # accuracy benchmarks average the score the headline counts (MRA is partial; LongVideoBench's 1/n);
+            # the others count right answers
+            value = _mean([_headline_score(r, rule) for r in group]) if metric == "accuracy" else None
             if value is None:
                 value = _rate((r.correct for r in group), len(group))
             by_category[name] = {"n": len(group), "accuracy": value}
@@ -303,6 +401,10 @@ def summarize(benchmark: str, setting: str, metric: str, results: Sequence[Sampl
         failed_reasons=dict(sorted(failed.items())),
         metrics=metrics,
         by_category=by_category,
+        headline=rule.headline,
+        reading=", ".join(sorted({r.reading for r in results if r.reading})) or rule.mode,
+        reference=rule.reference,
+        n_excluded=excluded,
     )
 
 

@@ -131,8 +131,12 @@ class ProbeCache:
         return self.results[key]
 
 
-def apply_probe(sample: Sample, probe: ProbeResult) -> Sample | SampleError:
+def apply_probe(sample: Sample, probe: ProbeResult, *, fit_windows: bool = True) -> Sample | SampleError:
     """The sample with its media facts filled in from `probe`, or the reason it cannot be used.
+
+    `fit_windows=False` (`mtvr eval`): the windows are a benchmark's published ground truth and stay as they are,
+    whatever the probed length; only the media facts are filled in. A score is computed against the published
+    windows; the probed length decides only which frames the model sees.
 
     Spans are checked against the duration of the file we actually have (with the adapters' small
     overshoot tolerance): a span past the real end is `span_outside_video`, not a silent clamp. A window
@@ -156,6 +160,9 @@ def apply_probe(sample: Sample, probe: ProbeResult) -> Sample | SampleError:
         if sample.duration is not None and abs(sample.duration - info.duration) > DURATION_MISMATCH_S:
             meta["annotated_duration"] = sample.duration
         sample.duration, sample.fps = round(info.duration, 3), round(info.fps, 3)
+        if not fit_windows:
+            sample.meta = json.dumps(meta, ensure_ascii=False, sort_keys=True)
+            return sample
         try:
             windows = [fit_span(w[0], w[1], sample.duration) for w in sample.windows]
         except AdapterError as exc:

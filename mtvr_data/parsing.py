@@ -291,14 +291,21 @@ _ARTICLE_AFTER = re.compile(r"\s+(?!(?:or|and|nor)\b)[a-z]")
 _A_IS = re.compile(r"\s+(?:is|was)\b")
 #: An explicit commitment: "answer is (B)", "Answer: B", "final answer = C", "the correct choice is D",
 #: "the best option is B", "I pick (C)", "I choose option B", "go with B".
+#: The letter after a commitment or "option": upper case, or lower case when bracketed ("option (b)") or when it
+#: ends the answer ("The answer is: b"), so prose ("the answer is a person") never yields one.
+_NAMED_LETTER = r"(?:[(\[]?([A-Z])(?![\w'])|[(\[]([a-z])[)\]]|([a-z])(?=[.!]?$))"
 _COMMIT = re.compile(
     r"(?:\b(?i:answer|(?:correct|right|best|final)\s+(?:option|choice))\b\s*"
     r"(?:(?i:is|was|would\s+be|should\s+be|must\s+be)\b\s*)?(?:[:=]\s*)?"
     r"|\b(?i:pick|choose|select|go\s+with)\b\s*)"
-    r"(?:(?i:option|choice)\s+)?[(\[]?([A-Z])(?![\w'])"
+    r"(?:(?i:option|choice)\s+)?" + _NAMED_LETTER
 )
-#: Weaker mentions, read only when nothing above decided: "option B", "choice C", a bracketed letter.
-_MENTION = re.compile(r"\b(?i:option|choice)\s+[(\[]?([A-Z])(?![\w'])|[(\[]([A-Z])[)\]]")
+#: Weaker mentions, read only when nothing above decided: "option B", "option (b)", "choice C", a bracketed letter.
+_MENTION = re.compile(r"\b(?i:option|choice)\s+" + _NAMED_LETTER + r"|[(\[]([A-Z])[)\]]")
+#: A letter the answer rules out ("Not A, it is B", "rather than (C)"): never the one it commits to.
+_NEGATED = re.compile(
+    r"\b(?i:not|isn't|rather\s+than|instead\s+of)\s+(?:(?i:option|choice)\s+)?[(\[]?([A-Z])(?![\w'])"
+)
 #: A one-letter token.
 _LONE = re.compile(r"(?<![\w'])([A-Z])(?![\w'])")
 
@@ -314,6 +321,11 @@ def _one(found: set[str]) -> str | None:
     return found.pop() if len(found) == 1 else None
 
 
+def _named(m: re.Match[str]) -> str:
+    """The letter of a `_COMMIT` / `_MENTION` match, upper case (whichever of its letter groups matched)."""
+    return next(g for g in m.groups() if g is not None).upper()
+
+
 def _committed_letter(text: str) -> str | None:
     if m := _BARE.match(text):
         return m.group(1).upper()
@@ -323,10 +335,10 @@ def _committed_letter(text: str) -> str | None:
     if commits:
         if any(_LIST_AFTER.match(text, m.end()) for m in commits):
             return None
-        return _one({m.group(1) for m in commits})
-    found = {m.group(1) or m.group(2) for m in _MENTION.finditer(text)}
+        return _one({_named(m) for m in commits})
+    found = {_named(m) for m in _MENTION.finditer(text)}
     found |= {m.group(1) for m in _LONE.finditer(text) if not _is_article(text, m.group(1), m.end())}
-    return _one(found)
+    return _one(found - {m.group(1) for m in _NEGATED.finditer(text)})
 
 
 def parse_letter(answer: str, num_options: int | None = None) -> str | None:
@@ -343,8 +355,11 @@ def parse_letter(answer: str, num_options: int | None = None) -> str | None:
        exactly one distinct letter, and not followed by a list ("answer is (B) or (C)"), else None. A commitment
        outranks the article rule, so "Answer: A man ..." reads as A;
     4. otherwise the letters the answer mentions - "option B", bracketed "(B)", upper-case one-letter tokens
-       (article/pronoun "A"/"I" excluded as in step 2) - exactly one distinct letter, else None.
-    Lower case "a"/"i" are only letters in step 1, so prose never yields them. Markdown (* ` _) is ignored.
+       (article/pronoun "A"/"I" excluded as in step 2) - less those it rules out ("Not A, it is B": "not",
+       "isn't", "rather than", "instead of" before a letter), exactly one distinct letter, else None.
+    Lower case letters count in step 1, and in steps 3-4 right after a commitment or "option" when bracketed
+    ("option (b)") or ending the answer ("The answer is: b"), so prose ("the answer is a person") never yields
+    one. Markdown (* ` _) is ignored.
     The decided letter must be among the first `num_options` letters when that is given. The reward
     (`rewards.mcq_reward`) and the benchmark metric (`eval_metrics`) both score letters with `letter_score`.
 
@@ -472,6 +487,17 @@ def parse_number(answer: str) -> float | None:
     >>> parse_number("About 1,234.5 people"), parse_number("3/4 of them"), parse_number("none")
     (1234.5, 0.75, None)
     """
+    return next(iter(parse_numbers(answer)), None)
+
+
+def parse_numbers(answer: str) -> list[float]:
+    """Every number of the answer, in text order, read as `parse_number` reads the first (MMMU's open-answer rule
+    checks them all: "speed 20 m/s after 5 s" holds 20 and 5).
+
+    >>> parse_numbers("speed 20 m/s after 5 s")
+    [20.0, 5.0]
+    """
+    out: list[float] = []
     for m in _NUMBER.finditer(answer):
         if m.group("int") is None and m.group("frac") is None:
             continue
@@ -484,5 +510,5 @@ def parse_number(answer: str) -> float | None:
         if m.group("sign") in ("-", "−"):
             value = -value
         if math.isfinite(value):
-            return value
-    return None
+            out.append(value)
+    return out

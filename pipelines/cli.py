@@ -137,6 +137,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if engine:
             overrides["engine"] = engine
         config = load_eval_config(args.config, overrides)
+        if args.reading is not None:
+            benchmarks = [b.model_copy(update={"reading": args.reading}) for b in config.benchmarks]
+            config = config.model_copy(update={"benchmarks": benchmarks})
     else:
         if not (args.model and args.benchmark and args.out):
             raise SystemExit("mtvr eval: give a CONFIG, or --model, --benchmark/--annotations and --out")
@@ -156,6 +159,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             engine_settings=_parse_options(args.engine_option),
             sampling={"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {},
             cap=args.cap,
+            reading=args.reading or "reference",
         )
     evaluate(config, args.beam_args)
     from mtvr_data import storage
@@ -303,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="frame budget of the whole video (default: 64)")
     p.add_argument("--max-new-tokens", type=int, help="per-turn generation budget (default: 1024)")
     p.add_argument("--cap", type=int, help="evaluate only the first N samples of each benchmark")
+    p.add_argument(
+        "--reading",
+        choices=["reference", "lenient"],
+        help="how answers are read: as each benchmark's reference does (default) or leniently for all",
+    )
     p.add_argument("--out", help="output folder")
     p.set_defaults(func=cmd_eval, beam_args=[])
 

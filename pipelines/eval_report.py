@@ -150,6 +150,7 @@ def build_table(out: str | os.PathLike[str]) -> dict[str, Any]:
             except FileNotFoundError:
                 results = []
             settings[setting] = summarize(name, setting, metric, results).to_dict()
+        first = next(iter(settings.values()), {})
         read_errors = Counter(d["reason"] for d in dead if d.get("source") == name and d.get("stage") == "read")
         benchmarks.append(
             {
@@ -157,6 +158,9 @@ def build_table(out: str | os.PathLike[str]) -> dict[str, Any]:
                 "display": display,
                 "metric": metric,
                 "primary": primary_metrics(name, metric),
+                "headline": first.get("headline", ""),
+                "reading": first.get("reading", ""),
+                "reference": first.get("reference", ""),
                 "settings": settings,
                 "paper": PAPER_VITAL_7B.get(name, {}),
                 "read_errors": dict(sorted(read_errors.items())),
@@ -201,8 +205,17 @@ def render_markdown(table: Mapping[str, Any]) -> str:
     lines.append("|" + "|".join(["---"] + ["---:"] * len(table["benchmarks"])) + "|")
     for label, cells in table_rows(table):
         lines.append("| " + " | ".join([label, *cells]) + " |")
+    lines += ["", "| benchmark | headline | reading mode |", "|---|---|---|"]
+    for b in table["benchmarks"]:
+        lines.append(f"| {b['display']} | {b.get('headline') or '-'} | {b.get('reading') or '-'} |")
     for b in table["benchmarks"]:
         lines += ["", f"## {b['display']} (`{b['name']}`, {b['metric']})", ""]
+        if b.get("headline"):
+            lines += [
+                f"Headline: {b['headline']}; reading mode: {b.get('reading') or '-'}; "
+                f"reference: {b.get('reference') or '-'}.",
+                "",
+            ]
         keys = list(next(iter(b["settings"].values()))["metrics"]) if b["settings"] else []
         lines.append("| setting | n | ok | no answer | failed | " + " | ".join(keys) + " |")
         lines.append("|---|---:|---:|---:|---:|" + "---:|" * len(keys))

@@ -43,6 +43,7 @@ from model.trajectory import MODEL_OUTCOMES
 from mtvr_data import storage
 from mtvr_data.eval_metrics import SampleResult, failed_result, score_sample, write_results
 from mtvr_data.schema import Sample, SampleError
+from mtvr_data.tasks import Reading
 from pipelines.eval_report import DEAD_LETTERS_FILE, RUN_FILE, results_name, write_report
 from pipelines.model_stage import CachedInference, ModelResult, RolloutStage, build_engine
 from pipelines.transforms import DEAD, ProbeAndValidate, StageMetrics
@@ -70,13 +71,16 @@ EVAL_DEFAULTS: dict[str, Any] = {
 
 class BenchmarkInput(Block):
     """One benchmark to run: its name (`mtvr benchmarks` lists them), its native annotation file(s), its video root,
-    adapter options and an optional cap (the first `cap` samples, like `head`)."""
+    adapter options, an optional cap (the first `cap` samples, like `head`) and the reading: `reference` (default:
+    the benchmark's reference reads the answer, strictly where it is strict; `mtvr_data.benchmarks.scoring_rules`)
+    or `lenient` (this project's letter reader, `parsing.parse_letter`, for every benchmark)."""
 
     name: StrictStr
     annotations: StrictStr | list[StrictStr]
     videos: StrictStr | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     cap: StrictInt | None = Field(None, ge=0)
+    reading: Literal["reference", "lenient"] = "reference"
 
     @field_validator("name")
     @classmethod
@@ -247,8 +251,8 @@ class _ScoreFn(beam.DoFn):
     """A `ModelResult` -> its `SampleResult` (main) and, for a machinery failure, a `failed` result plus a dead
     letter (`DEAD`): nothing is dropped. Scores come from the current metric code, cached answers included."""
 
-    def __init__(self, benchmark: str, setting: str) -> None:
-        self.benchmark, self.setting = benchmark, setting
+    def __init__(self, benchmark: str, setting: str, reading: Reading | None = None) -> None:
+        self.benchmark, self.setting, self.reading = benchmark, setting, reading
 
     def setup(self) -> None:
         self.metrics = StageMetrics(STAGE)
@@ -270,6 +274,7 @@ class _ScoreFn(beam.DoFn):
                 **where,
                 tool_calls=traj.num_tool_calls,
                 finish_reason=traj.finish_reason,
+                reading=self.reading,
             )
         except ValueError as exc:  # the sample's own truth cannot be scored: a data bug, visible in the results
             yield failed_result(sample, **where, reason="unscorable", detail=str(exc))
@@ -308,7 +313,8 @@ class EvaluateBenchmark(beam.PTransform[beam.pvalue.PBegin, tuple[beam.PCollecti
             | "Read" >> beam.ParDo(_ReadBenchmarkFn()).with_outputs(DEAD, main="samples")
         )
         roots = {name: self.bench.videos}
-        probed, probe_dead = read.samples | "Probe" >> ProbeAndValidate(roots)
+        # the probe fills in the media facts; the windows stay as published (they are what is scored against)
+        probed, probe_dead = read.samples | "Probe" >> ProbeAndValidate(roots, fit_windows=False)
         settings = [s for s, _ in self.config.settings]
         refused = (
             {
@@ -320,12 +326,13 @@ class EvaluateBenchmark(beam.PTransform[beam.pvalue.PBegin, tuple[beam.PCollecti
         )
         results, dead = [refused], [read[DEAD], probe_dead]
         video_roots = {name: self.bench.videos}
+        reading = Reading() if self.bench.reading == "lenient" else None  # None: the benchmark's reference's
         for setting, tools in self.config.settings:
             model = CachedInference(
                 self.config.stage(tools), video_roots, out_dir=self.out_dir, engine_factory=self.engine_factory
             )
             answers, _ = probed | f"Answer_{setting}" >> model
-            scored = answers | f"Score_{setting}" >> beam.ParDo(_ScoreFn(name, setting)).with_outputs(
+            scored = answers | f"Score_{setting}" >> beam.ParDo(_ScoreFn(name, setting, reading)).with_outputs(
                 DEAD, main="results"
             )
             results.append(scored.results)
@@ -443,6 +450,7 @@ def config_from_args(
     sampling: Mapping[str, Any] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     cap: int | None = None,
+    reading: str = "reference",
 ) -> EvalConfig:
     """An `EvalConfig` from command-line values: (name, annotations, videos) per benchmark; relative paths are taken
     against the working directory."""
@@ -454,6 +462,7 @@ def config_from_args(
                 "videos": videos,
                 "options": dict((options or {}).get(name, {})),
                 "cap": cap,
+                "reading": reading,
             }
             for name, annotations, videos in benchmarks
         ],

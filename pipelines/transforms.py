@@ -165,7 +165,12 @@ class ReadSources(beam.PTransform[beam.pvalue.PBegin, StageOutput]):
 
 
 class _ProbeFn(beam.DoFn):
-    """(media path, samples of that media) -> probed, re-validated samples; one probe per video per worker."""
+    """(media path, samples of that media) -> probed, re-validated samples; one probe per video per worker.
+
+    `fit_windows=False`: the windows are published ground truth (benchmarks), kept as they are (`apply_probe`)."""
+
+    def __init__(self, fit_windows: bool = True) -> None:
+        self.fit_windows = fit_windows
 
     def setup(self) -> None:
         self.cache = ProbeCache()
@@ -180,9 +185,10 @@ class _ProbeFn(beam.DoFn):
         probe = self.cache.get(path, modality)  # a URL is staged to scratch disk by the probe
         for sample in samples:
             self.metrics.inc("in")
-            out = apply_probe(dataclasses.replace(sample), probe)  # a copy: Beam inputs must not be mutated
+            # a copy: Beam inputs must not be mutated
+            out = apply_probe(dataclasses.replace(sample), probe, fit_windows=self.fit_windows)
             if isinstance(out, Sample):
-                problems = validate_sample(out)
+                problems = validate_sample(out, published_spans=not self.fit_windows)
                 if problems:
                     out = SampleError.for_sample(out, "probe", problems[0], ", ".join(problems) + " (after probing)")
             if isinstance(out, SampleError):
@@ -222,16 +228,17 @@ class ProbeAndValidate(beam.PTransform[beam.PCollection, StageOutput]):
     leads outside its source's video root is a `path_outside_root` dead letter before anything is opened.
     """
 
-    def __init__(self, video_roots: dict[str, str | None]) -> None:
+    def __init__(self, video_roots: dict[str, str | None], *, fit_windows: bool = True) -> None:
         super().__init__()
         self.video_roots = dict(video_roots)
+        self.fit_windows = fit_windows
 
     def expand(self, samples: beam.PCollection):
         keyed = samples | "ByMedia" >> beam.ParDo(_MediaKeyFn(self.video_roots)).with_outputs(DEAD, main="keyed")
         out = (
             keyed.keyed
             | "Group" >> beam.GroupByKey()
-            | "Probe" >> beam.ParDo(_ProbeFn()).with_outputs(DEAD, main="samples")
+            | "Probe" >> beam.ParDo(_ProbeFn(self.fit_windows)).with_outputs(DEAD, main="samples")
         )
         dead = (keyed[DEAD], out[DEAD]) | "DeadLetters" >> beam.Flatten()
         counts = (samples | CountStage("probe", "in"), out["samples"] | CountStage("probe", "kept"))

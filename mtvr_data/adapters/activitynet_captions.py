@@ -74,7 +74,7 @@ class ActivityNetCaptions(SourceAdapter):
             raise AdapterError("bad_value", f"timestamp is not a [start, end] pair: {stamp!r}")
         start, end = to_float(stamp[0], "start"), to_float(stamp[1], "end")
         duration = value["duration"]
-        span = fit_span(start, end, duration)
+        span = fit_span(start, end, duration, clamp=self.clamp_spans)
         # span_meta ignores float noise: 2D-TAN's durations (70.28999999999999) would mark a clamp of 1e-14 s.
         meta: dict[str, Any] = {"vid": value["vid"], "sentence_index": value["index"], **span_meta(start, end, span)}
         return [

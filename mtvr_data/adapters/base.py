@@ -288,8 +288,14 @@ def fit_span(
     duration: float | None,
     tolerance: float = SPAN_TOLERANCE_S,
     start_tolerance: float = START_TOLERANCE_S,
+    *,
+    clamp: bool = True,
 ) -> list[float]:
     """Check a [start, end] window and bring a small overshoot of either end back inside the video.
+
+    `clamp=False` (benchmark readers, `SourceAdapter.clamp_spans`): the window is kept exactly as published, only
+    `end_not_after_start` is refused. A benchmark is scored against its published windows (docs/evaluation.md):
+    clamping `[12.7, 19.9]` to a 18.58 s video would make an exact prediction of the published window score 0.82.
 
     end <= start is `end_not_after_start`; a start more than `start_tolerance` seconds before 0 or an end more
     than `tolerance` seconds past the duration is `span_outside_video`. A start within its tolerance is clamped
@@ -299,6 +305,8 @@ def fit_span(
     """
     if end <= start:
         raise AdapterError("end_not_after_start", f"span [{start}, {end}] does not end after it starts")
+    if not clamp:
+        return [float(start), float(end)]
     if start < -start_tolerance:
         raise AdapterError("span_outside_video", f"span [{start}, {end}] starts before 0")
     start = max(start, 0.0)
@@ -343,6 +351,10 @@ class SourceAdapter(ABC):
     #: Whether a sample's own `meta["origin"]` (the native record it was first read from) is kept; else the origin is
     #: where this adapter read it. Only adapters that read samples already made (`samples`) keep it.
     keeps_origin: ClassVar[bool] = False
+    #: Whether spans are fitted to the video (`fit_span`: small overshoots clamped, the published value kept in
+    #: `meta`, larger ones refused). Training sources: yes. Benchmark readers: no, their windows are the published
+    #: ground truth a score is computed against (`mtvr_data.benchmarks.base.BenchmarkAdapter`).
+    clamp_spans: ClassVar[bool] = True
 
     def __init__(
         self, annotations: str | os.PathLike[str], *, split: str | None = None, video_ext: str = ".mp4"
@@ -462,7 +474,7 @@ class SourceAdapter(ABC):
                 continue
             for i, sample in enumerate(samples):
                 loc = record.location if len(samples) == 1 else f"{record.location}[{i}]"
-                problems = validate_sample(sample)
+                problems = validate_sample(sample, published_spans=not self.clamp_spans)
                 if problems:
                     yield self._error(RawRecord(loc, raw=record.raw), AdapterError(problems[0], ", ".join(problems)))
                     continue

@@ -69,7 +69,7 @@ class CharadesSTA(SourceAdapter):
         vid = parts[0]
         start, end = to_float(parts[1], "start"), to_float(parts[2], "end")
         duration = self.durations.get(vid)
-        span = fit_span(start, end, duration)
+        span = fit_span(start, end, duration, clamp=self.clamp_spans)
         meta = {"vid": vid, **span_meta(start, end, span)}
         return [
             self.make_sample(

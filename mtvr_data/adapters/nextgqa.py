@@ -89,9 +89,9 @@ class NextGQA(NextQA):
             raise AdapterError("bad_value", f"location of qid {qid} is not a list of [start, end]: {raw!r}")
         published = [[to_float(s, "start"), to_float(e, "end")] for s, e in raw]
         # No clamp to gsub's rounded duration: the probe stage fits the windows to the real file.
-        windows = [fit_span(s, e, None) for s, e in published]
+        windows = [fit_span(s, e, None, clamp=self.clamp_spans) for s, e in published]
         for start, end in windows:
-            if duration is not None and end > duration + SPAN_TOLERANCE_S:
+            if self.clamp_spans and duration is not None and end > duration + SPAN_TOLERANCE_S:
                 raise AdapterError(
                     "span_outside_video",
                     f"span [{start}, {end}] ends past the duration {duration} s of {vid} in {self.gsub_name}",

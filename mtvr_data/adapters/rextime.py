@@ -88,7 +88,7 @@ class ReXTime(SourceAdapter):
         if not isinstance(span_raw, list) or len(span_raw) != 2:
             raise AdapterError("bad_value", f"span is not a [start, end] pair: {span_raw!r}")
         start, end = to_float(span_raw[0], "span start"), to_float(span_raw[1], "span end")
-        span = fit_span(start, end, duration)
+        span = fit_span(start, end, duration, clamp=self.clamp_spans)
         video, dataset = self.video_path(vid)
         meta: dict[str, Any] = {"qid": rec.get("qid"), "vid": vid, "video_dataset": dataset}
         for key in ("answer", "category", "source"):

@@ -179,7 +179,7 @@ class VidChapters(SourceAdapter):
                 f"chapter [{start}, {end}] covers >= {self.covers_video:.0%} of the {duration} s video "
                 "(dropped, as chapters_to_vmr.py does)",
             )
-        span = fit_span(start, end, duration)
+        span = fit_span(start, end, duration, clamp=self.clamp_spans)
         meta = {
             "vid": value["vid"],
             "chapter_index": value["index"],
@@ -218,7 +218,7 @@ class VidChapters(SourceAdapter):
             if not isinstance(window, list) or len(window) != 2:
                 raise AdapterError("bad_value", f"window is not a [start, end] pair: {window!r}")
             start, end = to_float(window[0], "window start"), to_float(window[1], "window end")
-            spans.append(fit_span(start, end, duration))
+            spans.append(fit_span(start, end, duration, clamp=self.clamp_spans))
             if spans[-1][1] != end:
                 clamped.append([start, end])
         meta: dict[str, Any] = {"qid": value["qid"], "vid": vid}

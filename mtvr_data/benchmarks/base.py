@@ -6,6 +6,8 @@ The training-source adapters already read the native files, check spans and turn
 - its `name` is the benchmark's (`"charades-sta"`), so `Sample.source`, the id prefix and error records say
   which test set a row belongs to, and a benchmark row can never be mistaken for a training row;
 - `split` is always `"test"` (whatever the upstream file calls its part: ReXTime's public test is `val`);
+- spans are kept exactly as published (`clamp_spans = False`): no end is clamped to the video and no window is
+  dropped for running past it, since scores are computed against them;
 - `meta` gains `"benchmark"` and `"category"`, the benchmark's own grouping for per-category accuracy
   (`category()` picks it; `""` where the benchmark has none).
 
@@ -35,6 +37,9 @@ class BenchmarkAdapter(SourceAdapter):
     """
 
     category_key: ClassVar[str | None] = None
+    #: A benchmark's windows are its published ground truth: never clamped to the video or dropped for running
+    #: past it (a published number is computed against the published windows; docs/evaluation.md).
+    clamp_spans: ClassVar[bool] = False
 
     def __init__(self, annotations: str | os.PathLike[str], **options: Any) -> None:
         if options.get("split") not in (None, BENCHMARK_SPLIT):

@@ -19,14 +19,17 @@ from mtvr_data.tasks.base import DEFAULT_PASS_RULE, GroundTruth, MetricScore, Pa
 from mtvr_data.tasks.grounded_qa import GroundedQA
 from mtvr_data.tasks.multiple_choice import MultipleChoice
 from mtvr_data.tasks.open_answer import OpenAnswer
+from mtvr_data.tasks.reading import DEFAULT_READING, Reading
 from mtvr_data.tasks.temporal_grounding import TemporalGrounding
 
 __all__ = [
     "DEFAULT_PASS_RULE",
+    "DEFAULT_READING",
     "FAMILIES",
     "GroundTruth",
     "MetricScore",
     "PassRule",
+    "Reading",
     "TaskFamily",
     "TaskReward",
     "UnknownTaskError",

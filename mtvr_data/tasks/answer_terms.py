@@ -7,11 +7,15 @@ the type the same way, here, so a letter can never be read as right by one and w
 
 | type       | format line                        | reward                               | benchmark score        |
 |------------|------------------------------------|--------------------------------------|------------------------|
-| letter     | the option's letter only           | 1 / 0 (`parsing.letter_score`)       | 1 / 0, same rule       |
-| number     | a number                           | 1 at 0.1, 0.5 at integer rounding    | 1 only at 0.1          |
+| letter     | the option's letter only           | 1 / 0 (`parsing.letter_score`)       | 1 / 0, by reading mode |
+| number     | a number                           | 1 at 0.1, 0.5 at integer rounding    | 1 at 0.1, or MMMU's    |
 | regression | a number                           | clip(1 - relative error, 0, 1)       | VSI-Bench's MRA        |
 | text       | a short sentence                   | mean of stemmed ROUGE-1/2/L F1       | normalised exact match |
 | ocr        | the exact text                     | clip(1 - WER, 0, 1)                  | normalised exact match |
+
+The benchmark score reads as the benchmark's reference does (`tasks.reading.Reading`): the reward always reads
+leniently, a benchmark may read letters strictly (`first_token`, `exact`), numbers by MMMU's rule, and MRA by
+VSI-Bench's code (`<=`, the default) or its paper (`<`).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import math
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import TYPE_CHECKING
 
-from mtvr_data.parsing import letter_score, parse_number
+from mtvr_data.parsing import letter_score, parse_number, parse_numbers
 from mtvr_data.tasks.base import GroundTruth
+from mtvr_data.tasks.reading import DEFAULT_READING, Reading
 from mtvr_data.text_metrics import rouge_f1, tokenize, word_error_rate
 
 if TYPE_CHECKING:
@@ -135,20 +140,32 @@ def ocr_reward(pred: str, truth: str) -> float:
     return min(1.0, max(0.0, 1.0 - word_error_rate(pred, truth)))
 
 
-def mean_relative_accuracy(pred: float | None, truth: float) -> float:
-    """VSI-Bench's MRA: the share of thresholds t in {0.50, 0.55, ..., 0.95} with |pred - truth| / |truth| < 1 - t.
+#: Relative errors and thresholds closer than this are equal: 1 - 0.9 is 0.09999999999999998 in floats, and the
+#: rule as written (rel. error 0.1 <= 1 - 0.9) must not be decided by float noise.
+_MRA_TIE = 1e-9
 
+
+def mean_relative_accuracy(pred: float | None, truth: float, *, rule: str = "official") -> float:
+    """VSI-Bench's MRA: the share of thresholds t in {0.50, 0.55, ..., 0.95} with |pred - truth| / |truth| <= 1 - t.
+
+    `rule="official"` (default) counts a threshold when the relative error is <= 1 - t, as VSI-Bench's released
+    code (`thinking-in-space`, `abs_dist_norm(pred, target) <= 1 - conf_intervs`) does; `rule="paper"` uses the
+    paper's strict `<`. They differ only when the error sits exactly on a threshold: 9 for 10 scores 0.9 / 0.8.
     A truth of 0 has no relative error: only an exact 0 scores (1.0). None / non-finite predictions score 0.0.
 
-    >>> mean_relative_accuracy(9.0, 10.0), mean_relative_accuracy(20.0, 10.0)
-    (0.8, 0.0)
+    >>> mean_relative_accuracy(9.0, 10.0), mean_relative_accuracy(9.0, 10.0, rule="paper")
+    (0.9, 0.8)
     """
     if pred is None or not math.isfinite(pred) or not math.isfinite(truth):
         return 0.0
     if truth == 0:
         return 1.0 if pred == 0 else 0.0
     rel = abs(pred - truth) / abs(truth)
-    return sum(1 for t in MRA_THRESHOLDS if rel < 1.0 - t - 1e-12) / len(MRA_THRESHOLDS)
+    if rule == "paper":
+        return sum(1 for t in MRA_THRESHOLDS if rel < 1.0 - t - _MRA_TIE) / len(MRA_THRESHOLDS)
+    if rule != "official":
+        raise ValueError(f"unknown MRA rule {rule!r}; expected 'official' or 'paper'")
+    return sum(1 for t in MRA_THRESHOLDS if rel <= 1.0 - t + _MRA_TIE) / len(MRA_THRESHOLDS)
 
 
 # --- the answer term of a ground truth -------------------------------------------------------------------------------
@@ -212,19 +229,60 @@ def _norm_text(text: str) -> str:
     return " ".join(tokenize(text))
 
 
-def answer_metric(truth: GroundTruth, text: str) -> tuple[float, str | None]:
-    """(benchmark score in [0, 1], what was read or None) of an answer text: the same reading as `answer_reward`,
-    counted as a benchmark counts it (see the module table)."""
+def _first_token(text: str) -> str:
+    """VSI-Bench's `fuzzy_matching`: the first space-separated word, trailing "." removed."""
+    return text.strip().split(" ")[0].rstrip(".").strip()
+
+
+def _strict_letter(text: str, truth: GroundTruth, mode: str) -> tuple[float, str | None]:
+    """A letter read strictly: `first_token` (VSI-Bench: "B." and "b" right, "(B)" and "The answer is B" wrong) or
+    `exact` (Video-R1's `eval_bench.py`: only "B" itself is right)."""
+    read = _first_token(text) if mode == "first_token" else text.strip()
+    right = read.lower() == truth.answer.strip().lower() if mode == "first_token" else read == truth.answer.strip()
+    return (1.0 if right else 0.0), (read or None)
+
+
+def _plain_float(token: str) -> float | None:
+    """`float(token)` or None (VSI-Bench's `to_float`): "9" reads, "9m" and "about" do not."""
+    try:
+        value = float(token)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _mmmu_number(text: str, expected: float) -> tuple[float, str | None]:
+    """MMMU's open-answer rule for a number: right when ANY number of the answer equals the truth at two decimals
+    ("3.14" for 3.1 is wrong; "speed 20 m/s after 5 s" for 5 is right)."""
+    values = parse_numbers(text)
+    want = _round(expected, "0.01")
+    right = any(_round(v, "0.01") == want for v in values)
+    return (1.0 if right else 0.0), (", ".join(f"{v:g}" for v in values) or None)
+
+
+def answer_metric(truth: GroundTruth, text: str, reading: Reading = DEFAULT_READING) -> tuple[float, str | None]:
+    """(benchmark score in [0, 1], what was read or None) of an answer text: the same reading as `answer_reward`
+    unless the benchmark's reference reads more strictly (`reading`), counted as a benchmark counts it (see the
+    module table)."""
     check_truth(truth)
     kind = truth.answer_type
     if kind == "letter":
+        if reading.strict:
+            return _strict_letter(text, truth, reading.letters)
         return letter_score(text, truth.answer, truth.num_options or None)
     if kind in ("number", "regression"):
-        value, expected = parse_number(text), _truth_number(truth)
+        expected = _truth_number(truth)
+        # a first-token reference (VSI-Bench) reads the number from the first word only
+        value = _plain_float(_first_token(text)) if reading.letters == "first_token" else parse_number(text)
         read = None if value is None else f"{value:g}"
         if kind == "regression":
-            return mean_relative_accuracy(value, expected), read
+            return mean_relative_accuracy(value, expected, rule=reading.mra), read
+        if reading.numbers == "mmmu":
+            return _mmmu_number(text, expected)
         return (1.0 if numeric_reward(value, expected) == 1.0 else 0.0), read
-    # free text (text, ocr): normalised exact match; benchmarks that judge free text with a model are not matched
     norm = _norm_text(text)
+    if reading.numbers == "mmmu":  # MMMU's rule for a text answer: the normalised truth inside the answer
+        want = _norm_text(truth.answer)
+        return (1.0 if want and f" {want} " in f" {norm} " else 0.0), (norm or None)
+    # free text (text, ocr): normalised exact match; benchmarks that judge free text with a model are not matched
     return (1.0 if norm and norm == _norm_text(truth.answer) else 0.0), (norm or None)

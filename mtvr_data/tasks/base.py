@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from mtvr_data.tasks.reading import DEFAULT_READING, Reading
+
 if TYPE_CHECKING:
     from mtvr_data.schema import Sample
 
@@ -194,8 +196,9 @@ class TaskFamily(ABC):
         """Check that `truth` itself can be scored (raises `ValueError` if not) when the model gave no answer."""
 
     @abstractmethod
-    def metric(self, truth: GroundTruth, answer: str) -> MetricScore:
-        """The benchmark's per-sample score of a non-empty `<answer>` text."""
+    def metric(self, truth: GroundTruth, answer: str, reading: Reading = DEFAULT_READING) -> MetricScore:
+        """The benchmark's per-sample score of a non-empty `<answer>` text, read as the benchmark's reference reads
+        it (`reading`: letter mode and numeric rules; spans are always read by VITAL's rule)."""
 
     def missed(self) -> MetricScore:
         """The metric of a question left without an answer (no `<answer>`, or the machinery failed): wrong, and

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from mtvr_data.parsing import parse_grounded
 from mtvr_data.tasks.answer_terms import answer_metric, answer_reward, check_truth, validate_answer
 from mtvr_data.tasks.base import GroundTruth, MetricScore, PassRule, TaskFamily, TaskReward, Window
+from mtvr_data.tasks.reading import DEFAULT_READING, Reading
 from mtvr_data.tasks.temporal_grounding import gold_windows, validate_span, windows_of
 from mtvr_data.temporal_iou import best_iop, best_iou, format_window, iou_scale_for, scale_iou
 
@@ -73,9 +74,9 @@ class GroundedQA(TaskFamily):
         windows_of(truth)
         check_truth(truth)
 
-    def metric(self, truth: GroundTruth, answer: str) -> MetricScore:
+    def metric(self, truth: GroundTruth, answer: str, reading: Reading = DEFAULT_READING) -> MetricScore:
         span, rest = parse_grounded(answer)
-        score, read = answer_metric(truth, rest)
+        score, read = answer_metric(truth, rest, reading)
         windows = list(truth.windows)
         return MetricScore(
             correct=score >= 1.0,

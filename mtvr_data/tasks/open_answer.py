@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from mtvr_data.tasks.answer_terms import ANSWER_FORMAT, answer_metric, answer_reward, check_truth, validate_answer
 from mtvr_data.tasks.base import GroundTruth, MetricScore, PassRule, TaskFamily, TaskReward, Window
+from mtvr_data.tasks.reading import DEFAULT_READING, Reading
 
 if TYPE_CHECKING:
     from mtvr_data.schema import Sample
@@ -44,8 +45,8 @@ class OpenAnswer(TaskFamily):
     def no_answer(self, truth: GroundTruth) -> None:
         check_truth(truth)
 
-    def metric(self, truth: GroundTruth, answer: str) -> MetricScore:
-        score, parsed = answer_metric(truth, answer)
+    def metric(self, truth: GroundTruth, answer: str, reading: Reading = DEFAULT_READING) -> MetricScore:
+        score, parsed = answer_metric(truth, answer, reading)
         return MetricScore(correct=score >= 1.0, score=score, parsed=parsed)
 
     def gold(self, truth: GroundTruth) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from mtvr_data.parsing import parse_span
 from mtvr_data.tasks.answer_terms import ANSWER_FORMAT
 from mtvr_data.tasks.base import GroundTruth, MetricScore, PassRule, TaskFamily, TaskReward, Window
+from mtvr_data.tasks.reading import DEFAULT_READING, Reading
 from mtvr_data.temporal_iou import best_iou, format_window, iou_scale_for, scale_iou
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class TemporalGrounding(TaskFamily):
     def no_answer(self, truth: GroundTruth) -> None:
         windows_of(truth)
 
-    def metric(self, truth: GroundTruth, answer: str) -> MetricScore:
+    def metric(self, truth: GroundTruth, answer: str, reading: Reading = DEFAULT_READING) -> MetricScore:
         span = parse_span(answer)
         iou = best_iou(span, list(truth.windows))
         return MetricScore(correct=iou >= 0.5, score=iou, parsed=format_window(span) if span else None, iou=iou)
