@@ -111,7 +111,8 @@ class VideoClipTool(Tool):
     name = "get_video_clip_frame"
     description = (
         "Get the frames of a clip of the video between start_time and end_time (in seconds), sampled at "
-        "2 frames per second with each frame's time drawn on it. Use it to look closely at a moment."
+        f"{CLIP_BUDGET.fps:g} frames per second up to {CLIP_BUDGET.max_frames} frames (a longer clip is sampled "
+        "evenly), each frame with its time. Use it to look closely at a moment."
     )
     parameters = {
         "type": "object",

@@ -325,8 +325,9 @@ def write_stats(out_dir: str | os.PathLike[str], stats: Mapping[str, Any]) -> st
 
 CARD_TAGS: tuple[str, ...] = ("video", "temporal-grounding", "video-reasoning", "tool-use", "chain-of-thought")
 DEFAULT_DEVIATIONS: tuple[str, ...] = (
-    "What counts as a 'right' rollout for grounding is not published; here it is a per-task threshold on the "
-    "task reward (see the thresholds under How it was built).",
+    "What counts as a 'right' rollout is not published; here it is the pass rule under How it was built: mcq and "
+    "open pass at task reward >= min_reward, tg at raw IoU >= tg_min_iou, gqa only when both its IoU >= "
+    "gqa_min_iou and its answer term >= gqa_min_answer.",
     "The grader and teacher models are the ones this build names above, not necessarily the paper's "
     "(a model of the policy's size; Gemini 2.5 as teacher).",
 )
@@ -409,6 +410,10 @@ def _body(facts: CardFacts, summary: dict[str, dict[str, Any]]) -> list[str]:
         "Multi-task video-reasoning data built with the VITAL recipe (arXiv 2508.04416): `cot` holds verified",
         "chains of thought for SFT (text and tool-calling parts), `rl` holds rows graded by policy rollouts for",
         "DGRPO (pass rate, mean reward, difficulty). Videos are not included: rows name them by path.",
+        "",
+        "Task codes (`task` column): `tg` temporal grounding (the answer is the moment's start and end in seconds), "
+        "`gqa` grounded QA (the answer and the moment that shows its evidence), `mcq` multiple choice (an option "
+        "letter), `open` an open answer (a number or free text).",
         "",
         "```python",
         "from datasets import load_dataset",

@@ -276,6 +276,14 @@ def _accounting_html(name: str, table: dict[str, Any]) -> list[str]:
     return out + ["</table>"]
 
 
+#: What the task codes of the `task` column (and of the plots' labels) mean.
+TASK_CODES = (
+    "Task codes: tg = temporal grounding (the answer is a moment's start and end), gqa = grounded QA (an answer "
+    "and the moment that shows its evidence), mcq = multiple choice (an option letter), open = an open answer (a "
+    "number or free text)."
+)
+
+
 def render_html(
     data: dict[str, Any],
     accounting: dict[str, dict[str, Any]],
@@ -283,7 +291,7 @@ def render_html(
     plots: list[Plot],
 ) -> str:
     """The report page: row counts, the accounting table(s), dead letters on disk, then the plots."""
-    body = ["<h1>Build report</h1>", "<h2>Rows written</h2>"]
+    body = ["<h1>Build report</h1>", f"<p>{TASK_CODES}</p>", "<h2>Rows written</h2>"]
     if data:
         rows = [(c, s, len(r)) for c, splits in data.items() for s, r in splits.items()]
         body += _table(("config", "split", "rows"), rows, numeric_from=2)

@@ -144,6 +144,8 @@ def test_card_yaml_parses_and_lists_both_configs(tmp_path: Path, hf_offline: Non
     }
     assert data["license"] and "video-text-to-text" in data["task_categories"]
     assert "tiny" in card.text and "Deviations from the paper" in card.text and "charades_sta" in card.text
+    assert all(f"`{code}` " in card.text for code in ("tg", "gqa", "mcq", "open"))  # task codes explained
+    assert "thresholds under" not in card.text and "the pass rule under How it was built" in card.text
 
 
 def test_empty_config_is_left_out_clearly(tmp_path: Path, hf_offline: None, caplog: pytest.LogCaptureFixture) -> None:

@@ -117,6 +117,7 @@ def test_report_names_every_plot_and_the_accounting(out: Path):
     assert '<td class="n">17</td>' in text and '<td class="n">11</td>' in text  # the totals
     assert "<td>cot/verify</td><td>wrong</td>" in text and "<td>probe</td><td>unreadable</td>" in text
     assert "2 rows have no duration" in text  # sample 7, once in rl and once in cot
+    assert all(f"{code} = " in text for code in TASKS + ("open",))  # the task codes are explained
 
 
 def test_rerun_writes_the_same_bytes_and_drops_stale_plots(out: Path):
