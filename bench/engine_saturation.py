@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--median-tokens", type=int, default=120)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--headroom", type=float, default=2.0, help="streaming in_flight = slots x this")
+    parser.add_argument("--ordering", default="fifo", choices=["fifo", "longest_first"], help="streaming's order")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -218,7 +219,12 @@ def main() -> None:
             **base,
             "engine": {"kind": "openai", "settings": settings},
             "rollout": {"tools": tools},
-            "batching": {"max_batch_size": args.batch, "streaming": streaming, "in_flight": in_flight},
+            "batching": {
+                "max_batch_size": args.batch,
+                "streaming": streaming,
+                "in_flight": in_flight,
+                "ordering": args.ordering,
+            },
         }
 
     slow_tool = model.rollout.RolloutRunner._call_tool
@@ -264,6 +270,7 @@ def main() -> None:
         s.stop()
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"{args.samples} samples x K={args.k}, {args.slots} slots/server, {args.ms_per_token} ms/token, "
+          f"in_flight {args.headroom:g} x slots, {args.ordering} order, "
           f"median {args.median_tokens} tokens, batches of {args.batch}; load average {' '.join(load)}")  # fmt: skip
 
 
