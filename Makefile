@@ -12,7 +12,7 @@ PINS := constraints/test.txt
 # What `make pins` runs in its fresh venv before it writes anything (the whole suite unless told otherwise).
 PINS_TEST ?= -m pytest -q
 
-.PHONY: venv test demo eval-demo lint clean pins
+.PHONY: venv test demo eval-demo lint clean pins interop
 
 venv: $(STAMP)
 
@@ -43,6 +43,16 @@ demo: $(STAMP)
 # The evaluation harness on the demo benchmark (needs `make demo` first: demo/corpus and demo/tiny).
 eval-demo: $(STAMP)
 	$(BIN)/mtvr eval configs/eval_demo.yaml
+
+# The exports read back by the trainers' own loaders (not part of `make test`; CI does not run it): verl 0.9's
+# RLHFDataset is installed without its pinned dependencies into $(INTEROP), a folder beside the project's packages
+# (the venv itself is not changed), and only the read-back test runs with it on the path. Needs the network once.
+INTEROP := $(VENV)/interop
+INTEROP_PKGS := verl==0.9.1 ray==2.60.0 omegaconf==2.4.0 hydra-core==1.3.8 antlr4-python3-runtime==4.9.3 \
+	codetiming==1.4.0 tensordict==0.10.0 torchdata==0.11.0 pylatexenc==2.11 pyvers==0.2.3 msgpack==1.2.4
+interop: $(STAMP)
+	test -d $(INTEROP)/verl || $(BIN)/pip install --no-deps --target $(INTEROP) $(INTEROP_PKGS)
+	PYTHONPATH=$(INTEROP) $(BIN)/python -m pytest -q tests/pipelines/test_export.py -k rlhf_dataset -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

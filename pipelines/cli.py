@@ -228,6 +228,14 @@ def cmd_contamination(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """`mtvr export FOLDER --to FORMAT --out DIR`: a built dataset in VITAL's, verl's or the ShareGPT layout."""
+    from pipelines.export import export_build
+
+    print(export_build(args.folder, args.to, args.out, video_root=args.video_root).render())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mtvr", description="Build and curate multi-task video-reasoning data.", epilog=BEAM_HELP
@@ -335,6 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="adapter option (repeatable)")
     p.set_defaults(func=cmd_contamination)
 
+    p = sub.add_parser(
+        "export", help="write a built dataset for another trainer: VITAL's records, verl's parquet, ShareGPT"
+    )
+    p.add_argument("folder", help="the build's output directory, local or a URL")
+    p.add_argument("--to", required=True, metavar="FORMAT", help="vital, verl or sharegpt (see docs/export.md)")
+    p.add_argument("--out", required=True, help="output directory, local or a URL")
+    p.add_argument(
+        "--video-root", default=None, help="make verl / sharegpt media paths absolute under this folder (or URL)"
+    )
+    p.set_defaults(func=cmd_export)
+
     from train.cli import add_train_parser
 
     add_train_parser(sub)
@@ -349,12 +368,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 BEAM_HELP = (
     "Beam pipeline options go after `--`, the same for build-rl, build-cot and eval: e.g. "
-    "`mtvr build-rl CONFIG -- --runner=DataflowRunner --project=P`. eval-diff, contamination and publish take the "
-    "same options for their object-store paths only (e.g. `-- --s3_endpoint_url=URL`)."
+    "`mtvr build-rl CONFIG -- --runner=DataflowRunner --project=P`. eval-diff, contamination, publish and export "
+    "take the same options for their object-store paths only (e.g. `-- --s3_endpoint_url=URL`)."
 )
 #: Commands that run a Beam pipeline, and commands that only read or write object-store URLs with Beam's options.
 BEAM_COMMANDS = ("build-rl", "build-cot", "eval")
-STORAGE_COMMANDS = ("eval-diff", "contamination", "publish")
+STORAGE_COMMANDS = ("eval-diff", "contamination", "publish", "export")
 
 
 def split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:

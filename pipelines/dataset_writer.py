@@ -403,6 +403,26 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     return lines
 
 
+#: The card's list of exports (`mtvr export`, docs/export.md) and, per trainer, the command that trains on one.
+EXPORTS_SECTION: tuple[str, ...] = (
+    "`mtvr export FOLDER --to FORMAT --out DIR` writes this build for trainers people already run (fields and "
+    "deviations in the project's docs/export.md). The training commands below were **not run** by this project.",
+    "",
+    "| format | files | trains with |",
+    "|---|---|---|",
+    "| `vital` | `MTVR_CoT.json`, `MTVR_Tool_CoT.json`, `MTVR_RL.json`, `MTVR_Tool_RL.json` (VITAL's records and "
+    "reward routing keys) | VITAL's stage scripts: SFT on `MTVR_CoT`, DGRPO on `MTVR_RL`, SFT on `MTVR_Tool_CoT`, "
+    "DGRPO with the tool on `MTVR_Tool_RL` |",
+    "| `verl` | `train.parquet`, `validation.parquet` (rl) | `python3 -m verl.trainer.main_ppo "
+    "data.train_files=DIR/train.parquet data.val_files=DIR/validation.parquet "
+    "actor_rollout_ref.rollout.multi_turn.enable=True actor_rollout_ref.rollout.multi_turn.tool_config_path=TOOL.yaml "
+    "custom_reward_function.path=REWARD.py` |",
+    "| `sharegpt` | `mtvr_cot.json`, `dataset_info.json` (cot text chains; tool chains are not expressible) | "
+    "`llamafactory-cli train` with `dataset: mtvr_cot`, `dataset_dir: DIR`, `media_dir: VIDEOS`, "
+    "`template: qwen2_vl` |",
+)
+
+
 def _body(facts: CardFacts, summary: dict[str, dict[str, Any]]) -> list[str]:
     out = [
         f"# {facts.pretty_name}",
@@ -455,6 +475,7 @@ def _body(facts: CardFacts, summary: dict[str, dict[str, Any]]) -> list[str]:
     if facts.contamination:
         out += ["", "## Benchmark contamination filter", ""]
         out += _table(("evaluation set", "training rows dropped"), sorted(facts.contamination.items()))
+    out += ["", "## Training with other trainers", ""] + list(EXPORTS_SECTION)
     deviations = list(DEFAULT_DEVIATIONS) + list(facts.deviations)
     if summary.get("rl") and facts.mix.get("rl", "vital") == "vital":
         deviations += [f"MTVR-RL `{k}` count is our choice (not published): {v}." for k, v in RL_OUR_CHOICES.items()]
