@@ -347,7 +347,7 @@ def server(ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
 
 
 def client_for(server: Server, **options: Any) -> OpenAIEngine:
-    options.setdefault("max_retries", 1)
+    options.setdefault("max_retries", 3)  # transformers serve drops its keep-alive connection after a 500
     options.setdefault("backoff_s", 0.01)
     return OpenAIEngine(server.base_url, server.model, **options)
 
