@@ -113,11 +113,10 @@ def cot_record(row: CotRow) -> tuple[str, dict[str, Any]]:
 def rl_solution(sample: Sample) -> Any:
     """The RL ground truth as VITAL's RL files hold it: `[start, end]` seconds for grounding, the answer string
     for questions, and for grounded QA both, as `{"answer": ..., "span": [start, end]}`."""
-    truth = GroundTruth.of(sample)
-    if sample.task == "tg":
-        return list(truth.windows[0]) if truth.windows else None
-    if sample.task == "gqa":
-        return {"answer": sample.answer, "span": list(truth.windows[0]) if truth.windows else None}
+    truth, task = GroundTruth.of(sample), family(sample.task)
+    span = list(truth.windows[0]) if truth.windows else None
+    if task.grounded:
+        return {"answer": sample.answer, "span": span} if task.answered else span
     return sample.answer
 
 

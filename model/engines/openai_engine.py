@@ -301,7 +301,7 @@ class OpenAIEngine:
                         self.stats.stop_fallbacks += 1
                         last_stop_failure = exc
                         continue
-                elif probing:  # it failed without `stop` too: the server is failing, `stop` is not the cause
+                elif probing and _status(exc) is not None:  # an error answer without `stop` too: not the cause
                     probing = False
                     send_stop = bool(settings.stop) and self.server_honours_stop is not False
                 if not _retryable(exc) or attempt >= self.max_retries:

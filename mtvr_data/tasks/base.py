@@ -168,6 +168,8 @@ class TaskFamily(ABC):
     task: ClassVar[str]
     #: Whether the ground truth has windows (a span reward and IoU metrics).
     grounded: ClassVar[bool] = False
+    #: Whether the answer holds more than a span (an answer term: a letter, a number, text).
+    answered: ClassVar[bool] = True
 
     @abstractmethod
     def validate(self, sample: Sample) -> list[str]:

@@ -51,6 +51,7 @@ def gold_windows(truth: GroundTruth) -> str:
 class TemporalGrounding(TaskFamily):
     task = "tg"
     grounded = True
+    answered = False
 
     def validate(self, sample: Sample) -> list[str]:
         return validate_span(sample)
