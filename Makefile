@@ -12,7 +12,7 @@ PINS := constraints/test.txt
 # What `make pins` runs in its fresh venv before it writes anything (the whole suite unless told otherwise).
 PINS_TEST ?= -m pytest -q
 
-.PHONY: venv test demo eval-demo lint clean pins interop
+.PHONY: venv test test-demo demo eval-demo lint clean pins interop
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mtvr demo --out $(DEMO)
+
+# The full demo as a test (minutes: its warm-up SFT trains the grader): pass rates spread, keep: medium, quiet stderr.
+test-demo: $(STAMP)
+	MTVR_SLOW_TESTS=1 $(BIN)/python -m pytest -q tests/test_demo_grader.py
 
 # The evaluation harness on the demo benchmark (needs `make demo` first: demo/corpus and demo/tiny).
 eval-demo: $(STAMP)

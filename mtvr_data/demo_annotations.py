@@ -686,3 +686,137 @@ def write_nextqa(root: Path) -> SourceFiles:
 def write_extra(root: Path) -> list[SourceFiles]:
     """The sources outside the paper's mixes (QVHighlights, NExT-QA), about the demo corpus's videos under `root`."""
     return [write_qvhighlights(root), write_nextqa(root)]
+
+
+# --- practice questions: hundreds of generated, deterministic questions for the demo's warm-up SFT and its eval ---
+
+#: Every PRACTICE_HELDOUT_EVERY-th generated question (by a stable hash of its text) is held out for evaluation.
+PRACTICE_HELDOUT_EVERY = 6
+_COLOURS = ("red", "blue", "green", "yellow", "magenta", "cyan", "white", "orange", "purple")
+_ORDINALS = ("first", "second", "third", "fourth")
+_GROUNDING = (
+    "a {c} square appears.",
+    "the {c} square is shown.",
+    "a {c} square is visible on the screen.",
+    "the {c} square appears on a dark screen.",
+    "someone shows a {c} square.",
+    "a {c} square can be seen.",
+    "the {c} box appears in the frame.",
+    "a {c} coloured square is on screen.",
+    "the screen shows a {c} square.",
+    "a {c} block appears.",
+)
+_WHICH = (
+    "What colour is the {o} square that appears in the video?",
+    "Which colour does the {o} square in the video have?",
+    "The {o} square to appear is which colour?",
+)
+_HOW_MANY = (
+    "How many squares appear in the video?",
+    "How many coloured squares are shown in the video?",
+)
+
+
+@dataclass(slots=True)
+class Practice:
+    """The practice files: `train` (the warm-up SFT's sources) and `heldout` (the learning demo's eval sets)."""
+
+    train: list[SourceFiles]
+    heldout: list[SourceFiles]
+
+
+def _heldout(text: str) -> bool:
+    import zlib
+
+    return zlib.crc32(text.encode("utf-8")) % PRACTICE_HELDOUT_EVERY == 0
+
+
+def _colour(event: m.Event) -> str:
+    return event.label.split()[0]
+
+
+def practice_questions() -> tuple[list[tuple[str, m.VideoSpec, m.Event]], list[dict]]:
+    """(grounding lines, multiple-choice records) over every scripted video; a pure function of the scripts.
+
+    Grounding: one line per (event, phrasing) for videos whose colour is unique in that video, so the window is
+    the one event. Multiple choice: the colour of the n-th square and the number of squares, with options in a
+    few rotations (the letter of the right answer moves), so the model cannot learn one letter.
+    """
+    import random
+
+    rng = random.Random(0)
+    grounding: list[tuple[str, m.VideoSpec, m.Event]] = []
+    mcq: list[dict] = []
+    for spec in m.VIDEOS:
+        colours = [_colour(e) for e in spec.events]
+        if "/" not in spec.file:  # Charades-STA names videos by id, at the top of the video root
+            for event in spec.events:
+                if colours.count(_colour(event)) == 1:
+                    grounding.extend((t.format(c=_colour(event)), spec, event) for t in _GROUNDING)
+        for n, event in enumerate(spec.events[: len(_ORDINALS)]):
+            for template in _WHICH:
+                wrong = [c for c in _COLOURS if c != _colour(event)]
+                for rotation in range(3):
+                    options = [_colour(event), *rng.sample(wrong, 3)]
+                    rng.shuffle(options)
+                    question = template.format(o=_ORDINALS[n])
+                    mcq.append(_mcq(spec, question, options, options.index(_colour(event)), rotation))
+        count = len(spec.events)
+        for template in _HOW_MANY:
+            for rotation in range(3):
+                options = sorted(
+                    {str(count), *(str(x) for x in rng.sample([c for c in range(1, 7) if c != count], 3))}
+                )
+                rng.shuffle(options)
+                mcq.append(_mcq(spec, template, options, options.index(str(count)), rotation))
+    return grounding, mcq
+
+
+def _mcq(spec: m.VideoSpec, question: str, options: list[str], right: int, rotation: int) -> dict:
+    letters = "ABCD"
+    return {
+        "problem": question if rotation == 0 else f"{question} (Variant {rotation}.)",
+        "data_type": "video",
+        "problem_type": "multiple choice",
+        "options": [f"{letters[i]}. {o.capitalize()}" for i, o in enumerate(options)],
+        "solution": f"<answer>{letters[right]}</answer>",
+        "path": f"./{spec.file}",
+        "data_source": "MTVR-demo/practice",
+    }
+
+
+def write_practice(root: Path) -> Practice:
+    """Write the practice questions under root/annotations/practice/{train,heldout}/ in the sources' native formats.
+
+    Charades-STA lines (temporal grounding) and a Video-R1 JSON array (multiple choice), split by a stable hash of
+    the question so the held-out part is never trained on.
+    """
+    grounding, mcq = practice_questions()
+    parts: dict[str, list[SourceFiles]] = {}
+    for part in ("train", "heldout"):
+        held = part == "heldout"
+        lines = [
+            f"{_stem(spec)} {e.start} {e.end}##{text}"
+            for text, spec, e in grounding
+            if _heldout(f"{spec.file}|{text}") == held
+        ]
+        base = f"annotations/practice/{part}"
+        rel = _write(root, f"{base}/charades_sta/charades_sta_train.txt", "".join(f"{x}\n" for x in lines))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        writer.writerow(["id", "length"])
+        for spec in m.VIDEOS:
+            if "/" not in spec.file:
+                writer.writerow([_stem(spec), f"{spec.true_duration:.2f}"])
+        csv_rel = _write(root, f"{base}/charades_sta/Charades_v1_train.csv", buf.getvalue())
+        records = [
+            {"problem_id": i, **r}
+            for i, r in enumerate(mcq)
+            if _heldout(f"{r['path']}|{r['problem']}|{r['options']}") == held
+        ]
+        r1_rel = _write(root, f"{base}/video_r1/Video-R1-practice.json", json.dumps(records, indent=2))
+        parts[part] = [
+            SourceFiles("charades_sta", rel, [csv_rel], expected_samples=len(lines)),
+            SourceFiles("video_r1", r1_rel, expected_samples=len(records)),
+        ]
+    return Practice(train=parts["train"], heldout=parts["heldout"])

@@ -69,7 +69,7 @@ def build_demo_corpus(out: Path, *, workers: int = 2, verify: bool = True) -> di
     if verify:
         _verify(videos)
     sources = demo_annotations.write_all(out)
-    manifest = build_manifest(sources)
+    manifest = build_manifest(sources, demo_annotations.write_practice(out))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     log.info("demo corpus written to %s in %.1f s", out, time.perf_counter() - started)
     return manifest
@@ -143,20 +143,27 @@ def _video_entry(spec: VideoSpec) -> dict[str, Any]:
     }
 
 
-def build_manifest(sources: list[demo_annotations.SourceFiles]) -> dict[str, Any]:
-    """manifest.json's content: a pure function of the scripts and what the annotation writers returned."""
+def _source_entry(s: demo_annotations.SourceFiles) -> dict[str, Any]:
     return {
+        "source": s.source,
+        "annotations": s.annotations,
+        "videos": "videos",
+        "aux": s.aux,
+        "expected_samples": s.expected_samples,
+    }
+
+
+def build_manifest(
+    sources: list[demo_annotations.SourceFiles], practice: demo_annotations.Practice | None = None
+) -> dict[str, Any]:
+    """manifest.json's content: a pure function of the scripts and what the annotation writers returned.
+
+    `practice` (the generated questions the demo's warm-up SFT trains on, and the learning demo evaluates on) is
+    listed apart from `sources`, so the demo's datasets are built from the same six sources as before.
+    """
+    manifest: dict[str, Any] = {
         "version": MANIFEST_VERSION,
-        "sources": [
-            {
-                "source": s.source,
-                "annotations": s.annotations,
-                "videos": "videos",
-                "aux": s.aux,
-                "expected_samples": s.expected_samples,
-            }
-            for s in sources
-        ],
+        "sources": [_source_entry(s) for s in sources],
         "videos": [_video_entry(spec) for spec in demo_media.VIDEOS],
         "images": [
             {
@@ -179,6 +186,12 @@ def build_manifest(sources: list[demo_annotations.SourceFiles]) -> dict[str, Any
             for bad in s.malformed
         ],
     }
+    if practice is not None:
+        manifest["practice"] = {
+            "train": [_source_entry(s) for s in practice.train],
+            "heldout": [_source_entry(s) for s in practice.heldout],
+        }
+    return manifest
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -157,7 +157,12 @@ def _new_decord_reader(path: str, width: int, height: int) -> Any:
     """Open a decord reader that decodes straight to width x height (module-level so tests can watch it)."""
     import decord
 
-    return decord.VideoReader(path, num_threads=1, width=width, height=height)
+    from mtvr_data.c_stderr import call_logging_fd2
+
+    # libav's complaints about a file it cannot open go to fd 2: logged at DEBUG instead (mtvr_data.c_stderr).
+    return call_logging_fd2(
+        decord.VideoReader, path, num_threads=1, width=width, height=height, logger=log, what=f"decord on {path}"
+    )
 
 
 class DecordSource:

@@ -280,8 +280,13 @@ def _open_decord(path: Path) -> tuple[Any | None, str]:
     decord = _decord()
     if decord is None:
         return None, "decord is not installed"
+    from mtvr_data.c_stderr import call_logging_fd2
+
     try:
-        return decord.VideoReader(str(path), num_threads=1), ""
+        # decord's libav prints its complaints about a broken file to fd 2: they go to the debug log instead
+        # (the probe's reason code is what gets reported, once, as a dead letter).
+        reader = call_logging_fd2(decord.VideoReader, str(path), num_threads=1, logger=log, what=f"decord on {path}")
+        return reader, ""
     except Exception as exc:  # decord raises bare RuntimeError / DECORDError from C++ for every kind of failure
         return None, _short(str(exc))
 

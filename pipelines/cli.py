@@ -70,7 +70,7 @@ def cmd_demo_corpus(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
-    return run_demo(Path(args.out))
+    return run_demo(Path(args.out), warm_up=args.warm_up)
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
@@ -117,7 +117,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """`mtvr eval [CONFIG] [flags] [-- BEAM OPTIONS]` runs an evaluation; flags override the config's values."""
     from pipelines.evaluate import config_from_args, evaluate, load_eval_config
 
-    logging.getLogger("pipelines.evaluate").setLevel(logging.INFO)  # progress of a long run
+    if not args.verbose:  # -v already shows it (DEBUG)
+        logging.getLogger("pipelines.evaluate").setLevel(logging.INFO)  # progress of a long run
     if args.config is not None:
         overrides: dict[str, Any] = {}
         if args.tools is not None:
@@ -362,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="demo corpus -> samples -> MTVR-RL and MTVR-CoT with the tiny checkpoint (`make demo`)"
     )
     p.add_argument("--out", default="demo", help="output directory (default: demo)")
+    p.add_argument(
+        "--warm-up",
+        action="store_true",
+        help="first train the tiny grader on generated practice questions (minutes), then grade with keep: medium",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -392,9 +398,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"mtvr {args.command}: takes no Beam options (after `--`): {' '.join(beam_args)}", file=sys.stderr)
             return 2
         args.beam_args = beam_args
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    from pipelines.console import configure_console
+
+    configure_console(args.verbose)  # -v: the project's DEBUG lines, not Beam's; Beam's import noise dropped
     from model.config_error import ConfigError
     from mtvr_data.adapters.registry import AdapterPluginError, UnknownSourceError
     from mtvr_data.storage import StorageUnavailable

@@ -4,6 +4,11 @@ It generates the corpus, normalises every demo source to samples and checks that
 the corpus (broken videos, malformed lines) was reported with the expected reason: a demo that loses one
 fails. Then it builds MTVR-RL (tiny checkpoint as grader) and MTVR-CoT (the same grading, the `oracle`
 demo teacher) into ONE folder, `<out>/build`, and checks that both configs load with `datasets`.
+
+With `warm_up` (`mtvr demo --warm-up`) the grader is first trained: the random tiny checkpoint fails every rollout,
+so it would grade every row "hard". The practice questions of the corpus get oracle chains (build-cot,
+`configs/demo_warmup.yaml`) and the project's SFT trains on them (`configs/train_sft_warmup_demo.yaml`); the trained
+model grades with `keep: medium` (`WARM_UP_GRADE`).
 """
 
 from __future__ import annotations
@@ -39,18 +44,30 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_rl.yaml"
 DEMO_COT_CONFIG = DEMO_CONFIG.with_name("demo_cot.yaml")
 
 
+#: The practice CoT build (oracle grader and teacher) and the warm-up SFT that trains the demo's grader on it.
+DEMO_PRACTICE_CONFIG = DEMO_CONFIG.with_name("demo_warmup.yaml")
+DEMO_WARMUP_SFT = DEMO_CONFIG.with_name("train_sft_warmup_demo.yaml")
+
+
 def demo_build_config(
-    out: Path, manifest: dict[str, Any], tiny: Path, corpus: Path | None = None, *, kind: str = "rl"
+    out: Path,
+    manifest: dict[str, Any],
+    tiny: Path,
+    corpus: Path | None = None,
+    *,
+    kind: str = "rl",
+    grade: dict[str, Any] | None = None,
 ) -> Path:
     """`out/build_<kind>.yaml`: the demo sources from the corpus manifest, settings from `configs/demo_<kind>.yaml`.
 
     Both kinds write to `out/build`, so the demo's two datasets share one folder (and one card). A template entry's
-    other keys (`tools: true` on the RL mix's tool sources) are kept on the entry of the same source.
+    other keys (`tools: true` on the RL mix's tool sources) are kept on the entry of the same source. `grade`
+    overrides keys of the `grade:` block (the warmed-up grader's `keep: medium` and longer turns).
     """
-    template = DEMO_CONFIG if kind == "rl" else DEMO_COT_CONFIG
+    template = {"rl": DEMO_CONFIG, "cot": DEMO_COT_CONFIG, "practice": DEMO_PRACTICE_CONFIG}[kind]
     settings = yaml.safe_load(template.read_text(encoding="utf-8"))
     corpus = (corpus or out / "corpus").resolve()
-    settings["out"] = str((out / "build").resolve())
+    settings["out"] = str((out / ("practice" if kind == "practice" else "build")).resolve())
     # Per-source keys of the template other than paths (e.g. `tools: true`) carry over to the manifest's entries.
     kept = {
         e["source"]: {k: v for k, v in e.items() if k not in ("source", "annotations", "videos")}
@@ -63,37 +80,128 @@ def demo_build_config(
             "videos": str(corpus / e["videos"]),
             **kept.get(e["source"], {}),
         }
-        for e in manifest["sources"]
+        for e in (manifest["practice"]["train"] if kind == "practice" else manifest["sources"])
     ]
-    settings["grade"]["engine"]["settings"]["model"] = str(tiny.resolve())
+    if kind != "practice":
+        settings["grade"]["engine"]["settings"]["model"] = str(tiny.resolve())
+    for key, value in (grade or {}).items():
+        settings["grade"][key] = {**settings["grade"].get(key, {}), **value} if isinstance(value, dict) else value
     path = out / f"build_{kind}.yaml"
     path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     return path
 
 
-def run_build_rl(out: Path, manifest: dict[str, Any]) -> None:
-    """Build MTVR-RL from the demo corpus with the tiny checkpoint and print the accounting table."""
+def train_demo_grader(out: Path, manifest: dict[str, Any]) -> Path:
+    """`out/tiny`: the random tiny checkpoint after a short SFT on the practice questions' oracle chains.
+
+    Why: a random checkpoint fails every rollout, so every RL row would be "hard" and `keep: medium` would keep
+    nothing. The warm-up is meant to teach it the answer format and some answers, so that K rollouts at temperature
+    1 pass sometimes and fail sometimes (not reached yet: the README's demo section has today's numbers). The
+    practice CoT is built by the project's own build-cot (`configs/demo_warmup.yaml`) and trained on by its own SFT
+    (`configs/train_sft_warmup_demo.yaml`). A finished
+    warm-up (its `mtvr_train.json`) is reused, so a second `mtvr demo --out` into the same folder skips it.
+    """
     from model.tiny_checkpoint import build_tiny_checkpoint
+    from pipelines.build_cot import build_cot
+    from train.config import config_from_dict, read_yaml
+    from train.runs import DONE_FILE, train_and_save
+
+    tiny = out / "tiny"
+    if (tiny / DONE_FILE).is_file():
+        print(f"demo grader: {tiny} already trained (delete it to retrain)")
+        return tiny
+    t0 = time.monotonic()
+    build_tiny_checkpoint(out / "tiny-random")
+    build_cot(demo_build_config(out, manifest, tiny, kind="practice"), ["--runner=DirectRunner"])
+    tree = read_yaml(DEMO_WARMUP_SFT)
+    tree.update(
+        model=str((out / "tiny-random").resolve()),
+        data=str((out / "practice").resolve()),
+        video_root=str((out / "corpus" / "videos").resolve()),
+        output_dir=str(tiny.resolve()),
+    )
+    metrics = train_and_save(config_from_dict(tree, DEMO_WARMUP_SFT.parent), _memoized_sft_trainer)
+    loss = metrics.get("train_loss")
+    shown = "?" if loss is None else f"{loss:.3f}"
+    print(
+        f"\ndemo grader: the random tiny checkpoint after SFT on the practice chains in {out / 'practice'} "
+        f"(train loss {shown}), {time.monotonic() - t0:.1f} s -> {tiny}"
+    )
+    return tiny
+
+
+class _Memoized:
+    """A map-style dataset that keeps each encoded row after its first read.
+
+    Why: the warm-up makes several passes over a few hundred rows of 14 videos, and decoding and encoding a row
+    costs more than the tiny model's step on it; kept in memory (a few MB), later passes cost the step only.
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+        self.rows: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        if index not in self.rows:
+            self.rows[index] = self.dataset[index]
+        return self.rows[index]
+
+
+def _memoized_sft_trainer(config: Any) -> Any:
+    """The project's SFT trainer (`train.sft.build_sft_trainer`) over a `_Memoized` copy of its rows."""
+    from train.sft import build_sft_trainer
+
+    trainer = build_sft_trainer(config)
+    trainer.train_dataset = _Memoized(trainer.train_dataset)
+    return trainer
+
+
+#: `grade:` keys the warmed-up grader changes in configs/demo_rl.yaml and demo_cot.yaml (the same for both, so
+#: build-cot still reuses build-rl's grading): the paper's medium filter, and turns long enough for a whole chain.
+WARM_UP_GRADE: dict[str, Any] = {
+    "keep": "medium",
+    "sampling": {"max_new_tokens": 128},  # a whole oracle-style chain is ~70 tiny-BPE tokens
+    "frames": {"max_frames": 4, "min_frames": 2, "max_pixels": 12544, "min_pixels": 3136},  # as it was trained
+}
+
+
+def demo_grader(out: Path, manifest: dict[str, Any], *, warm_up: bool) -> tuple[Path, dict[str, Any]]:
+    """(grader checkpoint, `grade:` overrides): the warmed-up tiny model with `WARM_UP_GRADE`, or the random one
+    with the configs as they are (`keep: all`: it fails every rollout). The random one is the default demo and
+    what the training tests build on: no SFT, minutes saved."""
+    from train.runs import DONE_FILE
+
+    if warm_up or (out / "tiny" / DONE_FILE).is_file():  # an earlier --warm-up's model is never overwritten
+        return train_demo_grader(out, manifest), WARM_UP_GRADE
+    from model.tiny_checkpoint import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(out / "tiny"), {}
+
+
+def run_build_rl(out: Path, manifest: dict[str, Any], *, warm_up: bool = False) -> None:
+    """Build MTVR-RL from the demo corpus with the trained tiny checkpoint and print the accounting table."""
     from pipelines.accounting import render_accounting
     from pipelines.build_rl import build_rl
 
     t0 = time.monotonic()
-    tiny = build_tiny_checkpoint(out / "tiny")
-    config = demo_build_config(out, manifest, tiny)
+    tiny, grade = demo_grader(out, manifest, warm_up=warm_up)
+    config = demo_build_config(out, manifest, tiny, grade=grade)
     table = build_rl(config, ["--runner=DirectRunner"])
     print(f"\nbuild-rl ({config}): {time.monotonic() - t0:.1f} s; shards, card and rejected/ in {out / 'build'}")
     print(render_accounting(table))
 
 
-def run_build_cot(out: Path, manifest: dict[str, Any]) -> None:
+def run_build_cot(out: Path, manifest: dict[str, Any], *, warm_up: bool = False) -> None:
     """Build MTVR-CoT into the same folder as build-rl (grading reused from its cache) and print the accounting."""
-    from model.tiny_checkpoint import build_tiny_checkpoint
     from pipelines.accounting import render_accounting
     from pipelines.build_cot import ACCOUNTING_FILE, build_cot
 
     t0 = time.monotonic()
-    tiny = build_tiny_checkpoint(out / "tiny")
-    config = demo_build_config(out, manifest, tiny, kind="cot")
+    tiny, grade = demo_grader(out, manifest, warm_up=warm_up)
+    config = demo_build_config(out, manifest, tiny, kind="cot", grade=grade)
     table = build_cot(config, ["--runner=DirectRunner"])
     where = out / "build" / ACCOUNTING_FILE
     print(f"\nbuild-cot ({config}): {time.monotonic() - t0:.1f} s; shards in {out / 'build'}, accounting in {where}")
@@ -124,11 +232,23 @@ def check_loads(build: Path) -> dict[str, int]:
             os.environ["HF_HUB_OFFLINE"] = before
 
 
-def run_demo(out: Path) -> int:
-    """Build the corpus under `out/corpus`, normalise each source to `out/samples`, print the summary."""
+def _quiet_progress() -> None:
+    """One progress display per stage: the libraries' own bars (loading a 57-tensor checkpoint, writing its shard,
+    each `datasets` map) are off, the stages' bars (corpus, normalising, training) stay."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
+def run_demo(out: Path, *, warm_up: bool = False) -> int:
+    """Build the corpus under `out/corpus`, normalise each source to `out/samples`, print the summary, build both
+    datasets (graded by the random tiny model, keeping every row; `warm_up`: by the warmed-up one, medium rows)."""
     from mtvr_data.demo_corpus import build_demo_corpus
 
     t0 = time.monotonic()
+    _quiet_progress()
     corpus = out / "corpus"
     manifest = build_demo_corpus(corpus)
     print(
@@ -146,7 +266,7 @@ def run_demo(out: Path) -> int:
         summaries.append(summary)
         print(summary.render(), "\n")
         with open(target.with_suffix(".errors.jsonl"), encoding="utf-8") as fh:
-            errors.extend(json.loads(line) for line in fh)
+            errors.extend({**json.loads(line), "_file": str(fh.name)} for line in fh)
 
     print(f"{'source':<22}{'records':>9}{'built':>8}{'kept':>8}{'errors':>8}")
     for s in summaries:
@@ -157,13 +277,18 @@ def run_demo(out: Path) -> int:
     planted = manifest["malformed"] + manifest["broken"]
     missing = [p for p in planted if not _reported(errors, p)]
     print(f"\nplanted faults reported with the expected reason: {len(planted) - len(missing)}/{len(planted)}")
+    # The decoders' own complaints about the broken files go to the debug log (mtvr_data.c_stderr): one line each.
+    for broken in manifest["broken"]:
+        name = Path(broken["file"]).name
+        where = sorted({e["_file"] for e in errors if e["reason"] == broken["reason"] and name in e["detail"]})
+        print(f"  broken file {name}: {broken['reason']}, dead letter in {', '.join(where) or '(none)'}")
     for p in missing:
         print(f"  NOT REPORTED: {p}")
     print(f"samples and errors in {out / 'samples'} ({time.monotonic() - t0:.1f} s)")
     if missing:
         return 1
-    run_build_rl(out, manifest)
-    run_build_cot(out, manifest)
+    run_build_rl(out, manifest, warm_up=warm_up)
+    run_build_cot(out, manifest, warm_up=warm_up)
     counts = check_loads(out / "build")
     print("\n" + ", ".join(f"load_dataset({str(out / 'build')!r}, {c!r}): {n} rows" for c, n in counts.items()))
     print(f"\ndemo finished in {time.monotonic() - t0:.1f} s")

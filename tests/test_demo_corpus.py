@@ -235,10 +235,11 @@ def test_annotations_and_manifest_are_deterministic(demo_corpus: Path, tmp_path:
     """Writing the annotations twice gives the corpus's bytes; so does the manifest built from them."""
     for run in ("a", "b"):
         sources = demo_annotations.write_all(tmp_path / run)
-        for source in sources:
+        practice = demo_annotations.write_practice(tmp_path / run)  # the warm-up's generated questions too
+        for source in [*sources, *practice.train, *practice.heldout]:
             for rel in [source.annotations, *source.aux]:
                 assert (tmp_path / run / rel).read_bytes() == (demo_corpus / rel).read_bytes(), rel
-    manifest_text = json.dumps(build_manifest(sources), indent=2) + "\n"
+    manifest_text = json.dumps(build_manifest(sources, practice), indent=2) + "\n"
     assert manifest_text == (demo_corpus / "manifest.json").read_text(encoding="utf-8")
 
 

@@ -15,7 +15,8 @@ from typing import Any
 
 def _setup_logging() -> None:
     for name in ("train", "model.rollout"):
-        logging.getLogger(name).setLevel(logging.INFO)
+        if logging.getLogger(name).getEffectiveLevel() > logging.INFO:  # `mtvr -v` has set DEBUG: kept
+            logging.getLogger(name).setLevel(logging.INFO)
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
 

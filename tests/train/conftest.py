@@ -20,12 +20,15 @@ CALL = (
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`mtvr demo` output (corpus, samples, tiny checkpoint, build/ with both configs), built once per session."""
+    """`mtvr demo` output (corpus, samples, tiny checkpoint, build/ with both configs), built once per session.
+
+    The quick demo (no warm-up SFT of the grader): the trainers' tests need rows of every kind, not a realistic
+    difficulty filter, and save about a minute."""
     from pipelines.demo import run_demo
 
     out = tmp_path_factory.mktemp("train_demo")
     with contextlib.redirect_stdout(io.StringIO()):
-        assert run_demo(out) == 0
+        assert run_demo(out, warm_up=False) == 0  # the quick demo: random grader, every row kept
     assert (out / "build" / "cot").is_dir() and (out / "build" / "rl").is_dir()
     return out
 
