@@ -66,6 +66,10 @@ class Completion:
     completion_tokens: int = 0
     stop_string: str | None = None
     error: str | None = None
+    #: The token ids the engine sampled for `text` (EOS included when it ended on one; up to the token that
+    #: completed the stop string when cut at one), or None when the engine cannot say (a server that returns
+    #: text only). Trainers train on these, so the loss is on what the policy actually sampled.
+    token_ids: list[int] | None = None
 
     @property
     def ok(self) -> bool:

@@ -451,7 +451,12 @@ class RolloutRunner:
                 return
             text = completion.text
             turn = Turn(
-                text, completion.finish_reason, completion.prompt_tokens, completion.completion_tokens, max_new
+                text,
+                completion.finish_reason,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                max_new,
+                token_ids=completion.token_ids,
             )
             traj.turns.append(turn)
             if completion.finish_reason == "length":

@@ -78,6 +78,8 @@ class Turn:
     completion_tokens: int
     max_new_tokens: int
     tool: ToolStep | None = None
+    #: The engine's sampled ids for `text` (`Completion.token_ids`); None when the engine returned text only.
+    token_ids: list[int] | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)

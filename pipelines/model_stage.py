@@ -94,6 +94,8 @@ def trajectory_to_dict(traj: Trajectory) -> dict[str, Any]:
     data = dataclasses.asdict(traj)
     data.pop("reward")
     data.pop("passed")
+    for turn in data["turns"]:
+        turn.pop("token_ids", None)  # the sampled ids are for training, not the cache (the text is what it keeps)
     return data
 
 

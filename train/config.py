@@ -16,6 +16,7 @@
     loss: grpo                      # grpo (TRL's clipped surrogate) | reg_grpo (DeepVideo-R1)
     reg_grpo: {logp: sum, eps: 1.0e-4, detach_std: false}   # Reg-GRPO's open choices (train.reg_grpo)
     augment: false                  # true or a mapping of train.augment.AugmentSettings: DeepVideo-R1's DA-Aug
+    dynamic_sampling: false         # true or {max_rounds: N}: DAPO's filter_groups (train.dynamic_sampling)
     rollout: {max_tool_calls: 2, max_new_tokens: 1024, max_total_tokens: 7168}
     prompt: vital                   # the user turn's words (model.prompts presets): vital (VITAL's exact strings)
 
@@ -135,6 +136,7 @@ class TrainConfig:
     loss: str = "grpo"
     reg_grpo: dict[str, Any] = field(default_factory=dict)
     augment: bool | dict[str, Any] = False
+    dynamic_sampling: bool | dict[str, Any] = False
     rollout: RolloutSettings = field(default_factory=RolloutSettings)
     iou_scale: dict[str, list[float]] = field(default_factory=dict)
     attn_implementation: str | None = "sdpa"
@@ -156,6 +158,7 @@ class TrainConfig:
         try:
             self.reg_grpo_settings()
             self.augment_settings()
+            self.dynamic_sampling_settings()
         except (TypeError, ValueError) as exc:
             raise TrainConfigError(str(exc)) from exc
         if self.global_batch_size is not None and self.global_batch_size < 1:
@@ -188,6 +191,16 @@ class TrainConfig:
         if self.augment is False:
             return None
         return AugmentSettings(**(self.augment if isinstance(self.augment, dict) else {}))
+
+    def dynamic_sampling_settings(self) -> Any:
+        """Dynamic sampling's settings (`train.dynamic_sampling`), or None when it is off."""
+        from train.dynamic_sampling import DynamicSamplingSettings
+
+        if self.dynamic_sampling is False:
+            return None
+        if not isinstance(self.dynamic_sampling, bool | dict):
+            raise ValueError(f"dynamic_sampling must be true/false or a mapping, got {self.dynamic_sampling!r}")
+        return DynamicSamplingSettings(**(self.dynamic_sampling if isinstance(self.dynamic_sampling, dict) else {}))
 
     def frame_budget(self) -> FrameBudget:
         base = SFT_FRAMES if self.kind == "sft" else RL_FRAMES

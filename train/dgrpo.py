@@ -35,7 +35,9 @@ from train.advantages import AdvantageRule, apply_rule, make_rule, zero_variance
 from train.augment import AugmentReport, DifficultyAugmenter
 from train.config import TrainConfig
 from train.data import load_rows, select_rows
+from train.dynamic_sampling import FilterReport, GroupFilter, PromptStream
 from train.encoding import check_template, concat_media, mm_token_type_ids
+from train.lockstep import Lockstep, needs_lockstep
 from train.modeling import freeze_vision, load_model, load_processor, policy_family, world_size
 from train.reg_grpo import GROUP_KEY, RegGrpoSettings, check_reg_grpo_args, regrpo_loss_for_trainer, split_by_group
 from train.rollouts import PolicyRollouts, RolloutBatch, scorable_only
@@ -90,6 +92,8 @@ def make_dgrpo_trainer_class() -> type:
             reg_grpo: RegGrpoSettings | None = None,
             augmenter: DifficultyAugmenter | None = None,
             engine_factory: Callable[[Any], Any] | None = None,
+            group_filter: GroupFilter | None = None,
+            lockstep: bool | None = None,
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
@@ -101,6 +105,11 @@ def make_dgrpo_trainer_class() -> type:
             self.reg_grpo = reg_grpo or RegGrpoSettings()
             self.augmenter = augmenter
             self.engine_factory = engine_factory
+            self.group_filter = group_filter
+            #: None: on when the weights are sharded and the policy itself generates (`train.lockstep`).
+            self.lockstep = lockstep
+            self.last_lockstep: Lockstep | None = None
+            self.last_filter: FilterReport | None = None
             self.last_augment: AugmentReport | None = None
             self._engine: Any = None
             self._media: list[dict[str, torch.Tensor]] | None = None
@@ -124,7 +133,14 @@ def make_dgrpo_trainer_class() -> type:
                     device=str(self.accelerator.device),
                     batch_size=max(1, self.args.per_device_train_batch_size),
                 )
+            # Lockstep pairs every forward itself; generate's own per-step all-reduce would pair with nothing.
+            self._engine.synced_gpus = False if self._lockstep_on() else None
             return self._engine
+
+        def _lockstep_on(self) -> bool:
+            if self.lockstep is not None:
+                return self.lockstep
+            return self.engine_factory is None and needs_lockstep(self.accelerator)
 
         @contextmanager
         def _generation_mode(self) -> Any:
@@ -132,7 +148,13 @@ def make_dgrpo_trainer_class() -> type:
             was_training = model.training
             model.eval()
             try:
-                yield
+                if self._lockstep_on():
+                    pad = self.processing_class.tokenizer.pad_token_id or 0
+                    with Lockstep(model, pad, self.accelerator.device) as lockstep:
+                        self.last_lockstep = lockstep
+                        yield
+                else:
+                    yield
             finally:
                 model.train(was_training)
 
@@ -145,6 +167,9 @@ def make_dgrpo_trainer_class() -> type:
             with self._generation_mode():
                 engine = self._policy_engine()
                 batch = self.rollouts(rows, engine)
+                if self.group_filter is not None and training:
+                    batch, filtered = self.group_filter(rows, batch, engine, self.rollouts)
+                    self._log_filter(filtered)
                 if self.augmenter is not None and training:
                     batch, report = self.augmenter(rows, batch, engine, self.rollouts, step=self.state.global_step)
                     self._log_augment(report)
@@ -168,6 +193,8 @@ def make_dgrpo_trainer_class() -> type:
             metrics = self._metrics[mode]
             metrics["rollouts/seconds"].append(seconds)
             metrics["rollouts/failed_rate"].append(1 - len(ok) / max(1, len(trajectories)))
+            turns = sum(len(t.turns) for t in trajectories)
+            metrics["rollouts/reencoded_turn_share"].append(sum(batch.reencoded_turns) / max(1, turns))
             metrics["tools/call_rate"].append(
                 sum(t.num_tool_calls > 0 for t in trajectories) / max(1, len(trajectories))
             )
@@ -178,6 +205,18 @@ def make_dgrpo_trainer_class() -> type:
                     by_task[task].append(t.reward.total)
             for task, values in by_task.items():
                 metrics[f"rewards_by_task/{task}"].append(sum(values) / len(values))
+
+        def _log_filter(self, report: FilterReport) -> None:
+            self.last_filter = report
+            metrics = self._metrics["train"]
+            metrics["dynamic_sampling/zero_variance_before"].append(report.zero_variance_before)
+            metrics["dynamic_sampling/zero_variance_after"].append(report.zero_variance_after)
+            metrics["dynamic_sampling/rounds"].append(report.rounds)
+            metrics["dynamic_sampling/replaced_groups"].append(report.replaced)
+            log.info(
+                "dynamic sampling: zero-variance share %.2f -> %.2f (%d of %d groups replaced, %d rounds)",
+                report.zero_variance_before, report.zero_variance_after, report.replaced, report.groups, report.rounds,
+            )  # fmt: skip
 
         def _log_augment(self, report: AugmentReport) -> None:
             self.last_augment = report
@@ -375,6 +414,10 @@ def build_dgrpo_trainer(
         loss=config.loss,
         reg_grpo=config.reg_grpo_settings(),
     )
+    dynamic = config.dynamic_sampling_settings()
+    if dynamic is not None:
+        stream = PromptStream(dataset, seed=grpo_args.seed + 1000 * trainer.accelerator.process_index)
+        trainer.group_filter = GroupFilter(dynamic, stream.take)
     if augment is not None:
         accelerator = trainer.accelerator
 
@@ -393,9 +436,12 @@ def _check_group_layout(config: TrainConfig, args: Any) -> None:
             f"loss {config.loss} normalises within a group, so per_device_train_batch_size "
             f"({args.per_device_train_batch_size}) must be a multiple of num_generations ({G})"
         )
-    if config.augment is not False and (args.per_device_train_batch_size * args.steps_per_generation) % G:
+    if (config.augment is not False or config.dynamic_sampling is not False) and (
+        args.per_device_train_batch_size * args.steps_per_generation
+    ) % G:
         raise ValueError(
-            f"augment needs whole groups on each process: per_device_train_batch_size x steps_per_generation "
+            "augment and dynamic_sampling need whole groups on each process: "
+            f"per_device_train_batch_size x steps_per_generation "
             f"({args.per_device_train_batch_size} x {args.steps_per_generation}) must be a multiple of "
             f"num_generations ({G})"
         )

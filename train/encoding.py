@@ -46,6 +46,8 @@ class Encoded:
     media: dict[str, torch.Tensor] = field(default_factory=dict)
     num_images: int = 0
     num_videos: int = 0
+    #: (start, end) of each assistant turn's trainable ids, in turn order: where DGRPO splices the sampled ids in.
+    spans: list[tuple[int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -137,9 +139,12 @@ def encode_conversation(
     trainable: list[int] = []
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in MEDIA_FIELDS}
     num_images = num_videos = 0
+    spans: list[tuple[int, int]] = []
     for text, train, owners in _segments(processor, messages):
         out = _segment_inputs(processor, text, owners, family)
         seg_ids = out["input_ids"][0].tolist()
+        if train:
+            spans.append((len(ids), len(ids) + len(seg_ids)))
         ids += seg_ids
         trainable += [int(train)] * len(seg_ids)
         for name in family.media_fields:
@@ -150,7 +155,7 @@ def encode_conversation(
         if "video_grid_thw" in out:
             num_videos += int(out["video_grid_thw"].shape[0])
     media = {name: torch.cat(tensors, dim=0) for name, tensors in parts.items() if tensors}
-    return Encoded(ids, trainable, media, num_images, num_videos)
+    return Encoded(ids, trainable, media, num_images, num_videos, spans)
 
 
 def mm_token_type_ids(input_ids: torch.Tensor, processor: Any) -> torch.Tensor:

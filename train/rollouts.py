@@ -5,13 +5,20 @@ videos, and its log-prob pass forwards image fields only (docs/design.md, "TRL's
 video and its tool returns a video clip, so the rollout must be the project's loop: the same prompt builder, frame
 sampler, tool executor, parser and rewards as the grader that built MTVR-RL.
 
-Each trajectory is re-encoded as a conversation by `train.encoding.encode_conversation` (the same function SFT
+Each trajectory is encoded as a conversation by `train.encoding.encode_conversation` (the same function SFT
 uses): prompt ids up to the first assistant token, completion ids after it, and a mask that is 1 on tokens the
 policy wrote and 0 on tool turns (their text and the clip's vision tokens) and turn headers, which TRL takes as
-its `tool_mask`. Re-encoding the text rather than keeping the sampled ids can differ from the sampled token
-sequence where the tokenizer would merge differently; the rollout engine decodes and re-encodes with the same
-tokenizer, and the loss is computed on the re-encoded ids under the current policy, so the update stays on-policy
-for what is trained (documented in docs/training.md).
+its `tool_mask`. Each assistant turn's ids are then replaced by the ids the engine sampled (`Turn.token_ids`,
+`splice_sampled_ids`): decoding and re-encoding the text can give other ids where the tokenizer would merge
+differently, and the loss must be on the tokens the policy sampled. The template supplies only what the policy did
+not write: turn headers, tool turns, and the closing `<|im_end|>` after a turn cut at a stop string. A turn whose
+engine returned text only (an OpenAI-compatible server without ids, a scripted policy) falls back to the
+re-encoded ids; such turns are counted (`PolicyRollouts.id_sources`), logged, and reported per batch as
+`rollouts/reencoded_turn_share`.
+
+What is still re-rendered: the engine builds a later turn's prompt from the conversation's text, so within one
+rollout turn 2 was generated after the re-encoded turn 1, while the loss puts the sampled turn-1 ids before it. The
+two differ only where the re-encoding differs, and never in what is trained.
 
 A trajectory that failed for machinery reasons (media, engine, tool timeout, internal) is kept in the batch as a
 one-token completion with mask 0 and `rollout_ok = False`, which the reward wrappers turn into "unscorable" (TRL
@@ -57,6 +64,8 @@ class RolloutBatch:
     media: list[dict[str, torch.Tensor]] = field(default_factory=list)
     trajectories: list[Trajectory | None] = field(default_factory=list)
     tasks: list[str] = field(default_factory=list)
+    #: Per row: assistant turns trained on re-encoded ids because the engine returned no sampled ids.
+    reencoded_turns: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -88,6 +97,51 @@ def runs_of_same_id(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
         else:
             runs.append((i, 1))
     return runs
+
+
+def splice_sampled_ids(
+    encoded: Encoded,
+    trajectory: Trajectory,
+    end_id: int,
+    stop_ids: frozenset[int],
+    placeholder_ids: frozenset[int] = frozenset(),
+) -> tuple[list[int], list[int], int]:
+    """The encoded conversation with each assistant turn's template ids replaced by the engine's sampled ids.
+
+    Returns (ids, trainable mask, turns that kept the re-encoded ids). A turn's trained ids are its sampled ids,
+    plus the template's `end_id` (`<|im_end|>`) when the turn did not end on a stop id itself and the trajectory
+    did not run out of tokens there (the policy must learn to stop; a cut-off turn has no end to learn). The ids
+    end after the last assistant turn: the template's newline after it is not part of the completion.
+
+    A turn whose sampled ids hold a media placeholder (`placeholder_ids`: `<|video_pad|>`, `<|image_pad|>`; an
+    untrained policy can sample them) keeps its re-encoded ids: the forward would look for media behind them.
+    """
+    turns = trajectory.turns
+    sampled_all = len(encoded.spans) == len(turns)
+    ids: list[int] = []
+    mask: list[int] = []
+    position = 0
+    reencoded = 0
+    for k, (start, end) in enumerate(encoded.spans):
+        ids += encoded.input_ids[position:start]
+        mask += encoded.trainable[position:start]
+        position = end
+        cut_off = k == len(encoded.spans) - 1 and trajectory.finish_reason == TOKEN_BUDGET
+        sampled = turns[k].token_ids if sampled_all else None
+        if sampled is not None and placeholder_ids.intersection(sampled):
+            sampled = None
+        if sampled is None:
+            reencoded += 1
+            turn_ids = encoded.input_ids[start:end]
+            if cut_off and turn_ids and turn_ids[-1] == end_id:
+                turn_ids = turn_ids[:-1]  # the template's <|im_end|> after a cut-off turn was not the policy's
+        else:
+            turn_ids = list(sampled)
+            if not cut_off and not (turn_ids and turn_ids[-1] in stop_ids):
+                turn_ids.append(end_id)
+        ids += turn_ids
+        mask += [1] * len(turn_ids)
+    return ids, mask, reencoded
 
 
 def completion_messages(trajectory: Trajectory) -> list[dict[str, Any]]:
@@ -131,6 +185,8 @@ class PolicyRollouts:
         self.processor = processor
         self.family = get_family(family)
         self.refused: Counter[str] = Counter()
+        #: Assistant turns trained on, by where their ids came from: "sampled" (the engine's) or "reencoded".
+        self.id_sources: Counter[str] = Counter()
         self.video_root = video_root
         self.budget = budget
         self.cache = cache if cache is not None else FrameCache(max_bytes=2 << 30)
@@ -162,6 +218,17 @@ class PolicyRollouts:
         batch = RolloutBatch()
         for sample, trajectory in zip(samples, trajectories, strict=True):
             self._append(batch, sample, trajectory, (hints or {}).get(sample.id), (perturbations or {}).get(sample.id))
+        reencoded = sum(batch.reencoded_turns)
+        if reencoded:
+            turns = sum(len(t.turns) for t in batch.trajectories if t is not None)
+            log.warning(
+                "%d of %d assistant turn(s) trained on re-encoded text: the engine returned no sampled ids "
+                "(%d so far, %d sampled)",
+                reencoded,
+                turns,
+                self.id_sources["reencoded"],
+                self.id_sources["sampled"],
+            )
         return batch
 
     def trajectories(
@@ -224,16 +291,21 @@ class PolicyRollouts:
             self._append_failed(batch, sample, trajectory)
             return
         cut = encoded.first_trainable()
-        last = max(i for i, t in enumerate(encoded.trainable) if t) + 1  # drop the newline after the last <|im_end|>
-        if trajectory.finish_reason == TOKEN_BUDGET:
-            last -= 1  # the template's <|im_end|> after a cut-off turn was not written by the policy
-        batch.prompt_ids.append(encoded.input_ids[:cut])
-        batch.completion_ids.append(encoded.input_ids[cut:last])
-        batch.tool_mask.append(encoded.trainable[cut:last])
+        tokenizer = self.processor.tokenizer
+        end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        stop_ids = frozenset(i for i in (end_id, tokenizer.eos_token_id) if i is not None)
+        placeholders = frozenset(tokenizer.convert_tokens_to_ids(t) for t in ("<|video_pad|>", "<|image_pad|>"))
+        ids, mask, reencoded = splice_sampled_ids(encoded, trajectory, end_id, stop_ids, placeholders)
+        self.id_sources["reencoded"] += reencoded
+        self.id_sources["sampled"] += len(encoded.spans) - reencoded
+        batch.prompt_ids.append(ids[:cut])
+        batch.completion_ids.append(ids[cut:])
+        batch.tool_mask.append(mask[cut:])
         batch.completions.append(completion_messages(trajectory))
         batch.media.append(encoded.media)
         batch.trajectories.append(trajectory)
         batch.tasks.append(sample.task)
+        batch.reencoded_turns.append(reencoded)
 
     def encode(
         self,
@@ -268,6 +340,7 @@ class PolicyRollouts:
         batch.media.append({})
         batch.trajectories.append(trajectory)
         batch.tasks.append(sample.task)
+        batch.reencoded_turns.append(0)
 
 
 def scorable_only(fn: Callable[..., list[float | None]]) -> Callable[..., list[float | None]]:

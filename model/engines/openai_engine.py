@@ -480,7 +480,11 @@ class OpenAIEngine:
             cut, stop = cut_at_stop(text, settings.stop)
             finish = "stop" if stop is not None or reason != "length" else "length"
             tokens = _count_tokens(choice, cut, text, share)
-            out.append(Completion(cut, finish, prompt_tokens, tokens, stop_string=stop))
+            out.append(
+                Completion(
+                    cut, finish, prompt_tokens, tokens, stop_string=stop, token_ids=_sampled_ids(choice, cut, text)
+                )
+            )
         return out
 
     # --- messages ---------------------------------------------------------------------------------------------
@@ -636,3 +640,17 @@ def _count_tokens(choice: Any, cut: str, text: str, share: int) -> int:
     if text and len(cut) < len(text):
         return max(1, math.ceil(share * len(cut) / len(text)))
     return share
+
+
+def _sampled_ids(choice: Any, cut: str, text: str) -> list[int] | None:
+    """The sampled ids when the server sent them for exactly this text, else None (the trainer re-encodes).
+
+    The OpenAI API returns text only. vLLM's server can add ids: a `token_ids` list on each choice when the request
+    sets `return_token_ids` (recent vLLM, through `extra_body`), or logprob tokens spelled `token_id:N` when it runs
+    with `--return-tokens-as-token-ids` and the request asks for `logprobs`. Only the first shape is read here, and
+    only when the text was not cut on this side (a client-side cut leaves ids that no longer match the text).
+    """
+    ids = getattr(choice, "token_ids", None)
+    if not isinstance(ids, list) or cut != text or not all(isinstance(i, int) for i in ids):
+        return None
+    return list(ids)

@@ -154,6 +154,9 @@ class TransformersEngine:
         self.device = _resolve_device(device)
         self.batch_size = batch_size
         self.skip_special_tokens = skip_special_tokens
+        #: Passed to `generate` when set; None lets transformers decide (on under FSDP / ZeRO-3). A trainer running
+        #: lockstep rollouts (`train.lockstep`) sets False: it keeps the ranks together itself.
+        self.synced_gpus: bool | None = None
         self.processor = (
             processor if processor is not None else AutoProcessor.from_pretrained(model_path_or_id, revision=revision)
         )
@@ -288,6 +291,8 @@ class TransformersEngine:
             gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if settings.stop:
             gen.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
+        if self.synced_gpus is not None:
+            gen["synced_gpus"] = self.synced_gpus
         with torch.inference_mode():
             output = self.hf_model.generate(**inputs, **gen)
         width = inputs["input_ids"].shape[1]
@@ -311,9 +316,9 @@ class TransformersEngine:
         cut, stop = cut_at_stop(text, settings.stop)
         if stop is not None:
             used = _first_prefix(len(generated), lambda k: cut_at_stop(self._decode(generated[:k]), (stop,))[1])
-            return Completion(cut, "stop", prompt_tokens, used, stop_string=stop)
+            return Completion(cut, "stop", prompt_tokens, used, stop_string=stop, token_ids=generated[:used])
         finish = "stop" if end is not None or len(generated) < settings.max_new_tokens else "length"
-        return Completion(text, finish, prompt_tokens, len(generated))
+        return Completion(text, finish, prompt_tokens, len(generated), token_ids=list(generated))
 
     def _decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=self.skip_special_tokens)

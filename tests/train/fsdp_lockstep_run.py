@@ -1,0 +1,101 @@
+"""Run by `test_lockstep.py` under `accelerate launch` (2 CPU processes, DDP), not collected by pytest.
+
+Two DGRPO steps on the demo's video rows, all with the tool, where the policy itself generates (its forwards run
+through the sharded weights) but the text is scripted per rank: rank 0's rollouts call the clip tool (2 engine
+turns), rank 1's answer at once (1 turn). Rank 0 writes the updated weights to `<out>/weights.pt` and each rank its
+lockstep counts to `<out>/rank<N>.json`. `on` forces lockstep on (under DDP it only adds dummy forwards).
+
+    python -m tests.train.fsdp_lockstep_run DEMO_DIR OUT_DIR on|off
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from model.engine_api import Completion, GenerationRequest
+from tests.train.conftest import CALL, GOOD, dgrpo_config
+from train.dgrpo import build_dgrpo_trainer, rl_dataset
+
+
+class ScriptedTextOverPolicy:
+    """Generates with the real policy engine (every forward happens), then replaces each text by the rank's script
+    and its ids by the script's tokens."""
+
+    name = model = "scripted-over-policy"
+
+    def __init__(self, engine, rank: int) -> None:
+        self.engine = engine
+        self.rank = rank
+        self.turns = 0
+
+    def script(self, request: GenerationRequest, index: int) -> str:
+        first_turn = request.messages[-1]["role"] == "user"
+        if self.rank == 0 and first_turn:
+            return CALL.format(s=0.0, e=2.0)
+        rollout = index if first_turn else int(request.key.split("/")[-2])
+        return GOOD.format(answer="A") if rollout % 2 == 0 else "I am not sure."
+
+    async def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
+        out = await self.engine.generate(requests)
+        self.turns += 1
+        tok = self.engine.tokenizer
+        for request, group in zip(requests, out, strict=True):
+            for i, completion in enumerate(group):
+                completion.text = self.script(request, i)
+                completion.token_ids = tok.encode(completion.text, add_special_tokens=False)
+                completion.finish_reason = "stop"
+        return out
+
+    async def aclose(self) -> None:
+        return None
+
+
+def main(demo: Path, out: Path, lockstep: bool) -> None:
+    args = {"per_device_train_batch_size": 2, "num_generations": 2, "max_steps": 2, "learning_rate": 1e-3, "beta": 0.0}
+    config = dgrpo_config(demo, out, args, rollout={"max_new_tokens": 4, "max_total_tokens": 64})
+    rows = rl_dataset(config).filter(lambda r: r["modality"] == "video").map(lambda r: {"tools": True})
+    trainer = build_dgrpo_trainer(config, train_dataset=rows)
+    trainer.lockstep = lockstep
+    rank = trainer.accelerator.process_index
+    policy: dict[str, ScriptedTextOverPolicy] = {}
+
+    def engine(t):
+        trainer.engine_factory = None
+        inner = t._policy_engine()
+        trainer.engine_factory = engine
+        inner.synced_gpus = False if lockstep else None
+        policy.setdefault("p", ScriptedTextOverPolicy(inner, rank)).engine = inner
+        return policy["p"]
+
+    trainer.engine_factory = engine
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        torch.save(
+            {k: v.detach().clone().float() for k, v in trainer.model.state_dict().items()}, out / "weights_before.pt"
+        )
+    trainer.train()
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    out.mkdir(parents=True, exist_ok=True)
+    if trainer.accelerator.is_main_process:
+        torch.save({k: v.detach().cpu().float() for k, v in state.items()}, out / "weights.pt")
+    ls = trainer.last_lockstep
+    record = {
+        "engine_calls": policy["p"].turns,
+        "forwards": ls.forwards if ls else None,
+        "dummy_forwards": ls.dummy_forwards if ls else None,
+        "distributed_type": str(trainer.accelerator.distributed_type),
+        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+    }
+    (out / f"rank{rank}.json").write_text(json.dumps(record))
+    # Leave the process group before the interpreter exits: gloo's threads otherwise can abort the exit
+    # ("terminate called without an active exception") after the rollouts' collectives ran from worker threads.
+    trainer.accelerator.wait_for_everyone()
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "on")
