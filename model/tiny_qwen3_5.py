@@ -15,16 +15,13 @@ Deterministic: the same seed and library versions give the same bytes in every f
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from model.families import QWEN3_5
-from model.tiny_checkpoint import MARKER_FILE, _build_tokenizer, _install
-from model.tiny_qwen3_vl import QWEN3_ADDED_TOKENS, _build_processor
+from model.tiny_checkpoint import _build_tokenizer
+from model.tiny_qwen3_vl import QWEN3_ADDED_TOKENS, _build_processor, seeded_model, vision_token_ids, write_tiny
 
 __all__ = ["TINY_QWEN3_5_SPEC", "TinyQwen3_5Spec", "build_tiny_qwen3_5"]
 
@@ -59,8 +56,7 @@ TINY_QWEN3_5_SPEC: Final = TinyQwen3_5Spec()
 
 
 def _build_model(tokenizer: Any, spec: TinyQwen3_5Spec, seed: int) -> Any:
-    import torch
-    from transformers import GenerationConfig, Qwen3_5Config, Qwen3_5ForConditionalGeneration
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
 
     def tid(token: str) -> int:
         return int(tokenizer.convert_tokens_to_ids(token))
@@ -116,23 +112,8 @@ def _build_model(tokenizer: Any, spec: TinyQwen3_5Spec, seed: int) -> Any:
         "num_position_embeddings": spec.vision_num_position_embeddings,
         "initializer_range": 0.02,
     }
-    config = Qwen3_5Config(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=tid("<|image_pad|>"),
-        video_token_id=tid("<|video_pad|>"),
-        vision_start_token_id=tid("<|vision_start|>"),
-        vision_end_token_id=tid("<|vision_end|>"),
-        tie_word_embeddings=False,
-        dtype="float32",
-    )
-    with torch.random.fork_rng(devices=[]):  # seed locally: do not disturb the caller's global RNG
-        torch.manual_seed(seed)
-        model = Qwen3_5ForConditionalGeneration(config).to(torch.float32).eval()
-    model.generation_config = GenerationConfig(
-        bos_token_id=endoftext, eos_token_id=[im_end, endoftext], pad_token_id=endoftext
-    )
-    return model
+    config = Qwen3_5Config(text_config=text_config, vision_config=vision_config, **vision_token_ids(tokenizer))
+    return seeded_model(Qwen3_5ForConditionalGeneration, config, tokenizer, seed)
 
 
 def build_tiny_qwen3_5(out: Path, *, seed: int = 0) -> Path:
@@ -142,23 +123,13 @@ def build_tiny_qwen3_5(out: Path, *, seed: int = 0) -> Path:
     tokenizer = _build_tokenizer(QWEN3_ADDED_TOKENS)
     processor = _build_processor(tokenizer, QWEN3_5.chat_template())
     model = _build_model(tokenizer, spec, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        marker = {
-            "what": "tiny randomly initialised Qwen3.5 checkpoint for offline tests (not a trained model)",
-            "builder": "model.tiny_qwen3_5.build_tiny_qwen3_5",
-            "family": QWEN3_5.name,
-            "seed": seed,
-            "mirrors": QWEN3_5.mirrors,
-            "chat_template": "model/templates/qwen3_5_chat_template.jinja (see model/templates/SOURCES.md)",
-            "spec": asdict(spec),
-        }
-        (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _install(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    marker = {
+        "what": "tiny randomly initialised Qwen3.5 checkpoint for offline tests (not a trained model)",
+        "builder": "model.tiny_qwen3_5.build_tiny_qwen3_5",
+        "family": QWEN3_5.name,
+        "seed": seed,
+        "mirrors": QWEN3_5.mirrors,
+        "chat_template": "model/templates/qwen3_5_chat_template.jinja (see model/templates/SOURCES.md)",
+        "spec": asdict(spec),
+    }
+    return write_tiny(out, model, processor, marker)

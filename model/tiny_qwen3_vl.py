@@ -88,8 +88,7 @@ def _build_processor(tokenizer: Any, chat_template: str) -> Any:
 
 
 def _build_model(tokenizer: Any, spec: TinyQwen3VLSpec, seed: int) -> Any:
-    import torch
-    from transformers import GenerationConfig, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     def tid(token: str) -> int:
         return int(tokenizer.convert_tokens_to_ids(token))
@@ -135,23 +134,57 @@ def _build_model(tokenizer: Any, spec: TinyQwen3VLSpec, seed: int) -> Any:
         "deepstack_visual_indexes": list(spec.deepstack_visual_indexes),
         "initializer_range": 0.02,
     }
-    config = Qwen3VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        image_token_id=tid("<|image_pad|>"),
-        video_token_id=tid("<|video_pad|>"),
-        vision_start_token_id=tid("<|vision_start|>"),
-        vision_end_token_id=tid("<|vision_end|>"),
-        tie_word_embeddings=False,
-        dtype="float32",
-    )
+    config = Qwen3VLConfig(text_config=text_config, vision_config=vision_config, **vision_token_ids(tokenizer))
+    return seeded_model(Qwen3VLForConditionalGeneration, config, tokenizer, seed)
+
+
+def vision_token_ids(tokenizer: Any) -> dict[str, Any]:
+    """The multimodal token ids and the float32, untied settings every tiny Qwen3-family config takes."""
+
+    def tid(token: str) -> int:
+        return int(tokenizer.convert_tokens_to_ids(token))
+
+    return {
+        "image_token_id": tid("<|image_pad|>"),
+        "video_token_id": tid("<|video_pad|>"),
+        "vision_start_token_id": tid("<|vision_start|>"),
+        "vision_end_token_id": tid("<|vision_end|>"),
+        "tie_word_embeddings": False,
+        "dtype": "float32",
+    }
+
+
+def seeded_model(model_cls: Any, config: Any, tokenizer: Any, seed: int) -> Any:
+    """`model_cls(config)` initialised under `seed` without touching the caller's global RNG, in eval mode, with a
+    generation config that stops at <|im_end|> or <|endoftext|>."""
+    import torch
+    from transformers import GenerationConfig
+
+    endoftext = int(tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+    im_end = int(tokenizer.convert_tokens_to_ids("<|im_end|>"))
     with torch.random.fork_rng(devices=[]):  # seed locally: do not disturb the caller's global RNG
         torch.manual_seed(seed)
-        model = Qwen3VLForConditionalGeneration(config).to(torch.float32).eval()
+        model = model_cls(config).to(torch.float32).eval()
     model.generation_config = GenerationConfig(
         bos_token_id=endoftext, eos_token_id=[im_end, endoftext], pad_token_id=endoftext
     )
     return model
+
+
+def write_tiny(out: Path, model: Any, processor: Any, marker: dict[str, Any]) -> Path:
+    """Save `model` and `processor` with `marker` to `out`, built in a temporary sibling first, so a failed build
+    leaves nothing half-written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        _install(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def build_tiny_qwen3_vl(out: Path, *, seed: int = 0) -> Path:
@@ -161,23 +194,13 @@ def build_tiny_qwen3_vl(out: Path, *, seed: int = 0) -> Path:
     tokenizer = _build_tokenizer(QWEN3_ADDED_TOKENS)
     processor = _build_processor(tokenizer, QWEN3_VL.chat_template())
     model = _build_model(tokenizer, spec, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        marker = {
-            "what": "tiny randomly initialised Qwen3-VL checkpoint for offline tests (not a trained model)",
-            "builder": "model.tiny_qwen3_vl.build_tiny_qwen3_vl",
-            "family": QWEN3_VL.name,
-            "seed": seed,
-            "mirrors": QWEN3_VL.mirrors,
-            "chat_template": "model/templates/qwen3_vl_chat_template.jinja (see model/templates/SOURCES.md)",
-            "spec": asdict(spec),
-        }
-        (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        _install(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    marker = {
+        "what": "tiny randomly initialised Qwen3-VL checkpoint for offline tests (not a trained model)",
+        "builder": "model.tiny_qwen3_vl.build_tiny_qwen3_vl",
+        "family": QWEN3_VL.name,
+        "seed": seed,
+        "mirrors": QWEN3_VL.mirrors,
+        "chat_template": "model/templates/qwen3_vl_chat_template.jinja (see model/templates/SOURCES.md)",
+        "spec": asdict(spec),
+    }
+    return write_tiny(out, model, processor, marker)
