@@ -10,7 +10,7 @@
     freeze_vision: true
     global_batch_size: 256          # per_device x processes x accumulation; accumulation is derived
     frames: {max_frames: 128}       # the whole video's frame budget (mtvr_data.frames.FrameBudget fields)
-    args: {learning_rate: 1.0e-5}   # passed to TRL's SFTConfig / GRPOConfig (any of their fields)
+    args: {learning_rate: 1.0e-5}   # TRL's SFTConfig / train.dgrpo_config.DGRPOConfig fields (checked on load)
     # dgrpo only:
     advantage: dgrpo                # dgrpo | grpo (w = 1)
     loss: grpo                      # grpo (TRL's clipped surrogate) | reg_grpo (DeepVideo-R1)
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,20 @@ DGRPO_ARGS: dict[str, Any] = {
 #: With `loss: reg_grpo`, DeepVideo-R1's settings over DGRPO_ARGS (docs/papers.md: beta 0.1, G 8) and 2 inner updates
 #: per rollout batch, since with one every log-ratio is 0 (train.reg_grpo). A run's own `args` still win.
 REG_GRPO_ARGS: dict[str, Any] = {"beta": 0.1, "num_generations": 8, "num_iterations": 2}
+
+#: DGRPOConfig fields (train.dgrpo_config) that a YAML file sets as top-level keys, not under `args:` (the layout
+#: predates DGRPOConfig, and `loss` also picks REG_GRPO_ARGS): field -> the YAML key that sets it.
+DGRPO_TOP_LEVEL: dict[str, str] = {
+    "advantage": "advantage",
+    "loss": "loss",
+    "reg_grpo_logp": "reg_grpo.logp",
+    "reg_grpo_eps": "reg_grpo.eps",
+    "reg_grpo_detach_std": "reg_grpo.detach_std",
+    "augment": "augment",
+    "augment_kwargs": "augment",
+    "dynamic_sampling": "dynamic_sampling",
+    "dynamic_sampling_max_rounds": "dynamic_sampling.max_rounds",
+}
 LOSS_NAMES = ("grpo", "reg_grpo")
 
 SFT_FRAMES: dict[str, Any] = {"max_frames": 128}
@@ -172,12 +187,56 @@ class TrainConfig:
             self.frame_budget()
         except (TypeError, ValueError) as exc:
             raise TrainConfigError(f"frames: {exc}") from exc
+        self.check_args()
+
+    def check_args(self) -> None:
+        """Refuse an `args` key that the trainer's config class (DGRPOConfig / SFTConfig) does not have, when the
+        config is read and its file is known, rather than as a TypeError when the trainer is built.
+
+        Imports TRL, so only when `args` is not empty."""
+        if not isinstance(self.args, dict):
+            raise TrainConfigError(f"args must be a mapping of trainer arguments, got {self.args!r}")
+        if not self.args:
+            return
+        if self.kind == "dgrpo":
+            for key in self.args:
+                if key in DGRPO_TOP_LEVEL:
+                    raise TrainConfigError(
+                        f"args.{key}: set `{DGRPO_TOP_LEVEL[key]}` as a top-level key of the config, not under args"
+                    )
+        name, known = _trainer_fields(self.kind)
+        unknown = sorted(set(self.args) - known)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            more = f" (also unknown: {', '.join(unknown[1:])})" if len(unknown) > 1 else ""
+            raise TrainConfigError(f"args.{unknown[0]}: unknown key, not a field of {name}{hint}{more}")
 
     def trainer_args(self) -> dict[str, Any]:
-        """The defaults of `kind` with this config's `args` on top."""
+        """The keyword arguments of the trainer's config class: the defaults of `kind`, this config's `args` on
+        top, and for DGRPO the top-level DGRPO keys as DGRPOConfig fields (`DGRPO_TOP_LEVEL`)."""
         base = SFT_ARGS if self.kind == "sft" else DGRPO_ARGS
         extra = REG_GRPO_ARGS if self.kind == "dgrpo" and self.loss == "reg_grpo" else {}
-        return {**copy.deepcopy(base), **extra, **self.args, "output_dir": self.output_dir}
+        knobs = self.dgrpo_fields() if self.kind == "dgrpo" else {}
+        return {**copy.deepcopy(base), **extra, **self.args, **knobs, "output_dir": self.output_dir}
+
+    def dgrpo_fields(self) -> dict[str, Any]:
+        """The top-level DGRPO keys as DGRPOConfig fields (the inverse of `DGRPO_TOP_LEVEL`)."""
+        reg = self.reg_grpo_settings()
+        dynamic = self.dynamic_sampling_settings()
+        fields = {
+            "advantage": self.advantage,
+            "loss": self.loss,
+            "reg_grpo_logp": reg.logp,
+            "reg_grpo_eps": reg.eps,
+            "reg_grpo_detach_std": reg.detach_std,
+            "augment": self.augment is not False,
+            "augment_kwargs": copy.deepcopy(self.augment) if isinstance(self.augment, dict) else None,
+            "dynamic_sampling": dynamic is not None,
+        }
+        if dynamic is not None:
+            fields["dynamic_sampling_max_rounds"] = dynamic.max_rounds
+        return fields
 
     def reg_grpo_settings(self) -> Any:
         from train.reg_grpo import RegGrpoSettings
@@ -212,6 +271,17 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """What the run was asked to do, for the run's own record (`mtvr_train.json`)."""
         return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+
+def _trainer_fields(kind: str) -> tuple[str, frozenset[str]]:
+    """The name of the trainer's config class for `kind` and the keywords it accepts."""
+    if kind == "dgrpo":
+        from train.dgrpo_config import dgrpo_field_names
+
+        return "DGRPOConfig", dgrpo_field_names()
+    from trl import SFTConfig
+
+    return "SFTConfig", frozenset(f.name for f in dataclasses.fields(SFTConfig) if f.init)
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -39,9 +39,10 @@ from train.dynamic_sampling import FilterReport, GroupFilter, PromptStream
 from train.encoding import check_template, concat_media, mm_token_type_ids
 from train.lockstep import Lockstep, needs_lockstep
 from train.modeling import freeze_vision, load_model, load_processor, policy_family, world_size
-from train.reg_grpo import GROUP_KEY, RegGrpoSettings, check_reg_grpo_args, regrpo_loss_for_trainer, split_by_group
+from train.reg_grpo import GROUP_KEY, RegGrpoSettings, regrpo_loss_for_trainer, split_by_group
 from train.rollouts import PolicyRollouts, RolloutBatch, scorable_only
 from train.runs import cpu_safe, train_and_save
+from train.trl_hooks import check_trl_hooks
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +78,10 @@ def reward_functions(config: TrainConfig) -> list[Callable[..., list[float | Non
 
 
 def make_dgrpo_trainer_class() -> type:
-    """The subclass, built on first use so importing this module does not import TRL."""
+    """The subclass, built on first use so importing this module does not import TRL. Stops with a clear error
+    when the installed TRL's overridden methods are not the ones the subclass was written against."""
     base = _trl_grpo_trainer()
+    check_trl_hooks(base)
 
     class DGRPOTrainer(base):  # type: ignore[misc, valid-type]
         """GRPOTrainer with the project's video tool rollouts, video log-probs and a pluggable advantage rule."""
@@ -87,8 +90,8 @@ def make_dgrpo_trainer_class() -> type:
             self,
             *args: Any,
             rollouts: PolicyRollouts,
-            advantage_rule: AdvantageRule,
-            loss: str = "grpo",
+            advantage_rule: AdvantageRule | None = None,
+            loss: str | None = None,
             reg_grpo: RegGrpoSettings | None = None,
             augmenter: DifficultyAugmenter | None = None,
             engine_factory: Callable[[Any], Any] | None = None,
@@ -97,17 +100,19 @@ def make_dgrpo_trainer_class() -> type:
             **kwargs: Any,
         ) -> None:
             super().__init__(*args, **kwargs)
+            knobs = dgrpo_args(self.args)  # the knobs below come from the DGRPOConfig unless passed here
+            loss = loss if loss is not None else knobs.loss
             if loss != "grpo" and loss not in LOSSES:
                 raise ValueError(f"unknown loss {loss!r}; known: {['grpo', *sorted(LOSSES)]}")
             self.rollouts = rollouts
-            self.advantage_rule = advantage_rule
+            self.advantage_rule = advantage_rule if advantage_rule is not None else make_rule(knobs.advantage)
             self.loss_name = loss
-            self.reg_grpo = reg_grpo or RegGrpoSettings()
-            self.augmenter = augmenter
+            self.reg_grpo = reg_grpo or knobs.reg_grpo_settings()
+            self.augmenter = augmenter if augmenter is not None else default_augmenter(self, knobs)
             self.engine_factory = engine_factory
-            self.group_filter = group_filter
+            self.group_filter = group_filter if group_filter is not None else default_group_filter(self, knobs)
             #: None: on when the weights are sharded and the policy itself generates (`train.lockstep`).
-            self.lockstep = lockstep
+            self.lockstep = lockstep if lockstep is not None else knobs.lockstep
             self.last_lockstep: Lockstep | None = None
             self.last_filter: FilterReport | None = None
             self.last_augment: AugmentReport | None = None
@@ -122,6 +127,10 @@ def make_dgrpo_trainer_class() -> type:
             """The engine that generates with the current weights (the policy module itself by default)."""
             if self.engine_factory is not None:
                 return self.engine_factory(self)
+            if self.use_vllm:  # TRL built the vLLM engine (`args.use_vllm`); the generate call is ours
+                from train.vllm_rollouts import engine_for
+
+                return engine_for(self)
             from model.engines.transformers_engine import TransformersEngine
 
             model = self.accelerator.unwrap_model(self.model)
@@ -140,7 +149,7 @@ def make_dgrpo_trainer_class() -> type:
         def _lockstep_on(self) -> bool:
             if self.lockstep is not None:
                 return self.lockstep
-            return self.engine_factory is None and needs_lockstep(self.accelerator)
+            return self.engine_factory is None and not self.use_vllm and needs_lockstep(self.accelerator)
 
         @contextmanager
         def _generation_mode(self) -> Any:
@@ -148,7 +157,11 @@ def make_dgrpo_trainer_class() -> type:
             was_training = model.training
             model.eval()
             try:
-                if self._lockstep_on():
+                if self.use_vllm and self.engine_factory is None:
+                    # weights pushed if the optimizer stepped, engine woken; asleep again after (train.vllm_rollouts)
+                    with self._policy_engine().rollout_phase(self):
+                        yield
+                elif self._lockstep_on():
                     pad = self.processing_class.tokenizer.pad_token_id or 0
                     with Lockstep(model, pad, self.accelerator.device) as lockstep:
                         self.last_lockstep = lockstep
@@ -357,9 +370,12 @@ def rl_dataset(config: TrainConfig) -> Any:
 def build_dgrpo_trainer(
     config: TrainConfig, *, model: Any = None, processor: Any = None, train_dataset: Any = None
 ) -> Any:
-    """A DGRPO trainer over the config's RL rows (exposed so tests, the bench and the recipe can drive it)."""
-    from trl import GRPOConfig
+    """A DGRPO trainer over the config's RL rows (exposed so tests, the bench and the recipe can drive it).
 
+    The trainer's knobs travel in its `DGRPOConfig` (`train.dgrpo_config`): VITAL's defaults, the config's `args`
+    and its top-level DGRPO keys (`TrainConfig.trainer_args`); the trainer builds its advantage rule, loss, DA-Aug
+    and dynamic sampling from them."""
+    config.check_args()  # again: `args` may have changed since the file was read (tests and the bench edit it)
     processor = processor if processor is not None else load_processor(config.model)
     check_template(processor)
     model = model if model is not None else load_model(config.model, attn_implementation=config.attn_implementation)
@@ -373,16 +389,18 @@ def build_dgrpo_trainer(
             raise ValueError(f"global_batch_size {config.global_batch_size} is not a multiple of {per_step}")
         args["steps_per_generation"] = config.global_batch_size // per_step
         args["gradient_accumulation_steps"] = args["steps_per_generation"]
-    if config.loss in GROUPED_LOSSES:
-        check_reg_grpo_args(args)
-    grpo_args = GRPOConfig(**args)
-    _check_group_layout(config, grpo_args)
+    from train.dgrpo_config import DGRPOConfig
+
+    dgrpo_config = DGRPOConfig(**args)  # checks the knobs and the group layout (whole groups where needed)
+    from train.vllm_rollouts import check_vllm_args
+
+    check_vllm_args(dgrpo_config)  # before any engine is built: `use_vllm` needs the `vllm` extra
     roll = config.rollout
     sampling = SamplingSettings(
-        temperature=grpo_args.temperature,
-        top_p=grpo_args.top_p,
+        temperature=dgrpo_config.temperature,
+        top_p=dgrpo_config.top_p,
         max_new_tokens=roll.max_new_tokens,
-        repetition_penalty=grpo_args.repetition_penalty,
+        repetition_penalty=dgrpo_config.repetition_penalty,
     )
     rollouts = PolicyRollouts(
         processor,
@@ -397,69 +415,71 @@ def build_dgrpo_trainer(
     )
     trainer_class = make_dgrpo_trainer_class()
     dataset = train_dataset if train_dataset is not None else rl_dataset(config)
-    augment = config.augment_settings()
     log.info(
-        "DGRPO: %d rows, rule %s, loss %s, augment %s, G %d, inner updates %d, beta %g, lr %g", len(dataset),
-        config.advantage, config.loss, "on" if augment else "off", grpo_args.num_generations,
-        grpo_args.num_iterations, grpo_args.beta, grpo_args.learning_rate,
+        "DGRPO: %d rows, rule %s, loss %s, augment %s, dynamic sampling %s, G %d, inner updates %d, beta %g, lr %g",
+        len(dataset), dgrpo_config.advantage, dgrpo_config.loss, "on" if dgrpo_config.augment else "off",
+        "on" if dgrpo_config.dynamic_sampling else "off", dgrpo_config.num_generations, dgrpo_config.num_iterations,
+        dgrpo_config.beta, dgrpo_config.learning_rate,
     )  # fmt: skip
-    trainer = trainer_class(
+    return trainer_class(
         model=model,
         reward_funcs=reward_functions(config),
-        args=grpo_args,
+        args=dgrpo_config,
         train_dataset=dataset,
         processing_class=processor,
         rollouts=rollouts,
-        advantage_rule=make_rule(config.advantage),
-        loss=config.loss,
-        reg_grpo=config.reg_grpo_settings(),
     )
-    dynamic = config.dynamic_sampling_settings()
-    if dynamic is not None:
-        stream = PromptStream(dataset, seed=grpo_args.seed + 1000 * trainer.accelerator.process_index)
-        trainer.group_filter = GroupFilter(dynamic, stream.take)
-    if augment is not None:
-        accelerator = trainer.accelerator
-
-        def gather(values: list[float]) -> list[float]:
-            return accelerator.gather(torch.tensor(values, device=accelerator.device)).tolist()
-
-        trainer.augmenter = DifficultyAugmenter(augment, grpo_args.num_generations, gather=gather)
-    return trainer
 
 
-def _check_group_layout(config: TrainConfig, args: Any) -> None:
-    """Reg-GRPO needs whole groups per micro-batch, DA-Aug whole groups per process: say so before training."""
-    G = args.num_generations
-    if config.loss in GROUPED_LOSSES and args.per_device_train_batch_size % G:
-        raise ValueError(
-            f"loss {config.loss} normalises within a group, so per_device_train_batch_size "
-            f"({args.per_device_train_batch_size}) must be a multiple of num_generations ({G})"
-        )
-    if (config.augment is not False or config.dynamic_sampling is not False) and (
-        args.per_device_train_batch_size * args.steps_per_generation
-    ) % G:
-        raise ValueError(
-            "augment and dynamic_sampling need whole groups on each process: "
-            f"per_device_train_batch_size x steps_per_generation "
-            f"({args.per_device_train_batch_size} x {args.steps_per_generation}) must be a multiple of "
-            f"num_generations ({G})"
-        )
+def dgrpo_args(args: Any) -> Any:
+    """The trainer's `DGRPOConfig`. A plain GRPOConfig is refused: it has none of the knobs the trainer reads."""
+    from train.dgrpo_config import DGRPOConfig
+
+    if not isinstance(args, DGRPOConfig):
+        raise TypeError(f"DGRPOTrainer needs args=DGRPOConfig(...) (train.dgrpo_config), got {type(args).__name__}")
+    return args
 
 
-def build_plain_grpo_trainer(config: TrainConfig, *, processor: Any = None) -> Any:
+def default_group_filter(trainer: Any, knobs: Any) -> GroupFilter | None:
+    """Dynamic sampling's filter when `knobs.dynamic_sampling` is on: further prompts come from the trainer's own
+    rows, in a seeded order that differs per process."""
+    settings = knobs.dynamic_sampling_settings()
+    if settings is None:
+        return None
+    stream = PromptStream(trainer.train_dataset, seed=knobs.seed + 1000 * trainer.accelerator.process_index)
+    return GroupFilter(settings, stream.take)
+
+
+def default_augmenter(trainer: Any, knobs: Any) -> DifficultyAugmenter | None:
+    """DA-Aug when `knobs.augment` is on; its replay buffer sees every process's group means (`gather`)."""
+    settings = knobs.augment_settings()
+    if settings is None:
+        return None
+    accelerator = trainer.accelerator
+
+    def gather(values: list[float]) -> list[float]:
+        return accelerator.gather(torch.tensor(values, device=accelerator.device)).tolist()
+
+    return DifficultyAugmenter(settings, knobs.num_generations, gather=gather)
+
+
+def build_plain_grpo_trainer(config: TrainConfig, *, model: Any = None, processor: Any = None) -> Any:
     """TRL's own GRPOTrainer on the same model, rows, rewards and arguments: the baseline DGRPO is checked and
-    benchmarked against (it cannot roll out videos or tools, so callers supply its generations)."""
+    benchmarked against (it cannot roll out videos or tools, so callers supply its generations). `model`, as in
+    `build_dgrpo_trainer`, is an already loaded policy (the GPU bench's bf16 one); by default the config's."""
     from trl import GRPOConfig, GRPOTrainer
 
+    from train.dgrpo_config import grpo_kwargs
+
     processor = processor if processor is not None else load_processor(config.model)
-    model = load_model(config.model, attn_implementation=config.attn_implementation)
+    if model is None:
+        model = load_model(config.model, attn_implementation=config.attn_implementation)
     if config.freeze_vision:
         freeze_vision(model)
     return GRPOTrainer(
         model=model,
         reward_funcs=reward_functions(config),
-        args=GRPOConfig(**cpu_safe(config.trainer_args())),
+        args=GRPOConfig(**grpo_kwargs(cpu_safe(config.trainer_args()))),
         train_dataset=rl_dataset(config),
         processing_class=processor,
     )

@@ -15,6 +15,11 @@ token; a 2 x 2 patch clip), and stops when every rank announces 0. So every rank
 all-gathers. The engine's own `synced_gpus` is switched off meanwhile (its extra all-reduce per decoding step would
 pair with nothing on an idle rank).
 
+transformers' Trainer registers `generate` as an FSDP2 forward method (`register_fsdp_forward_method`, for LoRA's
+mixed-DTensor error): that wrapper all-gathers the root's shards when `generate` is entered, a collective outside any
+hooked call, which the other ranks would not join. While lockstep is on, the class's own `generate` runs instead:
+each of its forwards gathers the root's shards in its own (paired) pre-forward hook.
+
 Under FSDP wrap the decoder layers and the vision tower as a whole (not its blocks: a call of the tower must be one
 unit's all-gather, whatever the clip's size). Under DDP, or when a separate engine (vLLM) generates, forwards make
 no collectives and lockstep is off.
@@ -65,6 +70,7 @@ class Lockstep:
         self.dummies: Counter[int] = Counter()
         self._handles: list[Any] = []
         self._idle = False
+        self._generate_wrapper: Any = None
 
     @property
     def dummy_forwards(self) -> int:
@@ -85,7 +91,7 @@ class Lockstep:
     def _dummy(self, kind: int) -> None:
         self._idle = True
         try:
-            with torch.inference_mode():
+            with torch.no_grad():  # not inference_mode: FSDP2's gathered buffers are reused by training forwards
                 if kind == VISION and self.vision is not None:
                     pixels, grid = self._dummy_clip()
                     self.vision(pixels, grid_thw=grid)
@@ -109,6 +115,8 @@ class Lockstep:
         # Every rank enters together. One forward first, so FSDP2 initialises its state from the root module: a
         # rollout's first call is the vision tower's, which would otherwise make the tower a root of its own.
         self._dummy(FORWARD)
+        # FSDP2's `generate` wrapper is an instance attribute over the class's method (module docstring): set aside
+        self._generate_wrapper = self.model.__dict__.pop("generate", None)
         # prepend: the announcement must come before FSDP's own pre-forward hook starts gathering the shards
         hook = self.model.register_forward_pre_hook(lambda *_: self._sync(FORWARD), prepend=True)
         self._handles = [hook]
@@ -124,6 +132,9 @@ class Lockstep:
         finally:
             for handle in self._handles:
                 handle.remove()
+            if self._generate_wrapper is not None:
+                self.model.generate = self._generate_wrapper
+                self._generate_wrapper = None
 
     def drain(self) -> None:
         """Join the other ranks' calls with dummy ones until no rank makes any."""

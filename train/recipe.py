@@ -5,6 +5,7 @@
     video_root: /data/videos
     output_dir: runs/vital
     common: {args: {save_steps: 100}}      # merged into every stage (a stage's own keys win)
+    by_kind: {dgrpo: {args: {use_vllm: true}}}   # merged into the stages of that kind, over `common`
     stages:                                # default: VITAL's four (docs/papers.md)
       - {name: sft-text,   kind: sft,   tools: false}
       - {name: dgrpo-text, kind: dgrpo, tools: false}
@@ -43,7 +44,10 @@ VITAL_STAGES: list[dict[str, Any]] = [
     {"name": "sft-tool", "kind": "sft", "tools": True},
     {"name": "dgrpo-tool", "kind": "dgrpo", "tools": True},
 ]
-RECIPE_KEYS = frozenset({"model", "data", "video_root", "output_dir", "common", "stages"})
+RECIPE_KEYS = frozenset({"model", "data", "video_root", "output_dir", "common", "by_kind", "stages"})
+#: `by_kind` exists for settings only one kind of stage takes (e.g. vLLM rollouts for the DGRPO stages, which an
+#: SFT stage's `args` would refuse), so that one `--set by_kind.dgrpo.args.use_vllm=true` reaches them all.
+STAGE_KINDS = ("sft", "dgrpo")
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +73,10 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if missing:
         raise TrainConfigError(f"recipe: missing keys {missing}")
     tree = _resolve_paths(tree, Path(path).resolve().parent)
-    return recipe_from_dict(tree)
+    try:
+        return recipe_from_dict(tree)
+    except TrainConfigError as exc:  # a stage's mistake (e.g. an unknown `args` key): name the file too
+        raise TrainConfigError(f"{path}: {exc}") from None
 
 
 def recipe_from_dict(tree: dict[str, Any]) -> Recipe:
@@ -77,8 +84,12 @@ def recipe_from_dict(tree: dict[str, Any]) -> Recipe:
     stages: list[TrainConfig] = []
     model = tree["model"]
     names: set[str] = set()
+    by_kind = tree.get("by_kind") or {}
+    if not isinstance(by_kind, dict) or set(by_kind) - set(STAGE_KINDS):
+        raise TrainConfigError(f"recipe: by_kind takes a mapping with keys from {list(STAGE_KINDS)}, got {by_kind!r}")
     for raw in tree.get("stages") or VITAL_STAGES:
-        stage = _merge(tree.get("common") or {}, raw)
+        kind_keys = by_kind.get(raw.get("kind")) or {}
+        stage = _merge(_merge(tree.get("common") or {}, kind_keys), raw)
         name = stage.pop("name", None)
         if not name or name in names:
             raise TrainConfigError(f"recipe: every stage needs a unique name, got {name!r}")
@@ -87,7 +98,10 @@ def recipe_from_dict(tree: dict[str, Any]) -> Recipe:
         stage.setdefault("video_root", tree.get("video_root"))
         stage["model"] = model
         stage["output_dir"] = str(Path(tree["output_dir"]) / name)
-        config = config_from_dict(stage)
+        try:
+            config = config_from_dict(stage)
+        except TrainConfigError as exc:
+            raise TrainConfigError(f"stage {name}: {exc}") from None
         stages.append(config)
         model = config.output_dir
     return Recipe(model=tree["model"], output_dir=tree["output_dir"], stages=stages)

@@ -157,6 +157,9 @@ class TransformersEngine:
         #: Passed to `generate` when set; None lets transformers decide (on under FSDP / ZeRO-3). A trainer running
         #: lockstep rollouts (`train.lockstep`) sets False: it keeps the ranks together itself.
         self.synced_gpus: bool | None = None
+        #: A policy being trained (`model=` given) generates under `no_grad`, not `inference_mode`: under FSDP2 the
+        #: all-gathered weights' buffers made in inference mode could not be written by the next training forward.
+        self._grad_off = torch.no_grad if model is not None else torch.inference_mode
         self.processor = (
             processor if processor is not None else AutoProcessor.from_pretrained(model_path_or_id, revision=revision)
         )
@@ -262,7 +265,6 @@ class TransformersEngine:
         return _Row(index=index, k=0, text=text, images=images, videos=videos, video_metadata=metadata)
 
     def _run_rows(self, rows: list[_Row], settings: SamplingSettings) -> list[Completion]:
-        torch = self._torch
         images = [image for row in rows for image in row.images]
         videos = [video for row in rows for video in row.videos]
         metadata = [m for row in rows for m in row.video_metadata]
@@ -293,7 +295,7 @@ class TransformersEngine:
             gen.update(stop_strings=list(settings.stop), tokenizer=self.tokenizer)
         if self.synced_gpus is not None:
             gen["synced_gpus"] = self.synced_gpus
-        with torch.inference_mode():
+        with self._grad_off():
             output = self.hf_model.generate(**inputs, **gen)
         width = inputs["input_ids"].shape[1]
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()

@@ -1,24 +1,30 @@
-"""Run by `test_lockstep.py` under `accelerate launch` (2 CPU processes, DDP), not collected by pytest.
+"""Run by `test_lockstep.py` under `accelerate launch` (2 CPU processes, DDP or FSDP2), not collected by pytest.
 
 Two DGRPO steps on the demo's video rows, all with the tool, where the policy itself generates (its forwards run
 through the sharded weights) but the text is scripted per rank: rank 0's rollouts call the clip tool (2 engine
 turns), rank 1's answer at once (1 turn). Rank 0 writes the updated weights to `<out>/weights.pt` and each rank its
-lockstep counts to `<out>/rank<N>.json`. `on` forces lockstep on (under DDP it only adds dummy forwards).
+lockstep counts to `<out>/rank<N>.json`. `on` forces lockstep on (under DDP it only adds dummy forwards); `fsdp`
+lets accelerate's FSDP2 plugin run on these CPU processes (`tests.train.accelerate_fsdp_cpu`).
 
-    python -m tests.train.fsdp_lockstep_run DEMO_DIR OUT_DIR on|off
+    accelerate launch ... -m tests.train.fsdp_lockstep_run DEMO_DIR OUT_DIR on|off [fsdp] [steps=N]
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 
 from model.engine_api import Completion, GenerationRequest
 from tests.train.conftest import CALL, GOOD, dgrpo_config
 from train.dgrpo import build_dgrpo_trainer, rl_dataset
+from train.lockstep import needs_lockstep
 
 
 class ScriptedTextOverPolicy:
@@ -54,12 +60,34 @@ class ScriptedTextOverPolicy:
         return None
 
 
-def main(demo: Path, out: Path, lockstep: bool) -> None:
-    args = {"per_device_train_batch_size": 2, "num_generations": 2, "max_steps": 2, "learning_rate": 1e-3, "beta": 0.0}
+class StepTimer(TrainerCallback):
+    """Wall seconds of each optimizer step (rollouts included), for bench/train_step.py's FSDP row."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+        self._start = 0.0
+
+    def on_step_begin(self, *args: object, **kwargs: object) -> None:
+        self._start = time.perf_counter()
+
+    def on_step_end(self, *args: object, **kwargs: object) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def main(demo: Path, out: Path, lockstep: bool, fsdp: bool = False, steps: int = 2) -> None:
+    if os.environ.get("MTVR_DUMP_STACKS_AFTER"):  # a hung run's stacks, for debugging
+        faulthandler.dump_traceback_later(float(os.environ["MTVR_DUMP_STACKS_AFTER"]), exit=True)
+    if fsdp:
+        from tests.train import accelerate_fsdp_cpu
+
+        accelerate_fsdp_cpu.install()
+    args = {"per_device_train_batch_size": 2, "num_generations": 2, "max_steps": steps, "learning_rate": 1e-3}
+    args["beta"] = 0.0
     config = dgrpo_config(demo, out, args, rollout={"max_new_tokens": 4, "max_total_tokens": 64})
     rows = rl_dataset(config).filter(lambda r: r["modality"] == "video").map(lambda r: {"tools": True})
     trainer = build_dgrpo_trainer(config, train_dataset=rows)
-    trainer.lockstep = lockstep
+    trainer.lockstep = lockstep  # the scripted engine below wraps the policy: the trainer cannot tell it generates
     rank = trainer.accelerator.process_index
     policy: dict[str, ScriptedTextOverPolicy] = {}
 
@@ -77,6 +105,8 @@ def main(demo: Path, out: Path, lockstep: bool) -> None:
         torch.save(
             {k: v.detach().clone().float() for k, v in trainer.model.state_dict().items()}, out / "weights_before.pt"
         )
+    timer = StepTimer()
+    trainer.add_callback(timer)
     trainer.train()
     state = trainer.accelerator.get_state_dict(trainer.model)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +118,9 @@ def main(demo: Path, out: Path, lockstep: bool) -> None:
         "forwards": ls.forwards if ls else None,
         "dummy_forwards": ls.dummy_forwards if ls else None,
         "distributed_type": str(trainer.accelerator.distributed_type),
+        "sharded": needs_lockstep(trainer.accelerator),
         "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "step_seconds": timer.seconds,
     }
     (out / f"rank{rank}.json").write_text(json.dumps(record))
     # Leave the process group before the interpreter exits: gloo's threads otherwise can abort the exit
@@ -98,4 +130,6 @@ def main(demo: Path, out: Path, lockstep: bool) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "on")
+    flags = sys.argv[4:]
+    steps = next((int(f.split("=", 1)[1]) for f in flags if f.startswith("steps=")), 2)
+    main(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "on", fsdp="fsdp" in flags, steps=steps)

@@ -41,13 +41,13 @@ def main(demo: Path, out: Path, lockstep: bool) -> None:
     policy = ScriptedTextOverPolicy(inner, rank)
     row = dict(rows[0])
     model.eval()
-    with torch.inference_mode():  # FSDP2's lazy init from the root, in both modes (Lockstep does it as well)
+    with torch.no_grad():  # FSDP2's lazy init from the root, in both modes (Lockstep does it as well)
         ids = torch.tensor([[1, 2, 3]])
         model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
     guard = Lockstep(model, trainer.processing_class.tokenizer.pad_token_id or 0, "cpu") if lockstep else None
     with guard if guard is not None else contextlib.nullcontext():
         batch = trainer.rollouts([row, row], policy)
-    with torch.inference_mode():  # one more forward on every rank: they must still be paired
+    with torch.no_grad():  # one more forward on every rank: they must still be paired
         ids = torch.tensor([[1, 2, 3]])
         model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False)
     out.mkdir(parents=True, exist_ok=True)

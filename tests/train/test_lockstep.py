@@ -1,11 +1,13 @@
 """Lockstep rollouts under sharded weights, on 2 CPU processes (gloo).
 
-FSDP2: accelerate (1.x) turns FSDP on only for accelerator devices (on CPU processes its state is MULTI_CPU and the
-FSDP plugin is dropped), so the FSDP runs apply `fully_shard` themselves under `torch.distributed.run`
-(`fsdp_rollout_run`): rank 0's rollouts run 2 engine turns, rank 1's one. With lockstep both finish with the same
-calls; without it the ranks' all-gathers pair wrongly and gloo aborts ("collective mismatch") or they hang (killed at
-a timeout). Training: under accelerate's DDP (`fsdp_lockstep_run`), 2 DGRPO steps with lockstep forced on give the
-same weights as without it, so the dummy calls change nothing that is trained.
+Rollouts (`fsdp_rollout_run`, `fully_shard` applied by hand under `torch.distributed.run`): rank 0's rollouts run 2
+engine turns, rank 1's one. With lockstep both finish with the same calls; without it the ranks' all-gathers pair
+wrongly and gloo aborts ("collective mismatch") or they hang (killed at a timeout).
+
+Training (`fsdp_lockstep_run`): 2 DGRPO steps under `accelerate launch --use_fsdp --fsdp_version 2` (the trainer's
+own FSDP2 path: accelerate's wrapping, transformers' `generate` registration, a full state dict at the end) give the
+same weights as the same steps under accelerate's DDP. accelerate (1.x) turns FSDP on only for accelerator devices,
+so on these CPU processes `tests.train.accelerate_fsdp_cpu` keeps the plugin it would otherwise drop.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ENV = {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -46,11 +49,21 @@ def _torchrun(demo: Path, out: Path, lockstep: str, timeout: float) -> subproces
     return _run([*command, "-m", "tests.train.fsdp_rollout_run", str(demo), str(out), lockstep], timeout)
 
 
-def _accelerate_ddp(demo: Path, out: Path, lockstep: str) -> subprocess.CompletedProcess[str]:
+#: `accelerate launch` flags for FSDP2 as configs/accelerate/fsdp_8gpu.yaml sets it (the vision tower as one unit).
+FSDP2 = [
+    "--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
+    "--fsdp_transformer_layer_cls_to_wrap", "Qwen2_5_VLDecoderLayer,Qwen2_5_VisionTransformerPretrainedModel",
+    "--fsdp_state_dict_type", "FULL_STATE_DICT", "--fsdp_reshard_after_forward", "true",
+]  # fmt: skip
+
+
+def _accelerate(demo: Path, out: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    """2 DGRPO steps: `ddp` (lockstep off) or `fsdp` (FSDP2, lockstep on)."""
     accelerate = Path(sys.executable).parent / "accelerate"
-    command = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no"]
-    return _run([*command, "-m", "tests.train.fsdp_lockstep_run", str(demo), str(out), lockstep], 300)
+    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", *(FSDP2 if mode == "fsdp" else ["--multi_gpu"])]
+    run = ["-m", "tests.train.fsdp_lockstep_run", str(demo), str(out), "on" if mode == "fsdp" else "off"]
+    return _run([*command, *run, *(["fsdp"] if mode == "fsdp" else [])], 300)
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> None:
@@ -80,15 +93,20 @@ def test_fsdp2_rollouts_without_lockstep_do_not_finish(demo_dir, tmp_path):
     assert "collective mismatch" in result.stdout + result.stderr or "Connection reset" in result.stderr
 
 
-def test_lockstep_changes_nothing_that_is_trained(demo_dir, tmp_path):
-    _ok(_accelerate_ddp(demo_dir, tmp_path / "on", "on"))
-    _ok(_accelerate_ddp(demo_dir, tmp_path / "off", "off"))
-    ranks = [json.loads((tmp_path / "on" / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert ranks[0]["engine_calls"] > ranks[1]["engine_calls"] == 2  # 2 steps: rank 1 one call per step
-    assert ranks[1]["dummy_forwards"] > 0
-    on = torch.load(tmp_path / "on" / "weights.pt")
-    off = torch.load(tmp_path / "off" / "weights.pt")
-    before = torch.load(tmp_path / "on" / "weights_before.pt")
-    assert on.keys() == off.keys()
-    assert max((on[k] - off[k]).abs().max().item() for k in on) <= 1e-5
-    assert any(not torch.equal(before[k], on[k]) for k in on)  # the steps did update the weights
+def test_two_dgrpo_steps_under_fsdp2_give_the_weights_of_ddp(demo_dir, tmp_path):
+    _ok(_accelerate(demo_dir, tmp_path / "fsdp", "fsdp"))
+    _ok(_accelerate(demo_dir, tmp_path / "ddp", "ddp"))
+    fsdp = [json.loads((tmp_path / "fsdp" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ddp = json.loads((tmp_path / "ddp" / "rank0.json").read_text())
+    assert all(rank["sharded"] and rank["distributed_type"].endswith("FSDP") for rank in fsdp)
+    assert not ddp["sharded"]
+    # 2 steps: rank 0 calls the tool (2 engine turns a step), rank 1 answers at once and makes up the rest
+    assert fsdp[0]["engine_calls"] > fsdp[1]["engine_calls"] == 2
+    assert fsdp[1]["dummy_forwards"] > fsdp[0]["dummy_forwards"]
+    sharded = torch.load(tmp_path / "fsdp" / "weights.pt")
+    replicated = torch.load(tmp_path / "ddp" / "weights.pt")
+    before = torch.load(tmp_path / "ddp" / "weights_before.pt")
+    assert sharded.keys() == replicated.keys() == before.keys()
+    assert max((sharded[k] - replicated[k]).abs().max().item() for k in sharded) <= 1e-5
+    assert max((before[k] - replicated[k]).abs().max().item() for k in before) > 1e-4  # the steps did train
+    assert fsdp[0]["losses"] == pytest.approx(ddp["losses"], abs=1e-6)

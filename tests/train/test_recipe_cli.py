@@ -81,3 +81,19 @@ def test_config_errors_name_the_key(demo_dir, tmp_path, capsys):
         "args": {"a": 1, "b": 0.002},
         "tools": None,
     }
+
+
+def test_by_kind_reaches_only_the_stages_of_that_kind(demo_dir, tmp_path):
+    path = tmp_path / "recipe.yaml"
+    tree = {**demo_paths(demo_dir), "output_dir": str(tmp_path / "runs"), "common": {"args": {"save_steps": 7}}}
+    path.write_text(yaml.safe_dump(tree))
+    recipe = load_recipe(path, ["by_kind.dgrpo.args.max_completion_length=99", "by_kind.sft.args.save_steps=9"])
+    by_name = {Path(stage.output_dir).name: stage for stage in recipe.stages}
+    assert [by_name[n].args.get("max_completion_length") for n in ("sft-text", "dgrpo-text", "dgrpo-tool")] == [
+        None,
+        99,
+        99,
+    ]
+    assert by_name["sft-tool"].args["save_steps"] == 9 and by_name["dgrpo-text"].args["save_steps"] == 7
+    with pytest.raises(TrainConfigError, match="by_kind"):
+        load_recipe(path, ["by_kind.ppo.args.x=1"])
