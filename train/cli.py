@@ -22,6 +22,7 @@ def _setup_logging() -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from model.engines.vllm_engine import VLLMNotInstalledError
     from train.config import TrainConfigError, load_config
     from train.recipe import load_recipe, run_recipe
 
@@ -48,6 +49,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 result = run_dgrpo(config)
     except TrainConfigError:
         raise  # a `ConfigError`: `mtvr` prints it as one line and exits 2
+    except VLLMNotInstalledError as exc:  # `use_vllm` without the extra: what to install or set, in one line
+        raise TrainConfigError(f"{args.config}: {exc}") from None
     print(json.dumps(result, indent=2, default=str))
     return 0
 

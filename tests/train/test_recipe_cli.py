@@ -73,6 +73,11 @@ def test_config_errors_name_the_key(demo_dir, tmp_path, capsys):
     assert "learning_rate" in err and str(path) in err and len(err.strip().splitlines()) == 1
     path.write_text(yaml.safe_dump({**demo_paths(demo_dir), "kind": "dgrpo", "output_dir": "x"}))
     assert main(["train", "sft", str(path)]) == 2
+    capsys.readouterr()
+    # vLLM rollouts asked for where vLLM is not installed: what to install or set, in one line
+    assert main(["train", "dgrpo", str(path), "--set", "args.use_vllm=true"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mtvr[vllm]" in err[0] and str(path) in err[0]
     with pytest.raises(TrainConfigError, match="advantage"):
         load_config(path, ["advantage=ppo"])
     with pytest.raises(TrainConfigError, match="key=value"):
