@@ -97,6 +97,9 @@ Temporal grounding: the query "a person turns on the light" starts at 4 seconds 
 The the THE and And to of in on at is are was were it this that with for from by as be or not
 """
 _BPE_NUM_MERGES: Final = 256
+#: With ``words`` (``build_tiny_checkpoint``): the words' share of the BPE training text and their extra merges.
+_WORD_REPEATS: Final = 8
+_WORD_MERGES: Final = 256
 
 
 @dataclass(frozen=True)
@@ -183,8 +186,14 @@ def _learn_bpe(pieces: Iterable[str], num_merges: int) -> tuple[dict[str, int], 
     return vocab, merges
 
 
-def _build_tokenizer(added_tokens: tuple[tuple[str, bool], ...] = QWEN2_5_VL_ADDED_TOKENS) -> Any:
+def _build_tokenizer(
+    added_tokens: tuple[tuple[str, bool], ...] = QWEN2_5_VL_ADDED_TOKENS, words: tuple[str, ...] = ()
+) -> Any:
     """Build a ``Qwen2Tokenizer`` with Qwen2's pipeline, a tiny BPE vocabulary and the real added tokens.
+
+    ``words`` (none by default) are added to the BPE's training text, repeated and with ``_WORD_MERGES`` more merges,
+    so that each becomes one token or a few: a model that must tell "red" from "green" in a few hundred steps (the
+    demo's warm-up) learns faster from one token per word than from three letters.
 
     The pipeline (NFC normaliser, Qwen2 split regex + byte-level pre-tokeniser, byte-level decoder, BPE without
     unk/byte-fallback) is the one ``transformers`` gives ``Qwen2Tokenizer``; the special-token settings mirror the
@@ -201,8 +210,9 @@ def _build_tokenizer(added_tokens: tuple[tuple[str, bool], ...] = QWEN2_5_VL_ADD
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ]
     )
-    pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(_BPE_CORPUS))]
-    vocab, merges = _learn_bpe(pieces, _BPE_NUM_MERGES)
+    text = _BPE_CORPUS + "".join(f" {' '.join(words)}\n" for _ in range(_WORD_REPEATS)) if words else _BPE_CORPUS
+    pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))]
+    vocab, merges = _learn_bpe(pieces, _BPE_NUM_MERGES + (_WORD_MERGES if words else 0))
 
     backend = Tokenizer(
         BPE(
@@ -370,8 +380,19 @@ def _install(tmp: Path, out: Path) -> None:
         shutil.move(str(tmp), out)
 
 
-def build_tiny_checkpoint(out: str | os.PathLike[str], *, seed: int = 0, family: str = "qwen2_5_vl") -> Path:
+def build_tiny_checkpoint(
+    out: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    family: str = "qwen2_5_vl",
+    spec: TinyModelSpec = TINY_SPEC,
+    words: tuple[str, ...] = (),
+) -> Path:
     """Write a tiny random Qwen2.5-VL checkpoint (model, tokenizer, processor, chat template) to ``out``.
+
+    ``spec`` and ``words`` (Qwen2.5-VL only) change the sizes and add whole-word tokens to the tiny BPE (see
+    ``_build_tokenizer``); the defaults give the checkpoint every test builds on, and the demo's warm-up asks for a
+    wider model and its own words (``pipelines.demo``). Either way the bytes depend only on the arguments.
 
     ``family`` (a ``model_type``, ``model.families``): ``qwen2_5_vl`` (the default, described here), ``qwen3_vl``
     (``model.tiny_qwen3_vl``: the real Qwen3-VL classes, processor settings and template, same layout and rules) or
@@ -386,6 +407,8 @@ def build_tiny_checkpoint(out: str | os.PathLike[str], *, seed: int = 0, family:
     """
     out = Path(out).expanduser().resolve()
     if family != "qwen2_5_vl":
+        if spec != TINY_SPEC or words:
+            raise ValueError(f"spec and words apply to the qwen2_5_vl tiny checkpoint only, not {family!r}")
         from model.tiny_qwen3_5 import build_tiny_qwen3_5
         from model.tiny_qwen3_vl import build_tiny_qwen3_vl
 
@@ -395,9 +418,8 @@ def build_tiny_checkpoint(out: str | os.PathLike[str], *, seed: int = 0, family:
         _prepare_destination(out)
         return builders[family](out, seed=seed)
     _prepare_destination(out)
-    spec = TINY_SPEC
     chat_template = load_chat_template()
-    tokenizer = _build_tokenizer()
+    tokenizer = _build_tokenizer(words=words)
     processor = _build_processor(tokenizer, chat_template)
     model = _build_model(tokenizer, spec, seed)
 
@@ -414,6 +436,8 @@ def build_tiny_checkpoint(out: str | os.PathLike[str], *, seed: int = 0, family:
             "chat_template": "model/templates/qwen2_5_vl_chat_template.jinja (see model/templates/SOURCES.md)",
             "spec": asdict(spec),
         }
+        if words:  # only when asked for, so the default checkpoint's marker keeps its bytes
+            marker["words"] = list(words)
         (tmp / MARKER_FILE).write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _install(tmp, out)
     finally:

@@ -717,6 +717,21 @@ _HOW_MANY = (
 )
 
 
+#: The practice questions' own words, which the demo's warm-up gives whole tokens in its tiny tokenizer
+#: (`model.tiny_checkpoint.build_tiny_checkpoint(words=...)`): colours, as options write them too, and the nouns.
+PRACTICE_WORDS: tuple[str, ...] = (
+    *_COLOURS,
+    *(c.capitalize() for c in _COLOURS),
+    *_ORDINALS,
+    "square",
+    "squares",
+    "appears",
+    "colour",
+    "coloured",
+    "shown",
+)
+
+
 @dataclass(slots=True)
 class Practice:
     """The practice files: `train` (the warm-up SFT's sources) and `heldout` (the learning demo's eval sets)."""

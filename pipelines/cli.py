@@ -365,8 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo", help="output directory (default: demo)")
     p.add_argument(
         "--warm-up",
-        action="store_true",
-        help="first train the tiny grader on generated practice questions (minutes), then grade with keep: medium",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="first train the tiny grader on generated practice questions (the default; minutes on 2 cores), then "
+        "grade with keep: medium; --no-warm-up grades with the random checkpoint and keeps every row (keep: all)",
     )
     p.set_defaults(func=cmd_demo)
     return parser

@@ -5,10 +5,10 @@ the corpus (broken videos, malformed lines) was reported with the expected reaso
 fails. Then it builds MTVR-RL (tiny checkpoint as grader) and MTVR-CoT (the same grading, the `oracle`
 demo teacher) into ONE folder, `<out>/build`, and checks that both configs load with `datasets`.
 
-With `warm_up` (`mtvr demo --warm-up`) the grader is first trained: the random tiny checkpoint fails every rollout,
-so it would grade every row "hard". The practice questions of the corpus get oracle chains (build-cot,
-`configs/demo_warmup.yaml`) and the project's SFT trains on them (`configs/train_sft_warmup_demo.yaml`); the trained
-model grades with `keep: medium` (`WARM_UP_GRADE`).
+By default (`warm_up`; `mtvr demo --no-warm-up` skips it) the grader is first trained: the random tiny checkpoint
+fails every rollout, so it would grade every row "hard". The practice questions of the corpus get terse oracle chains
+(build-cot, `configs/demo_warmup.yaml`) and the project's SFT trains on them (`configs/train_sft_warmup_demo.yaml`);
+the trained model grades with the paper's `keep: medium` and K=8 (`WARM_UP_GRADE`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from model.tiny_checkpoint import TinyModelSpec
 from mtvr_data.normalize import NormalizeSummary, normalize_to_files
 
 
@@ -47,6 +48,9 @@ DEMO_COT_CONFIG = DEMO_CONFIG.with_name("demo_cot.yaml")
 #: The practice CoT build (oracle grader and teacher) and the warm-up SFT that trains the demo's grader on it.
 DEMO_PRACTICE_CONFIG = DEMO_CONFIG.with_name("demo_warmup.yaml")
 DEMO_WARMUP_SFT = DEMO_CONFIG.with_name("train_sft_warmup_demo.yaml")
+#: The warm-up's random start: twice the default tiny model's width (the default, 64, learns the format but not which
+#: colour a question names), and the practice questions' words as whole tokens (`train_demo_grader`).
+WARM_UP_SPEC = TinyModelSpec(hidden_size=128, intermediate_size=256, mrope_section=(4, 6, 6))
 
 
 def demo_build_config(
@@ -95,13 +99,14 @@ def train_demo_grader(out: Path, manifest: dict[str, Any]) -> Path:
     """`out/tiny`: the random tiny checkpoint after a short SFT on the practice questions' oracle chains.
 
     Why: a random checkpoint fails every rollout, so every RL row would be "hard" and `keep: medium` would keep
-    nothing. The warm-up is meant to teach it the answer format and some answers, so that K rollouts at temperature
-    1 pass sometimes and fail sometimes (not reached yet: the README's demo section has today's numbers). The
-    practice CoT is built by the project's own build-cot (`configs/demo_warmup.yaml`) and trained on by its own SFT
-    (`configs/train_sft_warmup_demo.yaml`). A finished
-    warm-up (its `mtvr_train.json`) is reused, so a second `mtvr demo --out` into the same folder skips it.
+    nothing. The warm-up teaches it the answer format and something of the answers, so that K rollouts at
+    temperature 1 pass sometimes and fail sometimes (the README's demo section has the measured spread). The
+    practice CoT is built by the project's own build-cot (`configs/demo_warmup.yaml`, terse oracle chains) and
+    trained on by its own SFT (`configs/train_sft_warmup_demo.yaml`). A finished warm-up (its `mtvr_train.json`) is
+    reused, so a second `mtvr demo --out` into the same folder skips it.
     """
     from model.tiny_checkpoint import build_tiny_checkpoint
+    from mtvr_data.demo_annotations import PRACTICE_WORDS
     from pipelines.build_cot import build_cot
     from train.config import config_from_dict, read_yaml
     from train.runs import DONE_FILE, train_and_save
@@ -111,7 +116,7 @@ def train_demo_grader(out: Path, manifest: dict[str, Any]) -> Path:
         print(f"demo grader: {tiny} already trained (delete it to retrain)")
         return tiny
     t0 = time.monotonic()
-    build_tiny_checkpoint(out / "tiny-random")
+    build_tiny_checkpoint(out / "tiny-random", spec=WARM_UP_SPEC, words=PRACTICE_WORDS)
     build_cot(demo_build_config(out, manifest, tiny, kind="practice"), ["--runner=DirectRunner"])
     tree = read_yaml(DEMO_WARMUP_SFT)
     tree.update(
@@ -160,18 +165,20 @@ def _memoized_sft_trainer(config: Any) -> Any:
 
 
 #: `grade:` keys the warmed-up grader changes in configs/demo_rl.yaml and demo_cot.yaml (the same for both, so
-#: build-cot still reuses build-rl's grading): the paper's medium filter, and turns long enough for a whole chain.
+#: build-cot still reuses build-rl's grading): the paper's medium filter and K (configs/paper_rl.yaml: 8 rollouts;
+#: pass rates in eighths spread wider than in quarters), and turns long enough for a whole terse chain.
 WARM_UP_GRADE: dict[str, Any] = {
     "keep": "medium",
-    "sampling": {"max_new_tokens": 128},  # a whole oracle-style chain is ~70 tiny-BPE tokens
+    "k": 8,
+    "sampling": {"max_new_tokens": 48},  # a terse chain with its answer is ~20-30 tiny-BPE tokens
     "frames": {"max_frames": 4, "min_frames": 2, "max_pixels": 12544, "min_pixels": 3136},  # as it was trained
 }
 
 
 def demo_grader(out: Path, manifest: dict[str, Any], *, warm_up: bool) -> tuple[Path, dict[str, Any]]:
-    """(grader checkpoint, `grade:` overrides): the warmed-up tiny model with `WARM_UP_GRADE`, or the random one
-    with the configs as they are (`keep: all`: it fails every rollout). The random one is the default demo and
-    what the training tests build on: no SFT, minutes saved."""
+    """(grader checkpoint, `grade:` overrides): the warmed-up tiny model with `WARM_UP_GRADE` (the default demo),
+    or the random one with the configs as they are (`keep: all`: it fails every rollout). The random one is what
+    the training tests build on (`warm_up=False`): they need rows of every kind, and no SFT saves a minute or two."""
     from train.runs import DONE_FILE
 
     if warm_up or (out / "tiny" / DONE_FILE).is_file():  # an earlier --warm-up's model is never overwritten
@@ -242,9 +249,9 @@ def _quiet_progress() -> None:
     datasets.disable_progress_bars()
 
 
-def run_demo(out: Path, *, warm_up: bool = False) -> int:
+def run_demo(out: Path, *, warm_up: bool = True) -> int:
     """Build the corpus under `out/corpus`, normalise each source to `out/samples`, print the summary, build both
-    datasets (graded by the random tiny model, keeping every row; `warm_up`: by the warmed-up one, medium rows)."""
+    datasets (graded by the warmed-up tiny model, medium rows; `warm_up=False`: by the random one, every row)."""
     from mtvr_data.demo_corpus import build_demo_corpus
 
     t0 = time.monotonic()

@@ -125,7 +125,7 @@ def test_demo_fails_when_a_planted_fault_is_not_reported(tmp_path: Path, monkeyp
         return manifest
 
     monkeypatch.setattr(demo_corpus, "build_demo_corpus", with_extra_fault)
-    assert run_demo(tmp_path / "demo") == 1
+    assert run_demo(tmp_path / "demo", warm_up=False) == 1
     assert "NOT REPORTED: {'source': 'nextgqa', 'location': 'train.csv:99'" in capsys.readouterr().out
 
 

@@ -15,6 +15,12 @@ It reads nothing but the request's words, like a model would:
   hinted interval ("start_time S and end_time E"), or else on the middle half of the video (its duration read from
   the user turn), so the call is valid and the rollout loop executes it; after the tool turn it answers.
 
+Two chain wordings, chosen by the engine's `model` name. Any name but `TERSE_MODEL` gets the VITAL-style chain
+above. `TERSE_MODEL` ("oracle-terse", the demo's practice chains, `configs/demo_warmup.yaml`) writes the
+shortest well-formed turn, `<think>I watch the video.</think>` and the answer, spans in their shortest
+"S - E seconds" form ("5 - 12.5 seconds"). Why: the demo's warm-up teaches a 2-layer tiny model to grade, and it
+reproduces a ~20-token turn reliably at temperature 1 where it garbles a ~70-token one (README, the demo section).
+
 Engine protocol: exactly `n` (identical) completions per request, each cut at the first stop string (kept), a
 "length" finish when the chain exceeds `max_new_tokens`; token counts are approximate (`len(text.split())`).
 """
@@ -30,9 +36,14 @@ from model.engine_api import Completion, GenerationRequest, cut_at_stop
 
 #: The hinted tool interval, as `model.teacher.HINT_TOOL_SPAN` writes it.
 _SPAN = re.compile(r"start_time (\d+(?:\.\d+)?) and end_time (\d+(?:\.\d+)?)")
+#: A grounding answer as the prompt asks for it (`temporal_grounding.expected_answer`): "S - E seconds".
+_SPAN_ANSWER = re.compile(r"(\d+(?:\.\d+)?) - (\d+(?:\.\d+)?) seconds")
 _DURATION = re.compile(r"This is a video with duration (\d+(?:\.\d+)?) seconds\.")
 UNKNOWN = "unknown"
 TOOL_NAME = "get_video_clip_frame"
+#: The `model` name that selects the terse wording (module docstring).
+TERSE_MODEL = "oracle-terse"
+TERSE_THINK = "I watch the video."
 
 
 def _hint_prefix() -> str:
@@ -70,11 +81,20 @@ def fallback_interval(user_text: str) -> tuple[float, float]:
     return round(start, 2), round(end, 2)
 
 
-def oracle_text(messages: list[dict[str, Any]], tools_offered: bool) -> str:
-    """The next assistant turn for `messages` (see the module docstring)."""
+def terse_answer(answer: str) -> str:
+    """A hinted "S - E seconds" span in its shortest form ("5.00 - 12.50 seconds" -> "5 - 12.5 seconds"); any
+    other answer as it is. Fewer digits to write: the same span, and the format the prompt asks for."""
+    found = _SPAN_ANSWER.fullmatch(answer)
+    return f"{float(found.group(1)):g} - {float(found.group(2)):g} seconds" if found else answer
+
+
+def oracle_text(messages: list[dict[str, Any]], tools_offered: bool, *, terse: bool = False) -> str:
+    """The next assistant turn for `messages` (see the module docstring; `terse`: the `TERSE_MODEL` wording)."""
     user = next((_texts(m) for m in messages if m.get("role") == "user"), "")
     answer, span = read_hint(user)
     called = any(m.get("role") == "tool" for m in messages)
+    if terse and answer is not None and not (tools_offered and not called):
+        return f"<think>{TERSE_THINK}</think>\n<answer>{terse_answer(answer)}</answer>"
     if tools_offered and not called:
         start, end = span or fallback_interval(user)
         call = json.dumps({"name": TOOL_NAME, "arguments": {"start_time": start, "end_time": end}})
@@ -99,11 +119,13 @@ def _prompt_tokens(messages: list[dict[str, Any]]) -> int:
 
 
 class OracleEngine:
-    """The DEMO/TEST teacher engine (module docstring). `model` only names it in rows and cache keys."""
+    """The DEMO/TEST teacher engine (module docstring). `model` names it in rows and cache keys, and
+    `TERSE_MODEL` picks the terse wording."""
 
     def __init__(self, model: str = "oracle", name: str = "oracle") -> None:
         self.model = model
         self.name = name
+        self.terse = model == TERSE_MODEL
         self.calls = 0  # generate() calls, so tests can count model work
 
     async def generate(self, requests: list[GenerationRequest]) -> list[list[Completion]]:
@@ -111,7 +133,9 @@ class OracleEngine:
         out: list[list[Completion]] = []
         for request in requests:
             settings = request.settings
-            text, stop = cut_at_stop(oracle_text(request.messages, bool(request.tools)), settings.stop)
+            text, stop = cut_at_stop(
+                oracle_text(request.messages, bool(request.tools), terse=self.terse), settings.stop
+            )
             words = text.split()
             finish = "stop"
             if len(words) > settings.max_new_tokens:
