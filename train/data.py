@@ -26,6 +26,7 @@ from model.prompts import DEFAULT_PRESET, PromptConfig, build_messages, load_med
 from model.rollout import MAX_CHARS_PER_TOKEN, PromptTooLong, default_prompt_limit, prompt_tokens, text_tokens
 from model.teacher import SFT_BUDGET  # 128 frames of the whole video (docs/papers.md), as the teacher sees
 from mtvr_data.dataset_loading import load_built
+from mtvr_data.frame_cache import FrameCache
 from mtvr_data.frames import FrameBudget
 from mtvr_data.media_staging import staged_media
 from mtvr_data.normalize import MediaPathError, resolve_media
@@ -36,6 +37,8 @@ from train.encoding import Encoded, EncodingError, concat_media, encode_conversa
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+#: An SFT process's frame cache (`SftTransform.cache`): a few 128-frame videos' frames, not a corpus.
+SFT_CACHE_BYTES = 512 << 20
 
 
 def load_rows(data: str, config: str, split: str = "train", *, revision: str | None = None) -> Any:
@@ -91,6 +94,7 @@ def sft_messages(
     tokenizer: Any | None = None,
     preset: str = DEFAULT_PRESET,
     family: str | ModelFamily = DEFAULT_FAMILY,
+    cache: FrameCache | None = None,
 ) -> list[dict[str, Any]]:
     """The full SFT conversation of a CoT row: the shared prompt, then its recorded turns with clips re-rendered.
 
@@ -103,7 +107,8 @@ def sft_messages(
     (`prompt_too_long`), and a question far past the limit does so before its media is read.
 
     `family` is the policy's (`model.families`): `budget` (in Qwen2.5-VL pixels) and the clips' budget are converted
-    to its geometry by `PromptConfig`, and Qwen3-VL's frames carry no drawn stamp.
+    to its geometry by `PromptConfig`, and Qwen3-VL's frames carry no drawn stamp. `cache` (a `FrameCache`) keeps
+    a video's facts, open decoder and sampled frames for the next row on the same file.
     """
     sample = row.sample
     family_name = get_family(family).name
@@ -113,12 +118,12 @@ def sft_messages(
     if len(words) > MAX_CHARS_PER_TOKEN * limit:
         raise PromptTooLong(text_tokens(words, limit=limit), limit, "question")
     with staged_media(resolve_media(video_root, sample.video)) as path:
-        media = load_media(sample, path, prompt)
+        media = load_media(sample, path, prompt, cache=cache)
         messages, _ = build_messages(sample, media, prompt)
         tokens = prompt_tokens(messages, tokenizer, limit=limit)
         if tokens > limit:
             raise PromptTooLong(tokens, limit)
-        return messages + replay_conversation(sample, path, row.messages, clip_budget=prompt.clip_budget)
+        return messages + replay_conversation(sample, path, row.messages, cache, clip_budget=prompt.clip_budget)
 
 
 class SftTransform:
@@ -152,6 +157,20 @@ class SftTransform:
         self.max_prompt_tokens = max_prompt_tokens
         self.preset = preset
         self.refused: Counter[str] = Counter()
+        self._cache: FrameCache | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """DataLoader workers get the settings, not the parent's open decoders: each makes its own cache."""
+        return {**self.__dict__, "_cache": None}
+
+    @property
+    def cache(self) -> FrameCache:
+        """This process's frame cache. Rows often share a video (many questions on one clip: the demo's practice
+        set, VITAL's per-video tasks), and its header probe, open decoder and sampled frames then serve them all;
+        bounded (`SFT_CACHE_BYTES`), so a corpus of distinct videos only keeps the last few."""
+        if self._cache is None:
+            self._cache = FrameCache(max_bytes=SFT_CACHE_BYTES)
+        return self._cache
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
         size = len(batch["id"])
@@ -168,6 +187,7 @@ class SftTransform:
                     tokenizer=tokenizer,
                     preset=self.preset,
                     family=self.family,
+                    cache=self.cache,
                 )
             except (PromptTooLong, MediaPathError) as exc:
                 self.refused[exc.reason] += 1

@@ -123,3 +123,25 @@ def test_a_chat_template_that_cannot_be_cut_into_turns_is_refused_before_trainin
     check_template(AutoProcessor.from_pretrained(tiny_checkpoints("qwen3_vl")))
     with pytest.raises(EncodingError, match="No user query found in messages"):
         check_template(AutoProcessor.from_pretrained(tiny_checkpoints("qwen3_5")))
+
+
+def test_sft_rows_on_one_video_share_its_frames_and_give_what_an_uncached_pass_gives(processor, cot_rows, demo_dir):
+    """The transform's frame cache: a second question on the same video is served from it (no second probe or
+    decode), the features equal an uncached encoding, and a DataLoader worker's copy starts with no cache."""
+    import pickle
+
+    import torch
+
+    from train.data import SftTransform
+
+    row = dict(next(r for r in cot_rows if r["modality"] == "video" and not r["tools"]))
+    batch = {k: [v, v] for k, v in row.items()}  # two rows, one video
+    transform = SftTransform(processor, video_root=demo_dir / "corpus" / "videos")
+    cached = transform(batch)
+    stats = transform.cache.stats()
+    assert stats["hits"] >= 1 and stats["opened"] == 1
+    fresh = SftTransform(processor, video_root=demo_dir / "corpus" / "videos")({k: [v] for k, v in row.items()})
+    for key, values in fresh.items():
+        for got in cached[key]:
+            assert torch.equal(got, values[0]) if isinstance(got, torch.Tensor) else got == values[0]
+    assert pickle.loads(pickle.dumps(transform))._cache is None
