@@ -151,28 +151,34 @@ def plot_rows(config: str, splits: dict[str, list[dict[str, Any]]], path: str) -
     _save(fig, path)
 
 
-def plot_durations(data: dict[str, dict[str, list[dict[str, Any]]]], path: str) -> int:
-    """Step histograms of video duration (s), one per config; returns how many rows had no duration."""
+def plot_durations(data: dict[str, dict[str, list[dict[str, Any]]]], path: str) -> dict[str, tuple[int, int]]:
+    """Histograms of video duration (s), the configs' bars side by side (so equal builds do not hide each other);
+    returns per config (rows drawn, rows without a duration), which the legend shows too: every row is counted."""
     fig, axes = _figure()
     ax = axes[0][0]
-    missing = 0
-    series = {}
+    series: dict[str, list[float]] = {}
+    counts: dict[str, tuple[int, int]] = {}
     for config, splits in data.items():
-        values = [float(r["duration"]) for rows in splits.values() for r in rows if r["duration"] is not None]
-        missing += sum(1 for rows in splits.values() for r in rows if r["duration"] is None)
+        rows = [r for rows in splits.values() for r in rows]
+        values = [float(r["duration"]) for r in rows if r["duration"] is not None]
+        counts[config] = (len(values), len(rows) - len(values))
         if values:
             series[config] = values
     top = max((max(v) for v in series.values()), default=1.0)
-    bins = [top * i / 30 for i in range(31)]
-    for config, values in series.items():
-        ax.hist(values, bins=bins, histtype="step", linewidth=1.5, label=f"{config} ({len(values)} rows)")
+    bins = [top * i / 20 for i in range(21)]
+    if series:
+        labels = []
+        for config in series:
+            drawn, without = counts[config]
+            extra = f" (+{without} without a duration, not drawn)" if without else ""
+            labels.append(f"{config}: {drawn} rows{extra}")
+        ax.hist(list(series.values()), bins=bins, histtype="bar", label=labels, edgecolor="white", linewidth=0.5)
+        ax.legend(fontsize=8)
     ax.set_title("video duration", fontsize=10)
     ax.set_xlabel("duration (s)")
     ax.set_ylabel("rows")
-    if series:
-        ax.legend(fontsize=8)
     _save(fig, path)
-    return missing
+    return counts
 
 
 def plot_pass_rate(rows: list[dict[str, Any]], path: str) -> None:
@@ -193,18 +199,38 @@ def plot_pass_rate(rows: list[dict[str, Any]], path: str) -> None:
     _save(fig, path)
 
 
-def plot_rejections(counts: Counter[tuple[str, str]], path: str) -> None:
+def rejections_by_build(counts: Counter[tuple[str, str]]) -> dict[tuple[str, str], dict[str, int]]:
+    """(stage, reason) -> {build: dead letters}: build-cot's `cot/<stage>` joins build-rl's `<stage>`, so a stage
+    both builds ran (they read and probe the same sources) is one entry with a count per build."""
+    table: dict[tuple[str, str], dict[str, int]] = {}
+    for (stage, reason), n in counts.items():
+        build, _, name = stage.rpartition("/")
+        table.setdefault((name, reason), {})[build or "rl"] = n
+    return dict(sorted(table.items()))
+
+
+def plot_rejections(counts: Counter[tuple[str, str]], path: str) -> dict[tuple[str, str], dict[str, int]]:
+    """One row per stage and reason, one bar per build beside it; returns what was drawn."""
+    table = rejections_by_build(counts)
+    builds = sorted({b for per in table.values() for b in per}, key=lambda b: (b != "rl", b))
     fig, axes = _figure()
     ax = axes[0][0]
-    keys = sorted(counts)
-    labels = [f"{stage}: {reason}" for stage, reason in keys]
-    bars = ax.barh(labels, [counts[k] for k in keys], color="#C44E52")
-    ax.bar_label(bars, fontsize=8, padding=3)
+    height = 0.8 / len(builds)
+    colors = {"rl": "#C44E52", "cot": "#4C72B0"}
+    for j, build in enumerate(builds):
+        ys = [i + (j - (len(builds) - 1) / 2) * height for i in range(len(table))]
+        values = [per.get(build, 0) for per in table.values()]
+        bars = ax.barh(ys, values, height=height, color=colors.get(build, "#8172B3"), label=f"build-{build}")
+        ax.bar_label(bars, labels=[str(v) if v else "" for v in values], fontsize=7, padding=2)
+    ax.set_yticks(range(len(table)), [f"{stage}: {reason}" for stage, reason in table])
     ax.invert_yaxis()
     ax.set_title("rejections by stage and reason (rejected/)", fontsize=10)
     ax.set_xlabel("rows")
     ax.tick_params(axis="y", labelsize=8)
+    if len(builds) > 1:
+        ax.legend(fontsize=8)
     _save(fig, path)
+    return table
 
 
 def make_plots(
@@ -222,8 +248,9 @@ def make_plots(
             total = sum(len(rows) for rows in splits.values())
             plots.append(Plot(name, f"Rows of {config} by source and task", f"{total} rows, stacked by split."))
         if data:
-            missing = plot_durations(data, storage.join(folder, "duration.png"))
-            note = f" {missing} rows have no duration and are left out." if missing else ""
+            counts = plot_durations(data, storage.join(folder, "duration.png"))
+            missing = sum(without for _, without in counts.values())
+            note = f" {missing} rows have no duration (image rows have none) and are not drawn." if missing else ""
             plots.append(Plot("duration.png", "Video duration", f"All splits of each config.{note}"))
         rl_rows = [r for rows in data.get("rl", {}).values() for r in rows]
         if rl_rows:
@@ -232,7 +259,7 @@ def make_plots(
             plots.append(Plot("pass_rate.png", "RL pass rate and difficulty buckets", caption))
         if rejections:
             plot_rejections(rejections, storage.join(folder, "rejections.png"))
-            caption = f"{sum(rejections.values())} dead letters on disk."
+            caption = f"{sum(rejections.values())} dead letters on disk; each stage once, a bar per build."
             plots.append(Plot("rejections.png", "Rejections by stage and reason", caption))
     return plots
 

@@ -14,7 +14,7 @@ from PIL import Image
 from mtvr_data import storage
 from mtvr_data.schema import CotRow, Message, RlRow, Sample
 from pipelines.dataset_writer import write_dataset
-from pipelines.report import REPORT_DIR, write_report
+from pipelines.report import REPORT_DIR, plot_durations, plot_rejections, read_rejections, read_rows, write_report
 
 SOURCES = ("charades_sta", "nextgqa", "longvideo_reason")
 TASKS = ("tg", "gqa", "mcq")
@@ -86,6 +86,8 @@ def out(tmp_path: Path) -> Path:
     (rejected / "cot").mkdir()  # build-cot's dead letters
     line = {"source": "nextgqa", "location": "y", "reason": "wrong", "stage": "verify", "detail": "", "raw": ""}
     (rejected / "cot" / "verify.jsonl").write_text(json.dumps(line) + "\n")
+    probe = {"source": "nextgqa", "location": "l0", "reason": "unreadable", "stage": "probe", "detail": "", "raw": ""}
+    (rejected / "cot" / "probe.jsonl").write_text(json.dumps(probe) + "\n")  # the same file, seen by both builds
     return out
 
 
@@ -118,6 +120,21 @@ def test_report_names_every_plot_and_the_accounting(out: Path):
     assert "<td>cot/verify</td><td>wrong</td>" in text and "<td>probe</td><td>unreadable</td>" in text
     assert "2 rows have no duration" in text  # sample 7, once in rl and once in cot
     assert all(f"{code} = " in text for code in TASKS + ("open",))  # the task codes are explained
+
+
+def test_the_plots_count_every_row_and_show_each_stage_once(out: Path, tmp_path: Path):
+    """The duration plot accounts for every row (drawn, or counted as without a duration); the rejections plot has
+    one entry per stage and reason, with each build's count beside it, adding up to the dead letters on disk."""
+    data = read_rows(out)
+    counts = plot_durations(data, str(tmp_path / "duration.png"))
+    for config, splits in data.items():
+        assert sum(counts[config]) == sum(len(rows) for rows in splits.values())
+    assert counts["rl"] == (23, 1) and counts["cot"] == (11, 1)  # sample 7 has no duration
+    rejections = read_rejections(out)
+    table = plot_rejections(rejections, str(tmp_path / "rejections.png"))
+    assert list(table) == [("probe", "unreadable"), ("read", "bad_json"), ("verify", "wrong")]
+    assert table[("probe", "unreadable")] == {"rl": 7, "cot": 1} and table[("verify", "wrong")] == {"cot": 1}
+    assert sum(n for per in table.values() for n in per.values()) == sum(rejections.values()) == 13
 
 
 def test_rerun_writes_the_same_bytes_and_drops_stale_plots(out: Path):
