@@ -12,7 +12,7 @@ PINS := constraints/test.txt
 # What `make pins` runs in its fresh venv before it writes anything (the whole suite unless told otherwise).
 PINS_TEST ?= -m pytest -q
 
-.PHONY: venv test test-demo demo eval-demo lint clean pins interop
+.PHONY: venv test test-demo demo eval-demo learn-demo lint clean pins interop
 
 venv: $(STAMP)
 
@@ -47,6 +47,30 @@ test-demo: $(STAMP)
 # The evaluation harness on the demo benchmark (needs `make demo` first: demo/corpus and demo/tiny).
 eval-demo: $(STAMP)
 	$(BIN)/mtvr eval configs/eval_demo.yaml
+
+# The learning demo: VITAL's four stages from the random tiny checkpoint on the demo's practice shards, with
+# `mtvr eval` on the held-out practice questions before the first stage and after each (configs/recipe_demo.yaml).
+# Its inputs (random checkpoint, practice CoT and RL, held-out set) are built into $(DEMO) first, in seconds, and
+# reused; the recipe's and the eval config's `../demo/` paths are pointed at $(DEMO). One run per seed in
+# $(LEARN)/seed<N>, each with its learning.md (printed) and dgrpo_reward.png, its log in $(LEARN)/seed<N>.log; then
+# the seeds' task-reward gains. A finished stage is reused (delete the seed's folder to rerun it).
+# Three seeds: make learn-demo SEEDS="0 1 2".
+SEEDS ?= 0
+LEARN ?= $(DEMO)/train/learn
+LEARN_DEMO = $(abspath $(DEMO))
+learn-demo: $(STAMP)
+	$(BIN)/python -m pipelines.learn_demo --out $(DEMO)
+	mkdir -p $(LEARN)
+	sed 's#\.\./demo/#$(LEARN_DEMO)/#g' configs/eval_learn_demo.yaml > $(LEARN)/eval_learn_demo.yaml
+	set -e; for seed in $(SEEDS); do \
+	  $(BIN)/mtvr train recipe configs/recipe_demo.yaml --set common.args.seed=$$seed \
+	    --set model=$(LEARN_DEMO)/tiny-random --set data=$(LEARN_DEMO)/practice \
+	    --set video_root=$(LEARN_DEMO)/corpus/videos --set eval.config=$(abspath $(LEARN))/eval_learn_demo.yaml \
+	    --set output_dir=$(abspath $(LEARN))/seed$$seed > $(LEARN)/seed$$seed.log 2>&1 \
+	    || { tail -n 30 $(LEARN)/seed$$seed.log; exit 1; }; \
+	  cat $(LEARN)/seed$$seed/learning.md; \
+	done
+	$(BIN)/python -m train.recipe_eval $(foreach seed,$(SEEDS),$(LEARN)/seed$(seed))
 
 # The exports read back by the trainers' own loaders (not part of `make test`; CI does not run it): verl 0.9's
 # RLHFDataset is installed without its pinned dependencies into $(INTEROP), a folder beside the project's packages

@@ -95,6 +95,18 @@ def demo_build_config(
     return path
 
 
+def build_practice_start(out: Path) -> Path:
+    """`out/tiny-random`: the random start that the demo's warm-up and the learning demo (`pipelines.learn_demo`)
+    both train from (`WARM_UP_SPEC`, the practice words as whole tokens). Deterministic: rebuilding it writes the
+    same bytes, so either command may come first."""
+    from model.tiny_checkpoint import build_tiny_checkpoint
+    from mtvr_data.demo_annotations import PRACTICE_WORDS
+
+    start = out / "tiny-random"
+    build_tiny_checkpoint(start, spec=WARM_UP_SPEC, words=PRACTICE_WORDS)
+    return start
+
+
 def train_demo_grader(out: Path, manifest: dict[str, Any]) -> Path:
     """`out/tiny`: the random tiny checkpoint after a short SFT on the practice questions' oracle chains.
 
@@ -105,8 +117,6 @@ def train_demo_grader(out: Path, manifest: dict[str, Any]) -> Path:
     trained on by its own SFT (`configs/train_sft_warmup_demo.yaml`). A finished warm-up (its `mtvr_train.json`) is
     reused, so a second `mtvr demo --out` into the same folder skips it.
     """
-    from model.tiny_checkpoint import build_tiny_checkpoint
-    from mtvr_data.demo_annotations import PRACTICE_WORDS
     from pipelines.build_cot import build_cot
     from train.config import config_from_dict, read_yaml
     from train.runs import DONE_FILE, train_and_save
@@ -116,7 +126,7 @@ def train_demo_grader(out: Path, manifest: dict[str, Any]) -> Path:
         print(f"demo grader: {tiny} already trained (delete it to retrain)")
         return tiny
     t0 = time.monotonic()
-    build_tiny_checkpoint(out / "tiny-random", spec=WARM_UP_SPEC, words=PRACTICE_WORDS)
+    build_practice_start(out)
     build_cot(demo_build_config(out, manifest, tiny, kind="practice"), ["--runner=DirectRunner"])
     tree = read_yaml(DEMO_WARMUP_SFT)
     tree.update(

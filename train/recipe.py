@@ -6,6 +6,7 @@
     output_dir: runs/vital
     common: {args: {save_steps: 100}}      # merged into every stage (a stage's own keys win)
     by_kind: {dgrpo: {args: {use_vllm: true}}}   # merged into the stages of that kind, over `common`
+    eval: {config: eval_learn_demo.yaml}   # optional: `mtvr eval` before the first stage and after each (recipe_eval)
     stages:                                # default: VITAL's four (docs/papers.md)
       - {name: sft-text,   kind: sft,   tools: false}
       - {name: dgrpo-text, kind: dgrpo, tools: false}
@@ -14,7 +15,8 @@
 
 A stage writes `<output_dir>/<name>`; it is skipped when its `mtvr_train.json` (written when it finished) is
 there, and resumed from its last `checkpoint-N` when it was interrupted. The next stage starts from the previous
-stage's saved model, so a killed recipe rerun continues where it stopped.
+stage's saved model, so a killed recipe rerun continues where it stopped. With `eval:`, the starting model and every
+stage's output are evaluated (`train.recipe_eval`) and `<output_dir>/learning.md` shows what each stage changed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from train.config import (
     config_from_dict,
     read_yaml,
 )
+from train.recipe_eval import RecipeEval
 from train.runs import DONE_FILE
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,7 @@ VITAL_STAGES: list[dict[str, Any]] = [
     {"name": "sft-tool", "kind": "sft", "tools": True},
     {"name": "dgrpo-tool", "kind": "dgrpo", "tools": True},
 ]
-RECIPE_KEYS = frozenset({"model", "data", "video_root", "output_dir", "common", "by_kind", "stages"})
+RECIPE_KEYS = frozenset({"model", "data", "video_root", "output_dir", "common", "by_kind", "stages", "eval"})
 #: `by_kind` exists for settings only one kind of stage takes (e.g. vLLM rollouts for the DGRPO stages, which an
 #: SFT stage's `args` would refuse), so that one `--set by_kind.dgrpo.args.use_vllm=true` reaches them all.
 STAGE_KINDS = ("sft", "dgrpo")
@@ -62,6 +65,7 @@ class Recipe:
     model: str
     output_dir: str
     stages: list[TrainConfig] = field(default_factory=list)
+    eval: RecipeEval | None = None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -72,9 +76,13 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     missing = [k for k in ("model", "data", "output_dir") if not tree.get(k)]
     if missing:
         raise TrainConfigError(f"recipe: missing keys {missing}")
-    tree = _resolve_paths(tree, Path(path).resolve().parent)
+    base = Path(path).resolve().parent
+    tree = _resolve_paths(tree, base)
     try:
-        return recipe_from_dict(tree)
+        recipe = recipe_from_dict(tree)
+        if tree.get("eval") is not None:
+            recipe.eval = RecipeEval.from_dict(tree["eval"], base)
+        return recipe
     except TrainConfigError as exc:  # a stage's mistake (e.g. an unknown `args` key): name the file too
         raise TrainConfigError(f"{path}: {exc}") from None
 
@@ -112,17 +120,34 @@ def stage_done(config: TrainConfig) -> bool:
 
 
 def run_recipe(recipe: Recipe) -> dict[str, Any]:
-    """Run the stages that are not done yet, in order; returns each stage's final metrics (or 'skipped')."""
+    """Run the stages that are not done yet, in order; returns each stage's final metrics (or 'skipped').
+
+    With `recipe.eval`: the starting model and each stage's output are evaluated too, and the learning table is
+    written to `<output_dir>/learning.md` (and printed); its JSON file's path is returned under "learning"."""
     from train.dgrpo import run_dgrpo
     from train.sft import run_sft
 
+    spec = recipe.eval
+    rows: list[dict[str, Any]] = []
+    if spec is not None:
+        from train.recipe_eval import START, evaluate_checkpoint
+
+        rows += evaluate_checkpoint(spec, START, recipe.model, recipe.output_dir)
     results: dict[str, Any] = {}
     for config in recipe.stages:
         name = Path(config.output_dir).name
         if stage_done(config):
             log.info("recipe: %s already done (%s), skipped", name, config.output_dir)
             results[name] = "skipped"
-            continue
-        log.info("recipe: %s (%s) from %s", name, config.kind, config.model)
-        results[name] = run_sft(config) if config.kind == "sft" else run_dgrpo(config)
+        else:
+            log.info("recipe: %s (%s) from %s", name, config.kind, config.model)
+            results[name] = run_sft(config) if config.kind == "sft" else run_dgrpo(config)
+        if spec is not None:
+            rows += evaluate_checkpoint(spec, name, config.output_dir, recipe.output_dir)
+    if spec is not None:
+        from train.recipe_eval import write_learning
+
+        table = write_learning(recipe.output_dir, rows, recipe.stages, spec)
+        print(f"\nlearning table ({Path(recipe.output_dir) / 'learning.md'}):\n{table}")
+        results["learning"] = str(Path(recipe.output_dir) / "learning.json")
     return results
