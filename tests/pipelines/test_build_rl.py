@@ -132,6 +132,12 @@ def test_shards_and_card_load(built, tmp_path, monkeypatch):
     assert {(e["engine"], e["model"]) for e in entries} == {("transformers", engine.identity)}
     card = DatasetCard.load(built["out"] / "README.md")
     assert [c["config_name"] for c in card.data.configs] == ["rl"]
+    # the card, as a person reads it: the grader by its portable name (no path of this machine), the pass rule's
+    # real thresholds (not `{}`)
+    model_row = next(line for line in card.text.splitlines() if line.startswith("| grader model |"))
+    assert engine.identity in model_row and str(built["out"].parent) not in card.text and "/tmp/" not in model_row
+    rule_row = next(line for line in card.text.splitlines() if line.startswith("| pass rule |"))
+    assert "{}" not in rule_row and '"tg_min_iou": 0.5' in rule_row and '"min_reward": 0.5' in rule_row
 
 
 def test_rerun_reuses_model_work_and_writes_the_same_shards(built, monkeypatch):
