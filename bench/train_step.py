@@ -124,25 +124,16 @@ def step(trainer: Any, rows: list[dict[str, Any]]) -> float:
     return time.perf_counter() - started
 
 
-FSDP2_FLAGS = [
-    "--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
-    "--fsdp_transformer_layer_cls_to_wrap", "Qwen2_5_VLDecoderLayer,Qwen2_5_VisionTransformerPretrainedModel",
-    "--fsdp_state_dict_type", "FULL_STATE_DICT", "--fsdp_reshard_after_forward", "true",
-]  # fmt: skip
-
-
 def distributed_steps(demo: Path, out: Path, mode: str, steps: int) -> list[float]:
     """One 2-process run of `steps` DGRPO steps (`ddp` or `fsdp`); rank 0's step seconds."""
     import json
     import os
     import subprocess
 
-    accelerate = Path(sys.executable).parent / "accelerate"
-    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
-    command += ["--dynamo_backend", "no", *(FSDP2_FLAGS if mode == "fsdp" else ["--multi_gpu"])]
-    command += ["-m", "tests.train.fsdp_lockstep_run", str(demo), str(out), "on" if mode == "fsdp" else "off"]
-    command += [*(["fsdp"] if mode == "fsdp" else []), f"steps={steps}"]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    from tests.train.fsdp_lockstep_run import CPU_ENV, launch_command
+
+    command = launch_command(demo, out, mode, steps)
+    env = {**os.environ, **CPU_ENV}
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     if result.returncode != 0:

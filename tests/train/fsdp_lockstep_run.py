@@ -60,6 +60,26 @@ class ScriptedTextOverPolicy:
         return None
 
 
+#: `accelerate launch` flags for FSDP2 as configs/accelerate/fsdp_8gpu.yaml sets it (the vision tower as one unit).
+FSDP2_FLAGS = [
+    "--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
+    "--fsdp_transformer_layer_cls_to_wrap", "Qwen2_5_VLDecoderLayer,Qwen2_5_VisionTransformerPretrainedModel",
+    "--fsdp_state_dict_type", "FULL_STATE_DICT", "--fsdp_reshard_after_forward", "true",
+]  # fmt: skip
+#: The environment of a 2-process CPU run: accelerate's CPU backend, one thread a process, no Hub.
+CPU_ENV = {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def launch_command(demo: Path, out: Path, mode: str, steps: int = 2) -> list[str]:
+    """`accelerate launch` of this runner on 2 CPU processes: `ddp` (lockstep off) or `fsdp` (FSDP2, lockstep on);
+    what test_lockstep.py and bench/train_step.py --fsdp run."""
+    accelerate = Path(sys.executable).parent / "accelerate"
+    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
+    command += ["--dynamo_backend", "no", *(FSDP2_FLAGS if mode == "fsdp" else ["--multi_gpu"])]
+    command += ["-m", "tests.train.fsdp_lockstep_run", str(demo), str(out), "on" if mode == "fsdp" else "off"]
+    return [*command, *(["fsdp"] if mode == "fsdp" else []), f"steps={steps}"]
+
+
 class StepTimer(TrainerCallback):
     """Wall seconds of each optimizer step (rollouts included), for bench/train_step.py's FSDP row."""
 

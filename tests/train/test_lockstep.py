@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ENV = {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+from tests.train.fsdp_lockstep_run import CPU_ENV, launch_command
 
 
 def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -32,7 +32,7 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, **ENV},
+        env={**os.environ, **CPU_ENV},
         start_new_session=True,
     )
     try:
@@ -49,21 +49,9 @@ def _torchrun(demo: Path, out: Path, lockstep: str, timeout: float) -> subproces
     return _run([*command, "-m", "tests.train.fsdp_rollout_run", str(demo), str(out), lockstep], timeout)
 
 
-#: `accelerate launch` flags for FSDP2 as configs/accelerate/fsdp_8gpu.yaml sets it (the vision tower as one unit).
-FSDP2 = [
-    "--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
-    "--fsdp_transformer_layer_cls_to_wrap", "Qwen2_5_VLDecoderLayer,Qwen2_5_VisionTransformerPretrainedModel",
-    "--fsdp_state_dict_type", "FULL_STATE_DICT", "--fsdp_reshard_after_forward", "true",
-]  # fmt: skip
-
-
 def _accelerate(demo: Path, out: Path, mode: str) -> subprocess.CompletedProcess[str]:
     """2 DGRPO steps: `ddp` (lockstep off) or `fsdp` (FSDP2, lockstep on)."""
-    accelerate = Path(sys.executable).parent / "accelerate"
-    command = [str(accelerate), "launch", "--num_processes", "2", "--num_machines", "1"]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no", *(FSDP2 if mode == "fsdp" else ["--multi_gpu"])]
-    run = ["-m", "tests.train.fsdp_lockstep_run", str(demo), str(out), "on" if mode == "fsdp" else "off"]
-    return _run([*command, *run, *(["fsdp"] if mode == "fsdp" else [])], 300)
+    return _run(launch_command(demo, out, mode), 300)
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> None:
