@@ -97,22 +97,23 @@ def _reward_rows(config: Any, out: str) -> dict[str, dict[str, Any]]:
     from pipelines.result_cache import ResultCache
 
     cache = ResultCache(out, STAGE)
+    samples = {  # read once: every setting scores the same questions
+        bench.name: [s for s in read_benchmark_items(bench) if isinstance(s, Sample)] for bench in config.benchmarks
+    }
     rows: dict[str, dict[str, Any]] = {}
     for setting, tools in config.settings:
         stage = config.stage(tools)
         fmt: list[float] = []
         task: dict[str, list[float]] = {}
         calls: list[float] = []
-        for bench in config.benchmarks:
-            for sample in read_benchmark_items(bench):
-                if not isinstance(sample, Sample):
-                    continue
+        for name, bench_samples in samples.items():
+            for sample in bench_samples:
                 value = cache.get(stage.key(sample))
                 trajs = (value or {}).get("trajectories") or []
                 traj = trajectory_from_dict(trajs[0]) if trajs else None
                 text = traj.assistant_text if traj is not None else ""
                 fmt.append(format_reward(text))
-                task.setdefault(bench.name, []).append(task_reward(sample, text).value if text else 0.0)
+                task.setdefault(name, []).append(task_reward(sample, text).value if text else 0.0)
                 calls.append(1.0 if traj is not None and traj.num_tool_calls else 0.0)
         every = [v for values in task.values() for v in values]
         rows[setting] = {

@@ -52,7 +52,7 @@ from typing import Any
 
 from model.engine_api import Completion, Engine, GenerationRequest, SamplingSettings, cut_at_stop
 from model.engines.media import processor_media, template_messages
-from model.engines.vllm_engine import INSTALL_HINT, VLLMNotInstalledError
+from model.engines.vllm_engine import INSTALL_HINT, VLLM_CLIENT_OPTIONS, VLLMNotInstalledError
 from model.families import ModelFamily
 
 log = logging.getLogger(__name__)
@@ -233,10 +233,7 @@ def server_engine(trainer: Any) -> Engine:
         base.rstrip("/") + "/v1",
         str(model),
         name="vllm-server",
-        video_mode="video_url",
-        vllm_extensions=True,
-        exact_token_counts=True,
-        stop_mode="server",
+        **VLLM_CLIENT_OPTIONS,
         extra_body={"return_token_ids": True},
     )
 

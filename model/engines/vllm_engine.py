@@ -250,6 +250,16 @@ def gpu_groups(gpus: Any, tensor_parallel_size: int, visible: list[str]) -> list
     return [chosen[i * tensor_parallel_size : (i + 1) * tensor_parallel_size] for i in range(n)]
 
 
+#: How an `OpenAIEngine` talks to a vLLM server (this module's, or `trl vllm-serve`'s in `train.vllm_rollouts`):
+#: real videos as `video_url`, vLLM's extra request fields, its exact token counts, stop strings cut by the server.
+VLLM_CLIENT_OPTIONS: dict[str, Any] = {
+    "video_mode": "video_url",
+    "vllm_extensions": True,
+    "exact_token_counts": True,
+    "stop_mode": "server",
+}
+
+
 class VLLMServer:
     """One `vllm serve` subprocess: `start()` launches it and waits for /health, `engine()` gives the client,
     `close()` stops it (its own process group, so vLLM's engine-core children go too).
@@ -350,14 +360,7 @@ class VLLMServer:
         Closing the engine stops the server.
         """
         self.start()
-        options: dict[str, Any] = {
-            "name": "vllm",
-            "video_mode": "video_url",
-            "vllm_extensions": True,
-            "exact_token_counts": True,
-            "stop_mode": "server",
-            "on_close": self.close,
-        }
+        options: dict[str, Any] = {"name": "vllm", **VLLM_CLIENT_OPTIONS, "on_close": self.close}
         options.update(client_settings)
         return OpenAIEngine(self.base_url, self.settings.name, **options)
 
